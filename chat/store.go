@@ -1,0 +1,122 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Status is how far a message has travelled, as its sender sees it.
+// A higher status implies the lower ones: read implies delivered.
+type Status uint8
+
+// Message statuses, in order.
+const (
+	StatusSent      Status = 1 // durable on the server
+	StatusDelivered Status = 2 // on at least one of the recipient's devices
+	StatusRead      Status = 3 // shown to the recipient
+)
+
+// String returns the wire name of s ("sent", "delivered", "read").
+func (s Status) String() string {
+	switch s {
+	case StatusSent:
+		return "sent"
+	case StatusDelivered:
+		return "delivered"
+	case StatusRead:
+		return "read"
+	}
+	return "unknown"
+}
+
+// ParseStatus parses a receipt status from the wire. Only "delivered" and
+// "read" are accepted: "sent" is the server's to give.
+func ParseStatus(b []byte) (Status, bool) {
+	switch string(b) {
+	case "delivered":
+		return StatusDelivered, true
+	case "read":
+		return StatusRead, true
+	}
+	return 0, false
+}
+
+// MessageMeta is what the store keeps about a message beyond its inbox
+// entry: enough to answer an idempotent resend and to route receipts back to
+// the sender.
+type MessageMeta struct {
+	ID       string // server id: unique, time-ordered (see NewIDGen)
+	From     string // sender (the token's user)
+	To       string // recipient
+	ClientID string // the sender's id for the send, for idempotency
+	TS       int64  // unix milliseconds at which the server accepted it
+	Seq      uint64 // seq of the message in the recipient's inbox
+	Status   Status // highest status reported by the recipient
+}
+
+// Entry is one item of a user's inbox: a server frame (a JSON object,
+// without WebSocket framing) stored under the user's next seq.
+type Entry struct {
+	User  string
+	Seq   uint64
+	Frame []byte
+}
+
+// Batch is a set of writes that a Store applies atomically and durably.
+//
+// Messages are upserts keyed by MessageMeta.ID; a message with a ClientID
+// is also indexed by (From, ClientID). Entries are inserts keyed by (User,
+// Seq); within one batch a user's entries are in increasing seq order and
+// continue that user's LastSeq without a gap.
+type Batch struct {
+	Time     time.Time // when the batch was built; drives retention
+	Messages []MessageMeta
+	Entries  []Entry
+}
+
+// Reset empties b for reuse, keeping its capacity.
+func (b *Batch) Reset() {
+	b.Time = time.Time{}
+	clear(b.Messages)
+	b.Messages = b.Messages[:0]
+	clear(b.Entries)
+	b.Entries = b.Entries[:0]
+}
+
+// ErrClosed is returned by a Store, Bus or Directory used after Close.
+var ErrClosed = errors.New("switchboard: closed")
+
+// Store is the durable home of messages and inboxes.
+//
+// All methods are safe for concurrent use. The Service calls Apply from a
+// single goroutine, so a Store needs no ordering of its own between batches
+// beyond "a batch is visible to readers once Apply has returned".
+type Store interface {
+	// Apply writes b atomically and durably: when it returns nil, every
+	// write in b survives a crash (kill -9, power loss per the backend's
+	// guarantees), and is visible to all readers.
+	Apply(ctx context.Context, b *Batch) error
+
+	// LastSeq returns the highest seq ever stored in user's inbox, or 0.
+	// It does not decrease when entries expire.
+	LastSeq(ctx context.Context, user string) (uint64, error)
+
+	// Message returns the message with the given server id.
+	Message(ctx context.Context, id string) (MessageMeta, bool, error)
+
+	// MessageByClientID returns the message that from sent with clientID.
+	MessageByClientID(ctx context.Context, from, clientID string) (MessageMeta, bool, error)
+
+	// ReadInbox calls fn for the entries of user's inbox with seq > after,
+	// in increasing seq order, at most limit of them. The frame passed to
+	// fn is valid only during the call. An error from fn stops the read and
+	// is returned.
+	ReadInbox(ctx context.Context, user string, after uint64, limit int,
+		fn func(seq uint64, frame []byte) error) error
+
+	// Expire deletes messages and inbox entries written by batches whose
+	// Time is before t, and returns how many batches it removed.
+	// LastSeq is unaffected.
+	Expire(ctx context.Context, before time.Time) (int, error)
+}

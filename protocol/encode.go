@@ -1,0 +1,164 @@
+package protocol
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// AppendAck appends {"type":"ack","id":…,"msg_id":…,"ts":…}. msgID may be
+// empty for acks of frames that create no message (receipt, sync).
+func AppendAck[S ~string | ~[]byte](dst []byte, id S, msgID string, ts int64) []byte {
+	dst = append(dst, `{"type":"ack","id":`...)
+	dst = AppendString(dst, id)
+	if msgID != "" {
+		dst = append(dst, `,"msg_id":`...)
+		dst = AppendString(dst, msgID)
+		dst = append(dst, `,"ts":`...)
+		dst = strconv.AppendInt(dst, ts, 10)
+	}
+	return append(dst, '}')
+}
+
+// AppendMsg appends a msg frame.
+func AppendMsg[S ~string | ~[]byte](dst []byte, seq uint64, msgID, from, to string, body S, ts int64) []byte {
+	dst = append(dst, `{"type":"msg","seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"msg_id":`...)
+	dst = AppendString(dst, msgID)
+	dst = append(dst, `,"from":`...)
+	dst = AppendString(dst, from)
+	dst = append(dst, `,"to":`...)
+	dst = AppendString(dst, to)
+	dst = append(dst, `,"body":`...)
+	dst = AppendString(dst, body)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, ts, 10)
+	return append(dst, '}')
+}
+
+// AppendReceipt appends a receipt frame for the sender of msgIDs.
+func AppendReceipt(dst []byte, seq uint64, status string, msgIDs []string, by string, ts int64) []byte {
+	dst = append(dst, `{"type":"receipt","seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"status":`...)
+	dst = AppendString(dst, status)
+	dst = append(dst, `,"msg_ids":[`...)
+	for i, id := range msgIDs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendString(dst, id)
+	}
+	dst = append(dst, `],"by":`...)
+	dst = AppendString(dst, by)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, ts, 10)
+	return append(dst, '}')
+}
+
+// AppendSynced appends {"type":"synced","seq":…} (with "id" when non-empty).
+func AppendSynced[S ~string | ~[]byte](dst []byte, id S, seq uint64) []byte {
+	dst = append(dst, `{"type":"synced"`...)
+	if len(id) > 0 {
+		dst = append(dst, `,"id":`...)
+		dst = AppendString(dst, id)
+	}
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	return append(dst, '}')
+}
+
+// AppendError appends an error frame; id is omitted when empty.
+func AppendError[S ~string | ~[]byte](dst []byte, id S, code, message string) []byte {
+	dst = append(dst, `{"type":"error"`...)
+	if len(id) > 0 {
+		dst = append(dst, `,"id":`...)
+		dst = AppendString(dst, id)
+	}
+	dst = append(dst, `,"code":`...)
+	dst = AppendString(dst, code)
+	dst = append(dst, `,"message":`...)
+	dst = AppendString(dst, message)
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendString appends s as a JSON string. Invalid UTF-8 is replaced by
+// U+FFFD so that the output is always valid JSON in a valid text frame.
+func AppendString[S ~string | ~[]byte](dst []byte, s S) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := decodeRune(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, "\ufffd"...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// decodeRune is utf8.DecodeRune for either string or []byte without
+// converting (a conversion would allocate on the hot path).
+func decodeRune[S ~string | ~[]byte](s S) (rune, int) {
+	n := len(s)
+	c0 := s[0]
+	var need int
+	var min rune
+	var r rune
+	switch {
+	case c0 < 0x80:
+		return rune(c0), 1
+	case c0&0xE0 == 0xC0:
+		need, min, r = 2, 0x80, rune(c0&0x1F)
+	case c0&0xF0 == 0xE0:
+		need, min, r = 3, 0x800, rune(c0&0x0F)
+	case c0&0xF8 == 0xF0:
+		need, min, r = 4, 0x10000, rune(c0&0x07)
+	default:
+		return utf8.RuneError, 1
+	}
+	if n < need {
+		return utf8.RuneError, 1
+	}
+	for k := 1; k < need; k++ {
+		c := s[k]
+		if c&0xC0 != 0x80 {
+			return utf8.RuneError, 1
+		}
+		r = r<<6 | rune(c&0x3F)
+	}
+	if r < min || r > utf8.MaxRune || (0xD800 <= r && r <= 0xDFFF) {
+		return utf8.RuneError, 1
+	}
+	return r, need
+}
