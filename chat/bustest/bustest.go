@@ -1,0 +1,277 @@
+// Package bustest is the conformance suite for chat.Bus, run by every
+// backend from its own tests:
+//
+//	func TestBus(t *testing.T) {
+//		bustest.Run(t, func(t *testing.T) chat.Bus { return memory.NewBus() })
+//	}
+//
+// The suite does not assume that Publish calls the handler before it
+// returns: it waits for deliveries with a deadline, and checks that a
+// delivery did not happen by waiting for a later one (a fence) instead.
+// It does assume that a handler is installed when Subscribe returns.
+package bustest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/chat"
+)
+
+// wait bounds every wait for a delivery.
+const wait = 10 * time.Second
+
+// Run runs the chat.Bus conformance suite. newBus returns a new bus for one
+// subtest; it registers its own cleanup.
+func Run(t *testing.T, newBus func(t *testing.T) chat.Bus) {
+	t.Run("RoutesToNode", func(t *testing.T) { testRoutesToNode(t, newBus(t)) })
+	t.Run("NoSubscriber", func(t *testing.T) { testNoSubscriber(t, newBus(t)) })
+	t.Run("DeliveryNotRetained", func(t *testing.T) { testDeliveryNotRetained(t, newBus(t)) })
+	t.Run("ResubscribeReplaces", func(t *testing.T) { testResubscribeReplaces(t, newBus(t)) })
+	t.Run("CancelRemoves", func(t *testing.T) { testCancelRemoves(t, newBus(t)) })
+	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newBus(t)) })
+}
+
+// delivery is a copy of a chat.Delivery taken inside the handler.
+type delivery struct {
+	User  string
+	Seq   uint64
+	Frame string
+}
+
+// recorder is a handler that keeps copies of what it receives.
+type recorder struct {
+	mu     sync.Mutex
+	got    []delivery
+	notify chan struct{} // one pending signal: "got changed"
+}
+
+func newRecorder() *recorder { return &recorder{notify: make(chan struct{}, 1)} }
+
+func (r *recorder) handle(d *chat.Delivery) {
+	r.mu.Lock()
+	r.got = append(r.got, delivery{d.User, d.Seq, string(d.Frame)})
+	r.mu.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (r *recorder) snapshot() []delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
+// waitFor waits until r holds at least n deliveries and returns them.
+func (r *recorder) waitFor(t *testing.T, n int) []delivery {
+	t.Helper()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		if got := r.snapshot(); len(got) >= n {
+			return got
+		}
+		select {
+		case <-r.notify:
+		case <-deadline.C:
+			t.Fatalf("got %d deliveries after %v, want %d: %+v", len(r.snapshot()), wait, n, r.snapshot())
+		}
+	}
+}
+
+func subscribe(t *testing.T, b chat.Bus, node string, h chat.DeliveryHandler) func() {
+	t.Helper()
+	cancel, err := b.Subscribe(node, h)
+	if err != nil {
+		t.Fatalf("Subscribe(%q): %v", node, err)
+	}
+	t.Cleanup(cancel)
+	return cancel
+}
+
+func publish(t *testing.T, b chat.Bus, node string, d delivery) {
+	t.Helper()
+	cd := &chat.Delivery{User: d.User, Seq: d.Seq, Frame: []byte(d.Frame)}
+	if err := b.Publish(context.Background(), node, cd); err != nil {
+		t.Fatalf("Publish(%q): %v", node, err)
+	}
+}
+
+func want(t *testing.T, name string, got []delivery, want ...delivery) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s received %+v, want %+v", name, got, want)
+	}
+}
+
+func testRoutesToNode(t *testing.T, b chat.Bus) {
+	a, c := newRecorder(), newRecorder()
+	subscribe(t, b, "node-a", a.handle)
+	subscribe(t, b, "node-c", c.handle)
+
+	da := delivery{"alice", 7, `{"type":"msg","seq":7}` + "\x00\xff"}
+	dc := delivery{"carol", 1, `{"type":"msg","seq":1}`}
+	publish(t, b, "node-a", da)
+	publish(t, b, "node-c", dc)
+	want(t, "node-a", a.waitFor(t, 1), da)
+	want(t, "node-c", c.waitFor(t, 1), dc)
+
+	// A node whose name extends another's is a different node.
+	publish(t, b, "node-ab", delivery{"x", 1, "{}"})
+	publish(t, b, "node-", delivery{"x", 2, "{}"})
+	publish(t, b, "node-a", da)
+	want(t, "node-a", a.waitFor(t, 2), da, da)
+	want(t, "node-c", c.snapshot(), dc)
+}
+
+func testNoSubscriber(t *testing.T, b chat.Bus) {
+	publish(t, b, "nowhere", delivery{"alice", 1, "{}"})
+	r := newRecorder()
+	subscribe(t, b, "somewhere", r.handle)
+	publish(t, b, "nowhere", delivery{"alice", 2, "{}"})
+	fence := delivery{"fence", 1, "{}"}
+	publish(t, b, "somewhere", fence)
+	want(t, "somewhere", r.waitFor(t, 1), fence)
+}
+
+// testDeliveryNotRetained checks that the bus does not read d after
+// Publish returns: the Service reuses deliveries and frame buffers.
+func testDeliveryNotRetained(t *testing.T, b chat.Bus) {
+	r := newRecorder()
+	subscribe(t, b, "node-a", r.handle)
+	var sent []delivery
+	d := &chat.Delivery{}
+	for i := range 20 {
+		frame := fmt.Appendf(nil, `{"seq":%d}`, i)
+		d.User, d.Seq, d.Frame = fmt.Sprintf("u%d", i), uint64(i), frame
+		if err := b.Publish(context.Background(), "node-a", d); err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		sent = append(sent, delivery{d.User, d.Seq, string(frame)})
+		copy(frame, bytes.Repeat([]byte("X"), len(frame)))
+	}
+	want(t, "node-a", r.waitFor(t, len(sent)), sent...)
+}
+
+func testResubscribeReplaces(t *testing.T, b chat.Bus) {
+	first, second := newRecorder(), newRecorder()
+	cancelFirst := subscribe(t, b, "node-a", first.handle)
+	subscribe(t, b, "node-a", second.handle)
+
+	d1 := delivery{"alice", 1, "{}"}
+	publish(t, b, "node-a", d1)
+	want(t, "second handler", second.waitFor(t, 1), d1)
+
+	// The first subscription's cancel no longer owns the node.
+	cancelFirst()
+	d2 := delivery{"alice", 2, "{}"}
+	publish(t, b, "node-a", d2)
+	want(t, "second handler", second.waitFor(t, 2), d1, d2)
+	want(t, "replaced handler", first.snapshot())
+}
+
+func testCancelRemoves(t *testing.T, b chat.Bus) {
+	r, fence := newRecorder(), newRecorder()
+	cancel := subscribe(t, b, "node-a", r.handle)
+	subscribe(t, b, "node-f", fence.handle)
+
+	d1 := delivery{"alice", 1, "{}"}
+	publish(t, b, "node-a", d1)
+	want(t, "node-a", r.waitFor(t, 1), d1)
+
+	cancel()
+	cancel() // harmless
+	publish(t, b, "node-a", delivery{"alice", 2, "{}"})
+	df := delivery{"fence", 1, "{}"}
+	publish(t, b, "node-f", df)
+	want(t, "fence", fence.waitFor(t, 1), df)
+	want(t, "cancelled handler", r.snapshot(), d1)
+
+	// The node can subscribe again.
+	again := newRecorder()
+	subscribe(t, b, "node-a", again.handle)
+	d3 := delivery{"alice", 3, "{}"}
+	publish(t, b, "node-a", d3)
+	want(t, "resubscribed", again.waitFor(t, 1), d3)
+	want(t, "cancelled handler", r.snapshot(), d1)
+}
+
+// testConcurrent publishes from many goroutines to several nodes while
+// another node churns its subscription, and checks that every node got
+// exactly its own deliveries.
+func testConcurrent(t *testing.T, b chat.Bus) {
+	const nodes, publishers, perPublisher = 4, 8, 300
+	recs := make([]*recorder, nodes)
+	for i := range recs {
+		recs[i] = newRecorder()
+		subscribe(t, b, fmt.Sprintf("node-%d", i), recs[i].handle)
+	}
+
+	stop := make(chan struct{})
+	var churn sync.WaitGroup
+	churn.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			cancel, err := b.Subscribe("node-churn", func(*chat.Delivery) {})
+			if err != nil {
+				t.Errorf("Subscribe: %v", err)
+				return
+			}
+			cancel()
+		}
+	})
+
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			ctx := context.Background()
+			for i := range perPublisher {
+				node := (p + i) % nodes
+				d := &chat.Delivery{User: fmt.Sprintf("p%d", p), Seq: uint64(i), Frame: fmt.Appendf(nil, "%d/%d", node, i)}
+				if err := b.Publish(ctx, fmt.Sprintf("node-%d", node), d); err != nil {
+					t.Errorf("Publish: %v", err)
+					return
+				}
+				if err := b.Publish(ctx, "node-churn", d); err != nil {
+					t.Errorf("Publish to churning node: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	churn.Wait()
+	if t.Failed() {
+		return
+	}
+
+	for n, r := range recs {
+		got := r.waitFor(t, publishers*perPublisher/nodes)
+		if len(got) != publishers*perPublisher/nodes {
+			t.Fatalf("node-%d got %d deliveries, want %d", n, len(got), publishers*perPublisher/nodes)
+		}
+		seen := make(map[delivery]bool, len(got))
+		for _, d := range got {
+			var node, i int
+			if _, err := fmt.Sscanf(d.Frame, "%d/%d", &node, &i); err != nil || node != n || uint64(i) != d.Seq {
+				t.Fatalf("node-%d got a delivery for another node: %+v", n, d)
+			}
+			if seen[d] {
+				t.Fatalf("node-%d got %+v twice", n, d)
+			}
+			seen[d] = true
+		}
+	}
+}
