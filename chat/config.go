@@ -1,0 +1,63 @@
+package chat
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config configures a Service. The zero value means "defaults"; each
+// default is written on its field and filled in by New.
+type Config struct {
+	// Retention is how long messages and receipts are kept in inboxes.
+	// Default 720h (30 days).
+	Retention time.Duration `yaml:"retention" help:"how long undelivered messages and receipts are kept"`
+	// ExpireInterval is how often expired entries are deleted. Default 1h.
+	ExpireInterval time.Duration `yaml:"expire_interval" help:"how often expired entries are deleted"`
+	// QueueSize bounds the requests waiting for the committer; past it
+	// Submit returns ErrOverloaded. Default 65536.
+	QueueSize int `yaml:"queue_size" help:"requests waiting to be committed before clients get 'overloaded'"`
+	// MaxBatch is the most requests committed in one store batch. Default 1024.
+	MaxBatch int `yaml:"max_batch" help:"most requests committed in one store batch (one fsync)"`
+	// CacheEntries bounds each in-memory cache (message metadata, client
+	// ids, inbox heads). Default 1,000,000.
+	CacheEntries int `yaml:"cache_entries" help:"entries in each in-memory cache"`
+	// MaxBodyBytes is the largest message body accepted. Default 65536.
+	MaxBodyBytes int `yaml:"max_body_bytes" help:"largest message body accepted"`
+}
+
+func (c *Config) setDefaults() {
+	if c.Retention == 0 {
+		c.Retention = 30 * 24 * time.Hour
+	}
+	if c.ExpireInterval == 0 {
+		c.ExpireInterval = time.Hour
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = 65536
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1024
+	}
+	if c.CacheEntries == 0 {
+		c.CacheEntries = 1_000_000
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 64 << 10
+	}
+}
+
+// Validate reports settings that cannot work.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Retention < 0 || (c.Retention > 0 && c.Retention < time.Minute) {
+		errs = append(errs, fmt.Errorf("retention %v: must be at least 1m", c.Retention))
+	}
+	if c.ExpireInterval < 0 {
+		errs = append(errs, fmt.Errorf("expire_interval %v: must be positive", c.ExpireInterval))
+	}
+	if c.QueueSize < 0 || c.MaxBatch < 0 || c.CacheEntries < 0 || c.MaxBodyBytes < 0 {
+		errs = append(errs, errors.New("queue_size, max_batch, cache_entries and max_body_bytes must not be negative"))
+	}
+	return errors.Join(errs...)
+}

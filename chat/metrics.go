@@ -1,0 +1,45 @@
+package chat
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the Service's Prometheus collectors.
+type Metrics struct {
+	messages      prometheus.Counter
+	duplicates    prometheus.Counter
+	overloaded    prometheus.Counter
+	commitSeconds prometheus.Histogram
+	batchRequests prometheus.Histogram
+}
+
+// NewMetrics creates the collectors and registers them with reg (nil:
+// not registered; they still count, at the cost of an atomic add).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		messages: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Name: "messages_acked_total",
+			Help: "Messages stored durably and acknowledged to their sender (the sent tick).",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Name: "messages_duplicate_total",
+			Help: "Sends whose client id was already stored: answered with the original msg_id, not stored again.",
+		}),
+		overloaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Name: "requests_overloaded_total",
+			Help: "Requests refused because the commit queue was full.",
+		}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "switchboard", Name: "store_commit_seconds",
+			Help:    "Time to apply one batch durably to the store (fsync included).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		batchRequests: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "switchboard", Name: "store_batch_requests",
+			Help:    "Requests committed per store batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.messages, m.duplicates, m.overloaded, m.commitSeconds, m.batchRequests)
+	}
+	return m
+}

@@ -1,0 +1,466 @@
+package chat
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/switchboard/switchboard/protocol"
+	"github.com/switchboard/switchboard/router"
+)
+
+// Errors a Request can complete with. The gateway maps them to error frames.
+var (
+	// ErrOverloaded: the commit queue is full. Retry later with the same id.
+	ErrOverloaded = errors.New("switchboard: overloaded")
+	// ErrShuttingDown: the Service is closing and accepts no more requests.
+	ErrShuttingDown = errors.New("switchboard: shutting down")
+)
+
+// Kind is what a Request asks for.
+type Kind uint8
+
+// Request kinds.
+const (
+	KindSend    Kind = iota + 1 // store a message in To's inbox
+	KindReceipt                 // mark MsgIDs delivered or read
+)
+
+// Request is one client request for the committer. The caller owns it
+// again once Done.Complete has been called; until then it must not touch it.
+type Request struct {
+	Kind     Kind
+	From     string // the authenticated user: the sender, or the reader for receipts
+	ClientID []byte // the client's id (send: required, for idempotency)
+	To       []byte // KindSend
+	Body     []byte // KindSend
+	Status   Status // KindReceipt
+	MsgIDs   [][]byte
+	Done     Completer
+}
+
+// Result is what a Request came to.
+type Result struct {
+	MsgID string // KindSend: the server id of the message
+	TS    int64  // KindSend: unix ms at which the message was accepted
+	Dup   bool   // KindSend: the ClientID was seen before; nothing new was stored
+	Err   error
+}
+
+// Completer receives the result of a Request. Complete is called exactly
+// once per submitted Request, from the Service's goroutine; it must not
+// block.
+type Completer interface {
+	Complete(r *Request, res Result)
+}
+
+// Service is the messaging core of one box: it commits requests to the
+// Store in batches (one fsync for many messages), allocates each inbox's
+// seq, answers requests once durable, and publishes deliveries to the
+// gateway nodes that hold the recipients' connections.
+//
+// A single committer goroutine owns seq allocation, so each inbox is
+// gap-free and in commit order. A second goroutine answers and delivers the
+// previous batch while the committer builds and writes the next.
+type Service struct {
+	cfg   Config
+	store Store
+	bus   Bus
+	dir   router.Directory
+	log   *slog.Logger
+	m     *Metrics
+
+	mu     sync.RWMutex // guards closed against Submit
+	closed bool
+	queue  chan *Request
+
+	// committer state: owned by the committer goroutine.
+	ids      IDGen
+	heads    *genCache[string, uint64]      // user -> last seq
+	metas    *genCache[string, MessageMeta] // msg id -> meta
+	clientIx *genCache[clientKey, string]   // (from, client id) -> msg id
+
+	free chan *commit // batches ready for reuse
+	post chan *commit // batches applied, to answer and deliver
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+type clientKey struct{ from, id string }
+
+// commit is one batch on its way through the pipeline.
+type commit struct {
+	reqs    []*Request
+	results []Result
+	batch   Batch
+	arena   []byte // frames of batch.Entries point into it
+	err     error
+}
+
+// New returns a Service. It starts its goroutines; call Close to stop them.
+func New(cfg Config, store Store, bus Bus, dir router.Directory, log *slog.Logger, m *Metrics) (*Service, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	s := &Service{
+		cfg: cfg, store: store, bus: bus, dir: dir, log: log, m: m,
+		queue:    make(chan *Request, cfg.QueueSize),
+		heads:    newGenCache[string, uint64](cfg.CacheEntries),
+		metas:    newGenCache[string, MessageMeta](cfg.CacheEntries),
+		clientIx: newGenCache[clientKey, string](cfg.CacheEntries),
+		free:     make(chan *commit, 2),
+		post:     make(chan *commit, 1),
+		stop:     make(chan struct{}),
+	}
+	for range 2 {
+		s.free <- &commit{}
+	}
+	s.wg.Add(3)
+	go s.commitLoop()
+	go s.postLoop()
+	go s.expireLoop()
+	return s, nil
+}
+
+// Config returns the Service's configuration with defaults filled in.
+func (s *Service) Config() Config { return s.cfg }
+
+// Submit queues r for the committer without blocking. It returns
+// ErrOverloaded when the queue is full and ErrShuttingDown after Close; in
+// both cases r.Done is not called. Safe for concurrent use.
+func (s *Service) Submit(r *Request) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrShuttingDown
+	}
+	select {
+	case s.queue <- r:
+		return nil
+	default:
+		s.m.overloaded.Inc()
+		return ErrOverloaded
+	}
+}
+
+// ReadInbox reads user's inbox after seq after; see Store.ReadInbox.
+// Safe for concurrent use.
+func (s *Service) ReadInbox(ctx context.Context, user string, after uint64, limit int, fn func(seq uint64, frame []byte) error) error {
+	return s.store.ReadInbox(ctx, user, after, limit, fn)
+}
+
+// Close stops accepting requests, commits and answers every request
+// already queued, and stops the Service's goroutines. It does not close
+// the Store.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.queue) // no Submit can send now: it holds the read lock
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Service) commitLoop() {
+	defer s.wg.Done()
+	defer close(s.post)
+	for {
+		r, ok := <-s.queue
+		if !ok {
+			return
+		}
+		c := <-s.free
+		c.reqs = append(c.reqs[:0], r)
+	drain:
+		for len(c.reqs) < s.cfg.MaxBatch {
+			select {
+			case r, ok := <-s.queue:
+				if !ok {
+					break drain
+				}
+				c.reqs = append(c.reqs, r)
+			default:
+				break drain
+			}
+		}
+		s.commit(c)
+		s.post <- c
+	}
+}
+
+// commit builds c's batch, applies it and updates the caches.
+func (s *Service) commit(c *commit) {
+	now := time.Now()
+	c.batch.Reset()
+	c.batch.Time = now
+	c.arena = c.arena[:0]
+	c.err = nil
+	c.results = c.results[:0]
+	ctx := context.Background()
+
+	// What this batch adds, so that requests within it see each other and
+	// so that a failed Apply can be undone in the caches.
+	var touched []string           // users whose head moved
+	pending := map[string]int{}    // msg id -> index in batch.Messages
+	newClient := map[clientKey]string{}
+
+	for _, r := range c.reqs {
+		var res Result
+		switch r.Kind {
+		case KindSend:
+			res = s.addSend(ctx, c, r, now, &touched, pending, newClient)
+		case KindReceipt:
+			res.Err = s.addReceipt(ctx, c, r, now, &touched, pending)
+		default:
+			res.Err = errors.New("switchboard: unknown request kind")
+		}
+		c.results = append(c.results, res)
+	}
+	// Frames were appended to the arena, which may have moved while
+	// growing: point the entries at their final bytes now.
+	off := 0
+	for i := range c.batch.Entries {
+		n := len(c.batch.Entries[i].Frame)
+		c.batch.Entries[i].Frame = c.arena[off : off+n : off+n]
+		off += n
+	}
+
+	if len(c.batch.Messages) == 0 && len(c.batch.Entries) == 0 {
+		return
+	}
+	start := time.Now()
+	err := s.store.Apply(ctx, &c.batch)
+	s.m.commitSeconds.Observe(time.Since(start).Seconds())
+	s.m.batchRequests.Observe(float64(len(c.reqs)))
+	if err != nil {
+		s.log.Error("store apply failed", "err", err, "requests", len(c.reqs))
+		c.err = err
+		for _, u := range touched {
+			s.heads.del(u)
+		}
+		for id := range pending {
+			s.metas.del(id)
+		}
+		return
+	}
+	for k, id := range newClient {
+		s.clientIx.put(k, id)
+	}
+	for _, m := range c.batch.Messages {
+		s.metas.put(m.ID, m)
+	}
+}
+
+func (s *Service) nextSeq(ctx context.Context, user string, touched *[]string) (uint64, error) {
+	seq, ok := s.heads.get(user)
+	if !ok {
+		var err error
+		if seq, err = s.store.LastSeq(ctx, user); err != nil {
+			return 0, err
+		}
+	}
+	seq++
+	s.heads.put(user, seq)
+	*touched = append(*touched, user)
+	return seq, nil
+}
+
+func (s *Service) lookupMeta(ctx context.Context, c *commit, id string, pending map[string]int) (MessageMeta, bool, error) {
+	if i, ok := pending[id]; ok {
+		return c.batch.Messages[i], true, nil
+	}
+	if m, ok := s.metas.get(id); ok {
+		return m, true, nil
+	}
+	m, ok, err := s.store.Message(ctx, id)
+	if ok {
+		s.metas.put(id, m)
+	}
+	return m, ok, err
+}
+
+func (s *Service) addSend(ctx context.Context, c *commit, r *Request, now time.Time, touched *[]string,
+	pending map[string]int, newClient map[clientKey]string) Result {
+	key := clientKey{r.From, string(r.ClientID)}
+	// Idempotency: the same client id from the same user is the same message.
+	id, ok := newClient[key]
+	if !ok {
+		id, ok = s.clientIx.get(key)
+	}
+	if ok {
+		if m, found, err := s.lookupMeta(ctx, c, id, pending); err != nil {
+			return Result{Err: err}
+		} else if found {
+			return Result{MsgID: m.ID, TS: m.TS, Dup: true}
+		}
+	} else {
+		m, found, err := s.store.MessageByClientID(ctx, key.from, key.id)
+		if err != nil {
+			return Result{Err: err}
+		}
+		if found {
+			s.clientIx.put(key, m.ID)
+			return Result{MsgID: m.ID, TS: m.TS, Dup: true}
+		}
+	}
+
+	to := string(r.To)
+	seq, err := s.nextSeq(ctx, to, touched)
+	if err != nil {
+		return Result{Err: err}
+	}
+	m := MessageMeta{ID: s.ids.Next(now), From: r.From, To: to, ClientID: key.id,
+		TS: now.UnixMilli(), Seq: seq, Status: StatusSent}
+	pending[m.ID] = len(c.batch.Messages)
+	c.batch.Messages = append(c.batch.Messages, m)
+	newClient[key] = m.ID
+	n := len(c.arena)
+	c.arena = protocol.AppendMsg(c.arena, seq, m.ID, m.From, m.To, r.Body, m.TS)
+	c.batch.Entries = append(c.batch.Entries, Entry{User: to, Seq: seq, Frame: c.arena[n:]})
+	return Result{MsgID: m.ID, TS: m.TS}
+}
+
+// addReceipt advances the status of the messages r names that were sent to
+// r.From, and adds one receipt entry to each of their senders' inboxes.
+// Ids that are unknown, expired, not addressed to r.From or already at
+// that status are skipped: receipts are idempotent.
+func (s *Service) addReceipt(ctx context.Context, c *commit, r *Request, now time.Time, touched *[]string,
+	pending map[string]int) error {
+	type group struct {
+		sender string
+		ids    []string
+	}
+	var groups []group
+	for _, raw := range r.MsgIDs {
+		m, ok, err := s.lookupMeta(ctx, c, string(raw), pending)
+		if err != nil {
+			return err
+		}
+		if !ok || m.To != r.From || m.Status >= r.Status {
+			continue
+		}
+		m.Status = r.Status
+		if i, ok := pending[m.ID]; ok {
+			c.batch.Messages[i] = m
+		} else {
+			pending[m.ID] = len(c.batch.Messages)
+			c.batch.Messages = append(c.batch.Messages, m)
+		}
+		g := -1
+		for i := range groups {
+			if groups[i].sender == m.From {
+				g = i
+				break
+			}
+		}
+		if g < 0 {
+			groups = append(groups, group{sender: m.From})
+			g = len(groups) - 1
+		}
+		groups[g].ids = append(groups[g].ids, m.ID)
+	}
+	for _, g := range groups {
+		seq, err := s.nextSeq(ctx, g.sender, touched)
+		if err != nil {
+			return err
+		}
+		n := len(c.arena)
+		c.arena = protocol.AppendReceipt(c.arena, seq, r.Status.String(), g.ids, r.From, now.UnixMilli())
+		c.batch.Entries = append(c.batch.Entries, Entry{User: g.sender, Seq: seq, Frame: c.arena[n:]})
+	}
+	return nil
+}
+
+// postLoop answers the requests of applied batches and publishes their
+// entries to the nodes that hold the recipients.
+func (s *Service) postLoop() {
+	defer s.wg.Done()
+	ctx := context.Background()
+	var routes []router.Route
+	var nodes []string
+	var d Delivery
+	for c := range s.post {
+		for i, r := range c.reqs {
+			res := c.results[i]
+			if c.err != nil && res.Err == nil {
+				res = Result{Err: c.err}
+			}
+			if r.Kind == KindSend && res.Err == nil {
+				if res.Dup {
+					s.m.duplicates.Inc()
+				} else {
+					s.m.messages.Inc()
+				}
+			}
+			r.Done.Complete(r, res)
+		}
+		if c.err == nil {
+			for i := range c.batch.Entries {
+				e := &c.batch.Entries[i]
+				var err error
+				routes, err = s.dir.Lookup(ctx, e.User, routes[:0])
+				if err != nil {
+					s.log.Warn("route lookup failed; the entry waits in the inbox", "err", err)
+					continue
+				}
+				nodes = nodes[:0]
+				for _, rt := range routes {
+					if !contains(nodes, rt.Node) {
+						nodes = append(nodes, rt.Node)
+					}
+				}
+				d = Delivery{User: e.User, Seq: e.Seq, Frame: e.Frame}
+				for _, n := range nodes {
+					if err := s.bus.Publish(ctx, n, &d); err != nil {
+						s.log.Warn("publish failed; the entry waits in the inbox", "node", n, "err", err)
+					}
+				}
+			}
+		}
+		clear(c.reqs)
+		s.free <- c
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Service) expireLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.ExpireInterval)
+	defer t.Stop()
+	for {
+		n, err := s.store.Expire(context.Background(), time.Now().Add(-s.cfg.Retention))
+		if err != nil {
+			s.log.Error("expiring old entries failed", "err", err)
+		} else if n > 0 {
+			s.log.Info("expired old entries", "batches", n)
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/switchboard/switchboard/backends/memory"
+	"github.com/switchboard/switchboard/chat"
+)
+
+// testAuth accepts tokens of the form "ok:<user>[:<device>]".
+type testAuth struct{}
+
+func (testAuth) Authenticate(tok []byte) (string, string, error) {
+	s, ok := strings.CutPrefix(string(tok), "ok:")
+	if !ok || s == "" {
+		return "", "", errors.New("bad token")
+	}
+	user, dev, _ := strings.Cut(s, ":")
+	return user, dev, nil
+}
+
+type server struct {
+	g    *Gateway
+	svc  *chat.Service
+	addr string
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServer runs a gateway on the memory backends (or store, if given).
+func startServer(t testing.TB, cfg Config, store chat.Store) *server {
+	t.Helper()
+	if store == nil {
+		store = memory.NewStore()
+	}
+	bus, dir := memory.NewBus(), memory.NewDirectory()
+	svc, err := chat.New(chat.Config{}, store, bus, dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = freeAddr(t)
+	}
+	if cfg.EventLoops == 0 {
+		cfg.EventLoops = 2
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	g, err := New(cfg, Deps{Service: svc, Bus: bus, Directory: dir, Auth: testAuth{}, HTTP: mux})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Run() }()
+	select {
+	case <-g.Booted():
+	case err := <-done:
+		t.Fatalf("gateway did not start: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("gateway did not start in 10s")
+	}
+	t.Cleanup(func() {
+		g.Drain()
+		svc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		g.Shutdown(ctx)
+		<-done
+	})
+	return &server{g: g, svc: svc, addr: cfg.Listen}
+}
+
+// wsClient is a minimal blocking test client.
+type wsClient struct {
+	t    testing.TB
+	conn net.Conn
+}
+
+func (s *server) dial(t testing.TB, token string) *wsClient {
+	t.Helper()
+	c, err := s.tryDial(token)
+	if err != nil {
+		t.Fatalf("dial as %q: %v", token, err)
+	}
+	return &wsClient{t: t, conn: c}
+}
+
+func (s *server) tryDial(token string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + token}})}
+	c, _, _, err := d.Dial(ctx, "ws://"+s.addr+Path)
+	return c, err
+}
+
+func (c *wsClient) send(v any) {
+	c.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.sendRaw(b)
+}
+
+func (c *wsClient) sendRaw(b []byte) {
+	c.t.Helper()
+	if err := wsutil.WriteClientText(c.conn, b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// frame is any server frame, decoded loosely.
+type frame struct {
+	Type    string   `json:"type"`
+	ID      string   `json:"id"`
+	MsgID   string   `json:"msg_id"`
+	Seq     uint64   `json:"seq"`
+	From    string   `json:"from"`
+	To      string   `json:"to"`
+	Body    string   `json:"body"`
+	TS      int64    `json:"ts"`
+	Status  string   `json:"status"`
+	MsgIDs  []string `json:"msg_ids"`
+	By      string   `json:"by"`
+	Code    string   `json:"code"`
+	Message string   `json:"message"`
+}
+
+// read returns the next text frame, failing the test on anything else.
+func (c *wsClient) read() frame {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := wsutil.ReadServerText(c.conn)
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	var f frame
+	if err := json.Unmarshal(b, &f); err != nil {
+		c.t.Fatalf("server sent invalid JSON %q: %v", b, err)
+	}
+	return f
+}
+
+// readType reads frames until one of type typ arrives, returning it.
+func (c *wsClient) readType(typ string) frame {
+	c.t.Helper()
+	for {
+		if f := c.read(); f.Type == typ {
+			return f
+		}
+	}
+}
+
+// readClose reads until the server's close frame and returns its code.
+func (c *wsClient) readClose() ws.StatusCode {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		h, err := ws.ReadHeader(c.conn)
+		if err != nil {
+			c.t.Fatalf("reading for close frame: %v", err)
+		}
+		p := make([]byte, h.Length)
+		if _, err := readFull(c.conn, p); err != nil {
+			c.t.Fatalf("reading frame payload: %v", err)
+		}
+		if h.OpCode == ws.OpClose {
+			code, _ := ws.ParseCloseFrameData(p)
+			return code
+		}
+	}
+}
+
+func readFull(c net.Conn, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := c.Read(p[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (c *wsClient) close() { c.conn.Close() }
