@@ -1,0 +1,75 @@
+// Package client is a Go client for Switchboard's WebSocket protocol v1
+// (GET /v1/ws): for apps, for the switchboard CLI, and for tests of the
+// server.
+//
+// # Use
+//
+//	c, err := client.New(client.Config{
+//		URL:      "ws://127.0.0.1:8080/v1/ws",
+//		Token:    token,
+//		StateDir: dir, // "" keeps state in memory
+//		Handler: func(ev client.Event) {
+//			switch e := ev.(type) {
+//			case client.Message:     // show e.Body; then c.MarkDelivered / c.MarkRead
+//			case client.Ack:         // e.ClientID is durable on the server as e.MsgID
+//			case client.Receipt:     // e.By has e.Status'd e.MsgIDs
+//			case *client.ServerError:
+//			case client.StateChange: // connecting, connected, disconnected (e.Err, e.RetryIn)
+//			}
+//		},
+//	})
+//	go c.Run(ctx)                 // connects, reconnects, until ctx is done or Close
+//	id, err := c.Send(ctx, "bob", "hello") // works offline; durable when it returns
+//	defer c.Close()
+//
+// # Delivery guarantees
+//
+// Sending is at-least-once up to the server and exactly-once after it: every
+// Send and receipt is an outbox entry with a random client id, kept (on disk
+// with StateDir, fsynced before Send returns) until the server acks that id,
+// and resent with the same id, in the original order, on every reconnect.
+// The server dedupes by id, so a resend after a lost ack yields the same
+// msg_id and no second delivery. Entries the server refuses with a
+// retriable code (rate_limited, overloaded, internal, shutting_down) are
+// retried after a jittered delay; other refusals drop the entry and are
+// reported as a *ServerError with its ID.
+//
+// Receiving is in seq order, each seq handed to the Handler once per
+// process. The Client keeps a cursor, the highest seq handed over, and on
+// every connect asks for everything after it ("sync"). A frame at or below
+// the cursor is a duplicate and dropped; a frame past cursor+1 means
+// entries were missed, so it is dropped too and a sync from the cursor
+// fetches them in order. The cursor advances only after the Handler has
+// returned, and is saved (atomically, at the end of each burst and on
+// disconnect) after it advances: after a crash it may lag, never lead, so
+// the Handler may see the last few entries again after a restart (dedupe
+// by MsgID if that matters). Entries the server no longer has (retention)
+// are skipped once a sync shows they are gone.
+//
+// # The Handler
+//
+// Config.Handler is called from the Client's goroutines, one call at a
+// time, in the order events happen: a connection's StateChange to connected
+// comes before its messages, and its disconnected after them. It may call
+// Send, MarkDelivered, MarkRead, Pending and Cursor, but not Close (Close
+// waits for the Handler). It may block: the Client then stops reading from
+// the connection, and if it blocks long the server closes it with 4000
+// slow consumer. Nothing is lost that way: the entries stay in the
+// server's inbox and come back with the next sync.
+//
+// # State directory
+//
+// StateDir holds three files: "outbox" (an append-only log of
+// checksummed JSON records, rewritten without acked entries when they
+// pile up), "cursor" (the cursor in decimal, replaced atomically) and
+// "lock" (flock'ed, so two Clients never share a directory). Use one
+// directory per account.
+//
+// # Errors
+//
+// Connection failures are retried by Run and reported in StateChange.Err:
+// a *CloseError carries the WebSocket close code (4000 slow consumer, 1012
+// service restart, …), a *HandshakeError the HTTP status of a refused
+// upgrade (errors.Is(err, ErrUnauthorized) for 401). IsRetriable
+// classifies any of them.
+package client
