@@ -61,6 +61,8 @@ type Gateway struct {
 	stopTick chan struct{}
 	httpSem  chan struct{}
 	unsub    func()
+	shutOnce sync.Once
+	shutErr  error
 }
 
 // New returns a Gateway; Run serves it.
@@ -138,6 +140,11 @@ func (g *Gateway) Drain() { g.draining.Store(true) }
 // they are closed or ctx is done, and stops the event loops.
 // Call Drain and close the Service first so that queued replies go out.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.shutOnce.Do(func() { g.shutErr = g.shutdown(ctx) })
+	return g.shutErr
+}
+
+func (g *Gateway) shutdown(ctx context.Context) error {
 	g.Drain()
 	select {
 	case <-g.booted:

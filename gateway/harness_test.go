@@ -100,6 +100,7 @@ func (s *server) dial(t testing.TB, token string) *wsClient {
 	if err != nil {
 		t.Fatalf("dial as %q: %v", token, err)
 	}
+	t.Cleanup(func() { c.Close() })
 	return &wsClient{t: t, conn: c}
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -228,13 +229,23 @@ func (s *shard) continueReads() bool {
 func (s *shard) readPage(c *wsConn) bool {
 	g := s.h.g
 	page := g.cfg.SyncPage
-	n := 0
+	// A page is bounded in bytes too, so that a sync never queues more
+	// than the connection's outbound bound allows.
+	budget := int64(g.cfg.MaxOutboundBytes/2) - c.pendingOut()
+	n, full := 0, false
 	err := g.svc.ReadInbox(context.Background(), c.user, c.cursor, page, func(seq uint64, frame []byte) error {
 		c.send(textFrame(frame))
 		c.cursor = seq
 		n++
+		if budget -= int64(len(frame)); budget <= 0 {
+			full = true
+			return errPageFull
+		}
 		return nil
 	})
+	if errors.Is(err, errPageFull) {
+		err = nil
+	}
 	if err != nil {
 		g.log.Error("inbox read failed", "err", err)
 		f := getFrame(128)
@@ -242,7 +253,7 @@ func (s *shard) readPage(c *wsConn) bool {
 		c.syncing, c.syncReply = false, false
 		return false
 	}
-	if n == page {
+	if n == page || full {
 		return true
 	}
 	c.syncing = false
@@ -254,6 +265,8 @@ func (s *shard) readPage(c *wsConn) bool {
 	}
 	return false
 }
+
+var errPageFull = errors.New("page full")
 
 func (c *wsConn) route(g *Gateway) router.Route {
 	return router.Route{User: c.user, Device: c.device, Node: g.cfg.Node, Conn: c.id}

@@ -304,10 +304,9 @@ func (l *loop) fail(c *wsConn, ce *closeErr, now int64) gnet.Action {
 	c.dropFrag()
 	l.scratch = appendClose(l.scratch[:0], ce.code, ce.reason)
 	c.gc.Write(l.scratch)
+	// A slow consumer gets its close frame after what is queued; if it
+	// never reads, CloseTimeout ends it. Nothing more is queued meanwhile.
 	c.state, c.closingAt = stateClosing, now
-	if ce == errSlowConsumer {
-		return gnet.Close // it does not read: no point waiting for an answer
-	}
 	return gnet.None
 }
 

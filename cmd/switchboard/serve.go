@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard/switchboard/auth"
+	"github.com/switchboard/switchboard/backends/disk"
+	"github.com/switchboard/switchboard/backends/memory"
+	"github.com/switchboard/switchboard/chat"
+	"github.com/switchboard/switchboard/gateway"
+	"github.com/switchboard/switchboard/internal/config"
+)
+
+// Config is everything `switchboard serve` reads: defaults, then the file
+// given by --config, then SWITCHBOARD_* environment variables, then flags.
+// Zero values mean "default"; each package fills in its own.
+type Config struct {
+	// Listen is the address for clients. Default ":8080".
+	Listen string `yaml:"listen" help:"TCP address for WebSocket clients and /healthz, /readyz, /metrics (default :8080)"`
+	// DataDir holds the store and the token secret. Default "./data".
+	DataDir string `yaml:"data_dir" help:"directory for the message store and the token secret (default ./data)"`
+	// SecretFile is the HS256 token secret (hex). Default: DataDir/secret.key, created if missing.
+	SecretFile string `yaml:"secret_file" help:"file holding the hex HS256 token secret (default: <data_dir>/secret.key, created if missing)"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level" help:"debug, info, warn or error (default info)"`
+	// LogFormat is text or json. Default text.
+	LogFormat string `yaml:"log_format" help:"text or json (default text)"`
+	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" help:"time allowed for a graceful shutdown (default 10s)"`
+
+	Gateway gateway.Config `yaml:"gateway"`
+	Chat    chat.Config    `yaml:"chat"`
+	Store   disk.Options   `yaml:"store"`
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":8080"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.SecretFile == "" {
+		c.SecretFile = filepath.Join(c.DataDir, auth.SecretFile)
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	c.Gateway.Listen = c.Listen
+}
+
+func serveCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	listen := fs.String("listen", "", "TCP address to serve on (default :8080)")
+	dataDir := fs.String("data-dir", "", "directory for the store and the token secret (default ./data)")
+	file := fs.String("config", "", "YAML config file; SWITCHBOARD_* environment variables override it, flags override both")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: switchboard serve [--listen ADDR] [--data-dir DIR] [--config FILE]\n\nFlags:\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nEvery setting (config file key, environment variable):\n")
+		for _, k := range config.Keys(&Config{}) {
+			fmt.Fprintf(fs.Output(), "  %-34s %-46s %s\n", k.Path, k.Env, k.Help)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	var cfg Config
+	if err := config.Load(&cfg, *file, os.Environ(), "SWITCHBOARD"); err != nil {
+		return err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Listen = *listen
+		case "data-dir":
+			cfg.DataDir = *dataDir
+		}
+	})
+	cfg.setDefaults()
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, log)
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log_level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("log_format %q: want text or json", format)
+}
+
+// verifier adapts auth.Verifier to the gateway.
+type verifier struct{ v *auth.Verifier }
+
+func (v verifier) Authenticate(token []byte) (string, string, error) {
+	c, err := v.v.Verify(token)
+	return c.User, c.Device, err
+}
+
+// serve wires the embedded backends and runs the gateway until ctx ends.
+func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	secret, err := loadSecret(cfg)
+	if err != nil {
+		return err
+	}
+	v, err := auth.NewVerifier(secret)
+	if err != nil {
+		return err
+	}
+
+	storeDir := filepath.Join(cfg.DataDir, "store")
+	store, err := disk.Open(storeDir, cfg.Store)
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", storeDir, err)
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	}()
+	bus, dir := memory.NewBus(), memory.NewDirectory()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc, err := chat.New(cfg.Chat, store, bus, dir, log, chat.NewMetrics(reg))
+	if err != nil {
+		return fmt.Errorf("chat config: %w", err)
+	}
+	defer svc.Close()
+
+	var g *gateway.Gateway
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !g.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
+	g, err = gateway.New(cfg.Gateway, gateway.Deps{
+		Service: svc, Bus: bus, Directory: dir, Auth: verifier{v},
+		HTTP: mux, Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		return fmt.Errorf("gateway config: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Run() }()
+	select {
+	case <-g.Booted():
+		log.Info("switchboard serving", "listen", cfg.Listen, "ws", "ws://"+displayAddr(cfg.Listen)+gateway.Path,
+			"data_dir", cfg.DataDir, "node", g.Config().Node)
+	case err := <-done:
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-done:
+		return fmt.Errorf("gateway stopped: %w", err)
+	}
+	// Stop taking requests, commit and answer what is queued, then say
+	// goodbye to clients (1001) and stop the loops.
+	g.Drain()
+	svc.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := g.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("gateway shutdown", "err", err)
+	}
+	<-done
+	log.Info("stopped")
+	return nil
+}
+
+func loadSecret(cfg Config) ([]byte, error) {
+	if cfg.SecretFile == filepath.Join(cfg.DataDir, auth.SecretFile) {
+		return auth.LoadOrCreateSecret(cfg.DataDir)
+	}
+	return auth.LoadSecret(cfg.SecretFile)
+}
+
+func displayAddr(listen string) string {
+	if strings.HasPrefix(listen, ":") {
+		return "127.0.0.1" + listen
+	}
+	return listen
+}
