@@ -111,7 +111,7 @@ func Set(dst any, key, value string) error {
 
 // KeyDoc describes one configuration key.
 type KeyDoc struct {
-	Key  string // dotted YAML path, e.g. "gateway.max_message_bytes"
+	Path string // dotted YAML path, e.g. "gateway.max_message_bytes"
 	Env  string // variable name without the prefix: "GATEWAY_MAX_MESSAGE_BYTES"
 	Type string // Go type: "int", "time.Duration", "[]string", ...
 	Help string // the field's help:"..." tag
@@ -138,7 +138,7 @@ func Keys(v any) []KeyDoc {
 	w.walk(t, "", nil)
 	docs := make([]KeyDoc, len(w.out))
 	for i, lf := range w.out {
-		docs[i] = KeyDoc{Key: lf.key, Env: envSuffix(lf.key), Type: lf.typ.String(), Help: lf.help}
+		docs[i] = KeyDoc{Path: lf.key, Env: envSuffix(lf.key), Type: lf.typ.String(), Help: lf.help}
 	}
 	return docs
 }
@@ -236,8 +236,9 @@ type member struct {
 }
 
 // members returns the keys of struct type t: the yaml tag's name, else
-// the lower-cased field name (as yaml does). Unexported fields and
-// `yaml:"-"` are skipped; `yaml:",inline"` structs are flattened.
+// the lower-cased field name (as yaml does). Unexported fields, opaque
+// structs and `yaml:"-"` are skipped; `yaml:",inline"` structs are
+// flattened.
 func members(t reflect.Type) ([]member, error) {
 	var out []member
 	seen := map[string]bool{}
@@ -263,6 +264,9 @@ func members(t reflect.Type) ([]member, error) {
 				}
 				continue
 			}
+			if opaque(f.Type) {
+				continue
+			}
 			if name == "" {
 				name = strings.ToLower(f.Name)
 			}
@@ -276,6 +280,24 @@ func members(t reflect.Type) ([]member, error) {
 	}
 	err := add(t, nil)
 	return out, err
+}
+
+// opaque reports whether t is a struct or pointer to struct without
+// exported fields, such as *slog.Logger: not something a file can set.
+func opaque(t reflect.Type) bool {
+	switch kindOf(t) {
+	case kStructPtr:
+		t = t.Elem()
+	case kStruct:
+	default:
+		return false
+	}
+	for i := range t.NumField() {
+		if t.Field(i).IsExported() {
+			return false
+		}
+	}
+	return true
 }
 
 func hasOpt(opts, want string) bool {

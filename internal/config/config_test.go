@@ -28,8 +28,9 @@ type testConfig struct {
 	Store   *storeConfig   `yaml:"store"`
 	Base    baseConfig     `yaml:",inline"`
 	NoTag   int
-	Skipped string `yaml:"-"`
-	hidden  string // unexported: not a key
+	Logger  *slog.Logger // opaque: not a key
+	Skipped string       `yaml:"-"`
+	hidden  string       // unexported: not a key
 }
 
 type gatewayConfig struct {
@@ -276,6 +277,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown key in pointer struct", yaml: "store:\n  dri: x\n", want: ErrUnknownKey,
 			msgs: []string{"store.dri"}},
 		{name: "skipped field is no key", yaml: "skipped: x\n", want: ErrUnknownKey},
+		{name: "opaque field is no key", yaml: "logger: {}\n", want: ErrUnknownKey},
 		{name: "duplicate key", yaml: "name: a\nname: b\n", want: ErrInvalidValue,
 			msgs: []string{"FILE:2:", "name already set on line 1"}},
 		{name: "duration without unit", yaml: "timeout: 30\n", want: ErrInvalidValue,
@@ -419,7 +421,7 @@ func TestKeys(t *testing.T) {
 	keys := Keys(&testConfig{})
 	var got []string
 	for _, k := range keys {
-		got = append(got, k.Key+" "+k.Env+" "+k.Type)
+		got = append(got, k.Path+" "+k.Env+" "+k.Type)
 	}
 	want := []string{
 		"name NAME string",
