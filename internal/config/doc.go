@@ -27,7 +27,8 @@
 // A key is the dotted path of yaml tag names, e.g. gateway.max_message_bytes
 // for a field tagged `yaml:"max_message_bytes"` in a field tagged
 // `yaml:"gateway"`. An untagged field is keyed by its lower-cased name, as
-// yaml does; `yaml:"-"` and unexported fields are skipped; a struct field
+// yaml does. Skipped: `yaml:"-"`, unexported fields, and structs or struct
+// pointers without exported fields (such as a *slog.Logger). A struct field
 // tagged `yaml:",inline"` adds its keys to its parent's. A `help:"..."` tag
 // documents the key; Keys lists every key for --help output and docs.
 //
