@@ -159,6 +159,12 @@ func (s *Service) ReadInbox(ctx context.Context, user string, after uint64, limi
 	return s.store.ReadInbox(ctx, user, after, limit, fn)
 }
 
+// LastSeq returns the highest durable seq of user's inbox.
+// Safe for concurrent use.
+func (s *Service) LastSeq(ctx context.Context, user string) (uint64, error) {
+	return s.store.LastSeq(ctx, user)
+}
+
 // Close stops accepting requests, commits and answers every request
 // already queued, and stops the Service's goroutines. It does not close
 // the Store.

@@ -14,12 +14,6 @@ const (
 	stateClosing          // our close frame is sent; waiting for the peer's
 )
 
-// Delivery modes, owned by the hub shard of the connection's user.
-const (
-	modeLive    = iota // no sync yet: live frames pass as they come
-	modeOrdered        // synced: frames pass in seq order, gaps are filled
-)
-
 // wsConn is the gateway's state for one TCP connection. Fields are grouped
 // by the goroutine that owns them.
 type wsConn struct {
@@ -45,9 +39,9 @@ type wsConn struct {
 	refilled   int64
 	flood      int // messages refused in a row
 
-	// Owned by the hub shard of user.
-	mode      uint8
-	cursor    uint64 // highest seq sent in order (modeOrdered)
+	// Owned by the hub shard of user. Frames go out in seq order from
+	// cursor on; a gap is filled from the store.
+	cursor    uint64 // highest seq sent in order
 	syncing   bool   // a sync or gap fill is reading the inbox
 	syncReply bool   // send synced when the read reaches the end
 	syncID    []byte

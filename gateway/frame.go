@@ -69,7 +69,7 @@ var (
 	errSlowConsumer  = &closeErr{CloseSlowConsumer, "slow consumer: outbound queue full; reconnect and sync"}
 	errIdle          = &closeErr{CloseIdle, "idle timeout"}
 	errGoingAway     = &closeErr{CloseGoingAway, "server shutting down"}
-	errNormal        = &closeErr{CloseNormal, ""}
+	errInternal      = &closeErr{CloseInternal, "internal error: reconnect"}
 )
 
 // parseHeader parses the frame header at the start of b. It returns

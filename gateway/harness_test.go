@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -148,16 +149,33 @@ type frame struct {
 // read returns the next text frame, failing the test on anything else.
 func (c *wsClient) read() frame {
 	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, err := wsutil.ReadServerText(c.conn)
+	f, err := c.next()
 	if err != nil {
 		c.t.Fatalf("read: %v", err)
 	}
-	var f frame
-	if err := json.Unmarshal(b, &f); err != nil {
-		c.t.Fatalf("server sent invalid JSON %q: %v", b, err)
-	}
 	return f
+}
+
+// next returns the next text frame; safe to use off the test goroutine.
+func (c *wsClient) next() (frame, error) {
+	var f frame
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := wsutil.ReadServerText(c.conn)
+	if err != nil {
+		return f, err
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, fmt.Errorf("server sent invalid JSON %q: %w", b, err)
+	}
+	return f, nil
+}
+
+func writeJSON(conn net.Conn, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return wsutil.WriteClientText(conn, b)
 }
 
 // readType reads frames until one of type typ arrives, returning it.

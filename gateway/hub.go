@@ -135,9 +135,19 @@ func (s *shard) handle(t hubTask) {
 		if c.closed.Load() {
 			return
 		}
+		// Live frames start after the inbox head as it is now: entries up
+		// to it come through sync. Reading the head before registering the
+		// route means every later entry is either published to this node or
+		// found as a gap; registering before any sync reads the inbox makes
+		// offline delivery race-free (docs/design.md).
+		head, err := g.svc.LastSeq(ctx, c.user)
+		if err != nil {
+			g.log.Error("inbox head read failed; closing the connection", "err", err)
+			c.closeWith(errInternal)
+			return
+		}
+		c.cursor = head
 		s.users[c.user] = append(s.users[c.user], c)
-		// Register the route before any sync of this connection can read
-		// the inbox: that order makes offline delivery race-free.
 		if err := g.dir.Register(ctx, c.route(g)); err != nil {
 			g.log.Error("route register failed; live delivery may lag until the next sync", "err", err)
 		}
@@ -163,13 +173,11 @@ func (s *shard) handle(t hubTask) {
 		if c.closed.Load() {
 			return
 		}
-		c.mode, c.cursor, c.syncReply, c.syncID = modeOrdered, t.after, true, t.id
+		c.cursor, c.syncReply, c.syncID = t.after, true, t.id
 		s.startRead(c)
 	case taskDeliver:
 		for _, c := range s.users[t.user] {
 			switch {
-			case c.mode == modeLive:
-				c.send(t.f.retain())
 			case c.syncing, t.seq <= c.cursor:
 				// The running read will send it, or it was sent.
 			case t.seq == c.cursor+1:
