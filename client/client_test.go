@@ -187,7 +187,7 @@ func TestSendAckDeliverReceipts(t *testing.T) {
 	msgs, _, _ := bob.rec.snapshot()
 	_, _, acks := alice.rec.snapshot()
 	m, a := msgs[0], acks[0]
-	if a.ClientID != id || a.MsgID == "" || a.TS.IsZero() {
+	if a.ClientID != id || a.MsgID == "" || a.TS.IsZero() || a.To != "bob" || a.Body != "hello bob" {
 		t.Fatalf("ack = %+v, want client id %s with a msg id and ts", a, id)
 	}
 	if m.From != "alice" || m.To != "bob" || m.Body != "hello bob" || m.MsgID != a.MsgID || m.Seq != 1 {
@@ -220,7 +220,7 @@ func TestSendAckDeliverReceipts(t *testing.T) {
 
 func TestOfflineSendThenReconnectDeliversOnce(t *testing.T) {
 	fs := newFakeServer(t)
-	fs.setReject(http.StatusServiceUnavailable)
+	fs.SetReject(http.StatusServiceUnavailable)
 	bob := startClient(t, fs, "bob", "")
 	alice := startClient(t, fs, "alice", t.TempDir())
 
@@ -239,7 +239,7 @@ func TestOfflineSendThenReconnectDeliversOnce(t *testing.T) {
 	}
 	alice.rec.mu.Unlock()
 
-	fs.setReject(0)
+	fs.SetReject(0)
 	waitFor(t, "5 acks", func() bool { return alice.rec.nAcks() == 5 && alice.Pending() == 0 })
 	waitFor(t, "5 messages", func() bool { return bob.rec.nMsgs() >= 5 })
 	// A resend would arrive right behind: one more round trip rules it out.
@@ -270,7 +270,7 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 	id1 := send(t, a1, "bob", "one")
 	id2 := send(t, a1, "bob", "two")
 	a1.stop(t)
-	if fs.connected("alice") != 0 || fs.inboxLen("bob") != 0 {
+	if fs.Connected("alice") != 0 || fs.InboxLen("bob") != 0 {
 		t.Fatal("alice connected without Run")
 	}
 
@@ -310,13 +310,13 @@ func TestStateDirLocked(t *testing.T) {
 func TestKillMidBurst(t *testing.T) {
 	fs := newFakeServer(t)
 	const n = 300
-	fs.with(func() {
-		fs.killAfter = func(user string, sends int) bool { return user == "alice" && sends%37 == 0 }
+	fs.With(func() {
+		fs.KillAfter = func(user string, sends int) bool { return user == "alice" && sends%37 == 0 }
 	})
 	bob := newTestClient(t, fs, "bob", t.TempDir())
 	bob.rec.onMsg = func(m Message) {
 		if m.Seq%50 == 0 {
-			fs.killUser("bob")
+			fs.KillUser("bob")
 		}
 	}
 	bob.start(t)
@@ -330,6 +330,7 @@ func TestKillMidBurst(t *testing.T) {
 	waitFor(t, "all messages", func() bool { return bob.rec.nMsgs() >= n })
 	send(t, alice, "bob", "end")
 	waitFor(t, "the end marker", func() bool { return bob.rec.nMsgs() >= n+1 })
+	waitFor(t, "its ack", func() bool { return alice.rec.nAcks() >= n+1 })
 
 	msgs, _, _ := bob.rec.snapshot()
 	_, _, acks := alice.rec.snapshot()
@@ -348,8 +349,10 @@ func TestKillMidBurst(t *testing.T) {
 	if k := alice.rec.nState(StateDisconnected); k < n/37 {
 		t.Fatalf("alice disconnected %d times, want at least %d: the test did not kill", k, n/37)
 	}
-	if k := bob.rec.nState(StateDisconnected); k < n/50 {
-		t.Fatalf("bob disconnected %d times, want at least %d", k, n/50)
+	// A kill can find bob's connection already gone (frames still buffered
+	// from the previous one), so only require that some happened.
+	if k := bob.rec.nState(StateDisconnected); k < 1 {
+		t.Fatalf("bob never disconnected: the test did not kill")
 	}
 }
 
@@ -369,7 +372,7 @@ func TestCursorPersistsAcrossRestart(t *testing.T) {
 	}
 
 	send(t, alice, "bob", "while away")
-	waitFor(t, "the message to be stored", func() bool { return fs.inboxLen("bob") == 4 })
+	waitFor(t, "the message to be stored", func() bool { return fs.InboxLen("bob") == 4 })
 	bob2 := startClient(t, fs, "bob", dir)
 	waitFor(t, "the new message", func() bool { return bob2.rec.nMsgs() == 1 })
 	send(t, alice, "bob", "after")
@@ -379,7 +382,7 @@ func TestCursorPersistsAcrossRestart(t *testing.T) {
 		t.Fatalf("after restart bob got %q; want only the two new messages", got)
 	}
 	checkSeqs(t, msgs, 4)
-	if s := fs.syncsOf("bob"); s[len(s)-1] != 3 {
+	if s := fs.SyncsOf("bob"); s[len(s)-1] != 3 {
 		t.Fatalf("syncs %v: the restarted client must sync after 3", s)
 	}
 }
@@ -392,14 +395,14 @@ func TestDedupeBySeq(t *testing.T) {
 		send(t, alice, "bob", fmt.Sprint(i))
 	}
 	waitFor(t, "3 messages", func() bool { return bob.rec.nMsgs() == 3 })
-	fs.replay("bob") // seqs 1..3 again
+	fs.Replay("bob") // seqs 1..3 again
 	send(t, alice, "bob", "3")
 	waitFor(t, "the 4th message", func() bool { return bob.rec.nMsgs() >= 4 })
 	msgs, _, _ := bob.rec.snapshot()
 	if got := bodies(msgs); !slices.Equal(got, []string{"0", "1", "2", "3"}) {
 		t.Fatalf("bob got %q: replayed seqs must be dropped", got)
 	}
-	if s := fs.syncsOf("bob"); len(s) != 1 {
+	if s := fs.SyncsOf("bob"); len(s) != 1 {
 		t.Fatalf("syncs %v: an already-seen seq must not trigger a sync", s)
 	}
 }
@@ -408,8 +411,8 @@ func TestGapTriggersResync(t *testing.T) {
 	fs := newFakeServer(t)
 	alice := startClient(t, fs, "alice", "")
 	bob := startClient(t, fs, "bob", "")
-	waitFor(t, "bob's first sync", func() bool { return len(fs.syncsOf("bob")) == 1 })
-	fs.with(func() { fs.dropLive["bob"] = 1 })
+	waitFor(t, "bob's first sync", func() bool { return len(fs.SyncsOf("bob")) == 1 })
+	fs.With(func() { fs.DropLive["bob"] = 1 })
 	for i := range 3 {
 		send(t, alice, "bob", fmt.Sprint(i))
 	}
@@ -419,7 +422,7 @@ func TestGapTriggersResync(t *testing.T) {
 		t.Fatalf("bob got %q", got)
 	}
 	checkSeqs(t, msgs, 1)
-	if s := fs.syncsOf("bob"); len(s) < 2 || s[1] != 0 {
+	if s := fs.SyncsOf("bob"); len(s) < 2 || s[1] != 0 {
 		t.Fatalf("syncs %v: want a second sync after 0, triggered by the gap", s)
 	}
 	if n := bob.rec.nState(StateDisconnected); n != 0 {
@@ -435,8 +438,8 @@ func TestSyncSkipsPurgedEntries(t *testing.T) {
 	for i := range 5 {
 		send(t, alice, "bob", fmt.Sprint(i))
 	}
-	waitFor(t, "5 stored", func() bool { return fs.inboxLen("bob") == 5 })
-	fs.purge("bob", 3)
+	waitFor(t, "5 stored", func() bool { return fs.InboxLen("bob") == 5 })
+	fs.Purge("bob", 3)
 	bob := startClient(t, fs, "bob", "")
 	waitFor(t, "2 messages", func() bool { return bob.rec.nMsgs() == 2 })
 	send(t, alice, "bob", "5")
@@ -453,9 +456,9 @@ func TestCloseCodeSurfaced(t *testing.T) {
 		t.Run(code.String(), func(t *testing.T) {
 			fs := newFakeServer(t)
 			bob := startClient(t, fs, "bob", "")
-			waitFor(t, "bob's sync", func() bool { return len(fs.syncsOf("bob")) == 1 })
-			fs.closeUser("bob", ws.StatusCode(code), "test reason")
-			waitFor(t, "a reconnect", func() bool { return len(fs.syncsOf("bob")) == 2 })
+			waitFor(t, "bob's sync", func() bool { return len(fs.SyncsOf("bob")) == 1 })
+			fs.CloseUser("bob", ws.StatusCode(code), "test reason")
+			waitFor(t, "a reconnect", func() bool { return len(fs.SyncsOf("bob")) == 2 })
 			bob.rec.mu.Lock()
 			defer bob.rec.mu.Unlock()
 			var ce *CloseError
@@ -503,7 +506,7 @@ func TestTokenSourceRenews(t *testing.T) {
 			return "carol", nil
 		}
 	})
-	waitFor(t, "carol to connect", func() bool { return fs.connected("carol") == 1 })
+	waitFor(t, "carol to connect", func() bool { return fs.Connected("carol") == 1 })
 	if n := c.rec.nState(StateDisconnected); n != 2 {
 		t.Fatalf("%d failed attempts, want 2", n)
 	}
@@ -515,7 +518,7 @@ func TestRunStopsOnContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	waitFor(t, "connection", func() bool { return fs.connected("alice") == 1 })
+	waitFor(t, "connection", func() bool { return fs.Connected("alice") == 1 })
 	if err := c.Run(ctx); !errors.Is(err, ErrRunning) {
 		t.Fatalf("second Run = %v, want ErrRunning", err)
 	}
@@ -523,7 +526,7 @@ func TestRunStopsOnContext(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
-	waitFor(t, "the server to see the close", func() bool { return fs.connected("alice") == 0 })
+	waitFor(t, "the server to see the close", func() bool { return fs.Connected("alice") == 0 })
 	if n := c.rec.nState(StateStopped); n != 1 {
 		t.Fatalf("%d StateStopped events, want 1", n)
 	}
@@ -539,8 +542,8 @@ func TestRunStopsOnContext(t *testing.T) {
 func TestRetriableErrorResendsSameID(t *testing.T) {
 	fs := newFakeServer(t)
 	seen := make(map[string]int)
-	fs.with(func() {
-		fs.rejectSend = func(user string, f *fakeFrame) string {
+	fs.With(func() {
+		fs.RejectSend = func(user string, f *fakeFrame) string {
 			seen[f.ID]++
 			if seen[f.ID] <= 2 {
 				return CodeRateLimited
@@ -553,7 +556,7 @@ func TestRetriableErrorResendsSameID(t *testing.T) {
 	id := send(t, alice, "bob", "patience")
 	waitFor(t, "the ack", func() bool { return alice.rec.nAcks() == 1 })
 	waitFor(t, "the message", func() bool { return bob.rec.nMsgs() == 1 })
-	fs.with(func() {
+	fs.With(func() {
 		if seen[id] != 3 || len(seen) != 1 {
 			t.Errorf("server saw %v, want id %s three times", seen, id)
 		}
@@ -567,8 +570,8 @@ func TestRetriableErrorResendsSameID(t *testing.T) {
 
 func TestPermanentErrorDropsEntry(t *testing.T) {
 	fs := newFakeServer(t)
-	fs.with(func() {
-		fs.rejectSend = func(user string, f *fakeFrame) string {
+	fs.With(func() {
+		fs.RejectSend = func(user string, f *fakeFrame) string {
 			if f.Body == "bad" {
 				return CodeBadRequest
 			}
@@ -578,7 +581,7 @@ func TestPermanentErrorDropsEntry(t *testing.T) {
 	alice := startClient(t, fs, "alice", t.TempDir())
 	bad := send(t, alice, "bob", "bad")
 	send(t, alice, "bob", "good")
-	waitFor(t, "the outbox to drain", func() bool { return alice.Pending() == 0 })
+	waitFor(t, "the outbox to drain", func() bool { return alice.Pending() == 0 && alice.rec.nAcks() == 1 })
 	alice.rec.mu.Lock()
 	defer alice.rec.mu.Unlock()
 	if len(alice.rec.errs) != 1 || alice.rec.errs[0].ID != bad || IsRetriable(alice.rec.errs[0]) {
@@ -593,9 +596,9 @@ func TestUnknownSequencedFrameMovesCursor(t *testing.T) {
 	fs := newFakeServer(t)
 	bob := startClient(t, fs, "bob", "")
 	alice := startClient(t, fs, "alice", "")
-	waitFor(t, "bob's sync", func() bool { return len(fs.syncsOf("bob")) == 1 })
-	fs.with(func() {
-		fs.store("bob", map[string]any{"type": "group_invite", "seq": 1, "group": "g1"})
+	waitFor(t, "bob's sync", func() bool { return len(fs.SyncsOf("bob")) == 1 })
+	fs.With(func() {
+		fs.Store("bob", map[string]any{"type": "group_invite", "seq": 1, "group": "g1"})
 	})
 	send(t, alice, "bob", "after the invite")
 	waitFor(t, "the message", func() bool { return bob.rec.nMsgs() == 1 })
@@ -616,8 +619,8 @@ func TestMarkReadSplitsLongLists(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "acks", func() bool { return bob.Pending() == 0 })
-	fs.with(func() {
-		if n := fs.received["bob"]["receipt"]; n != 3 {
+	fs.With(func() {
+		if n := fs.Received["bob"]["receipt"]; n != 3 {
 			t.Errorf("%d receipt frames for 600 ids, want 3", n)
 		}
 	})

@@ -466,7 +466,9 @@ func (s *session) onAck(f *serverFrame) {
 		return
 	}
 	if e.send {
-		c.emit(Ack{ClientID: f.ID, MsgID: f.MsgID, TS: time.UnixMilli(f.TS)})
+		var sf sendFrame
+		_ = json.Unmarshal(e.frame, &sf) // we encoded it
+		c.emit(Ack{ClientID: f.ID, MsgID: f.MsgID, TS: time.UnixMilli(f.TS), To: sf.To, Body: sf.Body})
 	}
 }
 

@@ -53,6 +53,7 @@ type Ack struct {
 	ClientID string
 	MsgID    string
 	TS       time.Time
+	To, Body string // the message as sent (also after a restart)
 }
 
 // Unknown is a sequenced frame of a type this package does not know. It is

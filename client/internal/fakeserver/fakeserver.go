@@ -1,0 +1,349 @@
+// Package fakeserver is an in-memory implementation of Switchboard's
+// protocol v1 server side, for testing the client package and the programs
+// built on it without the real server. It is deliberately simple: one
+// mutex serializes everything, including writes, so that each user's frames
+// leave in seq order.
+package fakeserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// Server implements protocol v1 in memory: per-user inboxes with gap-free
+// seqs, idempotent sends keyed by (sender, client id), receipts routed to
+// the sender, sync, and live delivery.
+//
+// The token is the user id; "bad" (or none) is refused with 401. Hooks let
+// tests break things: refuse handshakes, drop or replay live frames, kill a
+// connection after a send is stored but before it is acked, answer with
+// errors, purge old inbox entries.
+type Server struct {
+	// URL is the WebSocket endpoint, ws://127.0.0.1:port/v1/ws.
+	URL string
+
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	inbox    map[string][][]byte // user → frames; index seq-1; nil = purged
+	msgs     map[string]*message // msg_id → message
+	byClient map[string]string   // sender + "\x00" + client id → msg_id
+	conns    map[string]map[*wsConn]bool
+	nextID   int
+
+	// Hooks and counters: read and set them inside With.
+
+	Reject     int                                // HTTP status for upgrades; 0 accepts
+	DropLive   map[string]int                     // user → live frames to drop
+	KillAfter  func(user string, sends int) bool  // after storing a send, before its ack: true drops the connection
+	RejectSend func(user string, f *Frame) string // error code to answer a send with, or ""
+	Sends      map[string]int                     // send frames received per user (resends too)
+	Syncs      map[string][]uint64                // "after" of every sync per user
+	Received   map[string]map[string]int          // user → frame type → count
+}
+
+type message struct {
+	id, from, to string
+}
+
+type wsConn struct {
+	user string
+	conn net.Conn
+	wmu  sync.Mutex
+}
+
+// Frame is a client frame as the fake server reads it.
+type Frame struct {
+	Type   string   `json:"type"`
+	ID     string   `json:"id"`
+	To     string   `json:"to"`
+	Body   string   `json:"body"`
+	Status string   `json:"status"`
+	MsgIDs []string `json:"msg_ids"`
+	After  uint64   `json:"after"`
+}
+
+// New starts a Server on a random loopback port; it stops when t ends.
+func New(t testing.TB) *Server {
+	s := &Server{
+		inbox:    make(map[string][][]byte),
+		msgs:     make(map[string]*message),
+		byClient: make(map[string]string),
+		conns:    make(map[string]map[*wsConn]bool),
+		DropLive: make(map[string]int),
+		Sends:    make(map[string]int),
+		Syncs:    make(map[string][]uint64),
+		Received: make(map[string]map[string]int),
+	}
+	s.srv = httptest.NewServer(s)
+	s.URL = "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/v1/ws"
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *Server) close() {
+	s.mu.Lock()
+	for _, cs := range s.conns {
+		for fc := range cs {
+			_ = fc.conn.Close()
+		}
+	}
+	s.mu.Unlock()
+	s.srv.Close()
+}
+
+// ServeHTTP upgrades GET /v1/ws and serves the connection.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	user := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if user == "" {
+		user = r.URL.Query().Get("access_token")
+	}
+	s.mu.Lock()
+	reject := s.Reject
+	s.mu.Unlock()
+	if reject != 0 {
+		http.Error(w, "refused by test", reject)
+		return
+	}
+	if user == "" || user == "bad" {
+		http.Error(w, "bad token", http.StatusUnauthorized)
+		return
+	}
+	nc, _, _, err := ws.UpgradeHTTP(r, w)
+	if err != nil {
+		return
+	}
+	fc := &wsConn{user: user, conn: nc}
+	s.mu.Lock()
+	if s.conns[user] == nil {
+		s.conns[user] = make(map[*wsConn]bool)
+	}
+	s.conns[user][fc] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns[user], fc)
+		s.mu.Unlock()
+		_ = nc.Close()
+	}()
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{nc, fc}
+	for {
+		data, op, err := wsutil.ReadClientData(rw)
+		if err != nil {
+			return
+		}
+		if op != ws.OpText {
+			continue
+		}
+		s.handle(fc, data)
+	}
+}
+
+// Write serializes writes to the connection (control replies come from the
+// reading goroutine).
+func (fc *wsConn) Write(p []byte) (int, error) {
+	fc.wmu.Lock()
+	defer fc.wmu.Unlock()
+	return fc.conn.Write(p)
+}
+
+func (fc *wsConn) send(frame []byte) {
+	fc.wmu.Lock()
+	defer fc.wmu.Unlock()
+	_ = wsutil.WriteServerText(fc.conn, frame)
+}
+
+func (fc *wsConn) sendJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	fc.send(b)
+}
+
+func (s *Server) handle(fc *wsConn, data []byte) {
+	var f Frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		fc.sendJSON(map[string]any{"type": "error", "code": "bad_request", "message": err.Error()})
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Received[fc.user] == nil {
+		s.Received[fc.user] = make(map[string]int)
+	}
+	s.Received[fc.user][f.Type]++
+	now := time.Now().UnixMilli()
+	switch f.Type {
+	case "send":
+		s.Sends[fc.user]++
+		if s.RejectSend != nil {
+			if code := s.RejectSend(fc.user, &f); code != "" {
+				fc.sendJSON(map[string]any{"type": "error", "id": f.ID, "code": code, "message": "by test"})
+				return
+			}
+		}
+		key := fc.user + "\x00" + f.ID
+		msgID, dup := s.byClient[key]
+		if !dup {
+			s.nextID++
+			msgID = fmt.Sprintf("m%06d", s.nextID)
+			s.byClient[key] = msgID
+			s.msgs[msgID] = &message{id: msgID, from: fc.user, to: f.To}
+			seq := uint64(len(s.inbox[f.To]) + 1)
+			s.Store(f.To, map[string]any{
+				"type": "msg", "seq": seq, "msg_id": msgID, "from": fc.user, "to": f.To,
+				"body": f.Body, "ts": now, "future_field": map[string]any{"x": 1},
+			})
+		}
+		if s.KillAfter != nil && s.KillAfter(fc.user, s.Sends[fc.user]) {
+			_ = fc.conn.Close()
+			return
+		}
+		fc.sendJSON(map[string]any{"type": "ack", "id": f.ID, "msg_id": msgID, "ts": now})
+	case "receipt":
+		bySender := make(map[string][]string)
+		var senders []string
+		for _, id := range f.MsgIDs {
+			m := s.msgs[id]
+			if m == nil || m.to != fc.user {
+				continue
+			}
+			if bySender[m.from] == nil {
+				senders = append(senders, m.from)
+			}
+			bySender[m.from] = append(bySender[m.from], id)
+		}
+		for _, from := range senders {
+			seq := uint64(len(s.inbox[from]) + 1)
+			s.Store(from, map[string]any{
+				"type": "receipt", "seq": seq, "status": f.Status, "msg_ids": bySender[from],
+				"by": fc.user, "ts": now,
+			})
+		}
+		if f.ID != "" {
+			fc.sendJSON(map[string]any{"type": "ack", "id": f.ID})
+		}
+	case "sync":
+		s.Syncs[fc.user] = append(s.Syncs[fc.user], f.After)
+		last := f.After
+		for i := f.After; i < uint64(len(s.inbox[fc.user])); i++ {
+			if fr := s.inbox[fc.user][i]; fr != nil {
+				fc.send(fr)
+				last = i + 1
+			}
+		}
+		fc.sendJSON(map[string]any{"type": "synced", "seq": last})
+	default:
+		fc.sendJSON(map[string]any{"type": "error", "id": f.ID, "code": "unknown_type", "message": f.Type})
+	}
+}
+
+// Store appends an entry to user's inbox and delivers it live. Call it
+// inside With.
+func (s *Server) Store(user string, v map[string]any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	s.inbox[user] = append(s.inbox[user], b)
+	if s.DropLive[user] > 0 {
+		s.DropLive[user]--
+		return
+	}
+	for fc := range s.conns[user] {
+		fc.send(b)
+	}
+}
+
+// Replay sends every stored entry of user again, live.
+func (s *Server) Replay(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for fc := range s.conns[user] {
+		for _, fr := range s.inbox[user] {
+			if fr != nil {
+				fc.send(fr)
+			}
+		}
+	}
+}
+
+// Purge forgets user's inbox entries with seq <= upTo (retention).
+func (s *Server) Purge(user string, upTo int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i < upTo && i < len(s.inbox[user]); i++ {
+		s.inbox[user][i] = nil
+	}
+}
+
+// CloseUser closes user's connections with a close frame.
+func (s *Server) CloseUser(user string, code ws.StatusCode, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for fc := range s.conns[user] {
+		fc.wmu.Lock()
+		_ = wsutil.WriteServerMessage(fc.conn, ws.OpClose, ws.NewCloseFrameBody(code, reason))
+		fc.wmu.Unlock()
+	}
+}
+
+// KillUser drops user's connections without a close frame.
+func (s *Server) KillUser(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for fc := range s.conns[user] {
+		_ = fc.conn.Close()
+	}
+}
+
+// SetReject makes upgrades fail with status (0: accept again).
+func (s *Server) SetReject(status int) {
+	s.mu.Lock()
+	s.Reject = status
+	s.mu.Unlock()
+}
+
+// SyncsOf returns the "after" of every sync user sent.
+func (s *Server) SyncsOf(user string) []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint64(nil), s.Syncs[user]...)
+}
+
+// Connected returns the number of user's connections.
+func (s *Server) Connected(user string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns[user])
+}
+
+// InboxLen returns the highest seq in user's inbox.
+func (s *Server) InboxLen(user string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.inbox[user])
+}
+
+// With runs f under the server's lock: the place to set hooks and read
+// counters.
+func (s *Server) With(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f()
+}
