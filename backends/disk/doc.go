@@ -1,0 +1,46 @@
+// Package disk is the durable single-box chat.Store, on Pebble (an LSM
+// key-value store: cockroachdb/pebble).
+//
+// The workload is append-heavy: the Service applies one batch per group of
+// messages, each batch one Pebble batch committed with Sync, so a batch is
+// one WAL write and one fsync (Pebble also merges the fsyncs of concurrent
+// commits). Reads are point Gets and short bounded range scans. Retention
+// is driven by an index, so Expire never scans the whole store.
+//
+// # Key layout
+//
+// All keys start with a one-letter table and a slash. Integers are
+// big-endian so that byte order is numeric order. User ids may hold any
+// byte except NUL, which separates them from what follows; Apply and the
+// readers reject ids with a NUL (ErrInvalidUser).
+//
+//	i/<user>\x00<seq u64>           → frame                one per inbox entry
+//	s/<user>                        → last seq (u64)       the inbox head
+//	m/<id>                          → MessageMeta (below)  one per message
+//	c/<from>\x00<clientID>          → id                   idempotency index
+//	x/<time u64><epoch u64><n u64>  → keys written         retention index, one per batch
+//	o/format                        → format version (u64) checked at Open
+//	o/epoch                         → opens so far (u64)   makes x/ keys unique
+//
+// s/<user> is written by every batch that touches the user and is never
+// deleted, so LastSeq does not decrease when entries expire.
+//
+// An x/ key orders batches by Time: <time> is Batch.Time in unix
+// nanoseconds with the sign bit flipped (so that the order holds before
+// 1970 too), then the Open count and a per-Open counter that tell apart
+// batches with the same Time. Its value lists every i/, m/ and c/ key the
+// batch wrote, each as a uvarint length and the key. Expire scans x/ up to
+// its cut, deletes the listed keys and the x/ key, and commits every
+// expireBatchKeys deletions. A message written again by a later batch (a
+// status upsert) is listed by both and goes with the first to expire.
+//
+// A MessageMeta is encoded as a version byte (1), then ID, From, To and
+// ClientID each as a uvarint length and bytes, TS as a varint, Seq as a
+// uvarint and Status as one byte.
+//
+// # Tuning
+//
+// Options defaults suit a 24 GiB box that also runs the gateway: a 4 GiB
+// block cache, 64 MiB memtables, and a 10-bit bloom filter on every level,
+// because most client-id lookups (one per send, for idempotency) miss.
+package disk

@@ -1,0 +1,645 @@
+package disk
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+
+	"github.com/switchboard/switchboard/chat"
+)
+
+var (
+	_ chat.Store = (*Store)(nil)
+	_ io.Closer  = (*Store)(nil)
+)
+
+// Errors returned by Store. Those from Apply mean that nothing of the batch
+// was written.
+var (
+	// ErrInvalidUser is returned for a user id (an entry's User, a
+	// message's From when it has a ClientID, or a read's argument) that is
+	// empty or holds a NUL byte.
+	ErrInvalidUser = errors.New("disk: user id is empty or holds a NUL byte")
+	// ErrInvalidMessage is returned by Apply for a message with no ID.
+	ErrInvalidMessage = errors.New("disk: message has no ID")
+	// ErrSeq is returned by Apply for an entry with seq 0 or that does not
+	// follow the previous entry of its user in the batch by exactly one.
+	ErrSeq = errors.New("disk: entry seq out of order")
+	// ErrNoTime is returned by Apply for a non-empty batch with a zero
+	// Time, which would make it expire at once.
+	ErrNoTime = errors.New("disk: batch has no Time")
+	// ErrCorrupt is returned when a stored value cannot be decoded.
+	ErrCorrupt = errors.New("disk: corrupt value")
+)
+
+// formatVersion is the key layout described in doc.go.
+const formatVersion = 1
+
+// expireBatchKeys bounds the deletions in one Pebble batch of Expire.
+const expireBatchKeys = 4096
+
+// Options configures a Store. The zero value is the default for each
+// field; Validate reports invalid values.
+type Options struct {
+	// CacheSize is the size in bytes of the block cache (uncompressed
+	// sstable blocks) used by reads. Default 4 GiB.
+	CacheSize int64
+
+	// MemTableSize is the size in bytes of one memtable; a full one is
+	// flushed to L0 in the background. Larger ones absorb bursts and make
+	// fewer L0 files, and take longer to replay from the WAL at Open.
+	// Below 4 GiB. Default 64 MiB.
+	MemTableSize int64
+
+	// MemTables is how many memtables, the active one included, may be in
+	// memory before writes stall until a flush completes. Default 4.
+	MemTables int
+
+	// BloomBitsPerKey sets the bloom filter on every level: 10 bits give
+	// about 1% false positives. Default 10.
+	BloomBitsPerKey int
+
+	// Compactions is the most background compactions run at once.
+	// Default 4.
+	Compactions int
+
+	// MaxOpenFiles bounds the sstables held open. Default 16384.
+	MaxOpenFiles int
+
+	// Logger receives Pebble's log. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports the first invalid field of o.
+func (o *Options) Validate() error {
+	switch {
+	case o.CacheSize < 0:
+		return fmt.Errorf("disk: CacheSize %d is negative", o.CacheSize)
+	case o.MemTableSize < 0 || o.MemTableSize >= 4<<30:
+		return fmt.Errorf("disk: MemTableSize %d is not in [0, 4 GiB)", o.MemTableSize)
+	case o.MemTables < 0:
+		return fmt.Errorf("disk: MemTables %d is negative", o.MemTables)
+	case o.BloomBitsPerKey < 0:
+		return fmt.Errorf("disk: BloomBitsPerKey %d is negative", o.BloomBitsPerKey)
+	case o.Compactions < 0:
+		return fmt.Errorf("disk: Compactions %d is negative", o.Compactions)
+	case o.MaxOpenFiles < 0:
+		return fmt.Errorf("disk: MaxOpenFiles %d is negative", o.MaxOpenFiles)
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	if o.CacheSize == 0 {
+		o.CacheSize = 4 << 30
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 64 << 20
+	}
+	if o.MemTables == 0 {
+		o.MemTables = 4
+	}
+	if o.BloomBitsPerKey == 0 {
+		o.BloomBitsPerKey = 10
+	}
+	if o.Compactions == 0 {
+		o.Compactions = 4
+	}
+	if o.MaxOpenFiles == 0 {
+		o.MaxOpenFiles = 16384
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+func (o *Options) pebble() *pebble.Options {
+	po := &pebble.Options{
+		CacheSize:                   o.CacheSize,
+		MemTableSize:                uint64(o.MemTableSize),
+		MemTableStopWritesThreshold: o.MemTables,
+		MaxOpenFiles:                o.MaxOpenFiles,
+		FormatMajorVersion:          pebble.FormatNewest,
+		// Compact L0 early, and never stop writes for L0 file count:
+		// sends back up behind the WAL instead of stalling outright.
+		L0CompactionThreshold: 2,
+		L0StopWritesThreshold: 1000,
+		Logger:                pebbleLogger{o.Logger},
+	}
+	n := o.Compactions
+	po.CompactionConcurrencyRange = func() (int, int) { return 1, n }
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(o.BloomBitsPerKey)
+		po.Levels[i].FilterType = pebble.TableFilter
+	}
+	return po
+}
+
+// Store is a durable chat.Store in a Pebble database in one directory.
+// All methods are safe for concurrent use, including concurrent Apply
+// calls (their fsyncs are merged). Close waits for calls in progress.
+type Store struct {
+	mu  sync.RWMutex // read-held by every call; Close takes it to close db
+	db  *pebble.DB   // nil once closed
+	log *slog.Logger
+
+	epoch    uint64        // this Open's number, in x/ keys
+	batchSeq atomic.Uint64 // x/ key counter within this Open
+
+	expireMu sync.Mutex // one Expire at a time, so no batch is counted twice
+}
+
+// Open opens the store in dir, creating it if needed.
+func Open(dir string, opts Options) (*Store, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+	db, err := pebble.Open(dir, opts.pebble())
+	if err != nil {
+		return nil, fmt.Errorf("disk: open %s: %w", dir, err)
+	}
+	s := &Store{db: db, log: opts.Logger}
+	if err := s.start(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// start checks the format and takes the next epoch.
+func (s *Store) start() error {
+	format, found, err := s.getUint64([]byte("o/format"))
+	if err != nil {
+		return err
+	}
+	if found && format != formatVersion {
+		return fmt.Errorf("disk: store format %d, this build reads %d", format, formatVersion)
+	}
+	epoch, _, err := s.getUint64([]byte("o/epoch"))
+	if err != nil {
+		return err
+	}
+	s.epoch = epoch + 1
+	wb := s.db.NewBatch()
+	defer wb.Close()
+	wb.Set([]byte("o/format"), binary.BigEndian.AppendUint64(nil, formatVersion), nil)
+	wb.Set([]byte("o/epoch"), binary.BigEndian.AppendUint64(nil, s.epoch), nil)
+	if err := wb.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("disk: write epoch: %w", err)
+	}
+	return nil
+}
+
+// Close closes the store; later calls return chat.ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return chat.ErrClosed
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// acquire read-locks s for one call and returns the database, or
+// chat.ErrClosed (and no lock).
+func (s *Store) acquire() (*pebble.DB, error) {
+	s.mu.RLock()
+	if s.db == nil {
+		s.mu.RUnlock()
+		return nil, chat.ErrClosed
+	}
+	return s.db, nil
+}
+
+// scratch is the per-Apply working memory, pooled.
+type scratch struct {
+	key   []byte
+	val   []byte
+	index []byte            // the x/ value: the keys this batch writes
+	heads map[string]uint64 // user → last seq in this batch
+}
+
+var scratchPool = sync.Pool{New: func() any {
+	return &scratch{heads: make(map[string]uint64)}
+}}
+
+// Apply writes b in one Pebble batch committed with Sync. It validates b
+// first; see the Err values. Safe for concurrent use.
+func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(b.Messages) == 0 && len(b.Entries) == 0 {
+		return nil
+	}
+	if b.Time.IsZero() {
+		return ErrNoTime
+	}
+	sc := scratchPool.Get().(*scratch)
+	defer func() {
+		clear(sc.heads)
+		scratchPool.Put(sc)
+	}()
+	size := 64
+	for _, e := range b.Entries {
+		if !validUser(e.User) {
+			return fmt.Errorf("%w: entry for %q", ErrInvalidUser, e.User)
+		}
+		if last, ok := sc.heads[e.User]; e.Seq == 0 || ok && e.Seq != last+1 {
+			return fmt.Errorf("%w: user %q seq %d after %d", ErrSeq, e.User, e.Seq, last)
+		}
+		sc.heads[e.User] = e.Seq
+		size += 2*len(e.User) + len(e.Frame) + 32
+	}
+	for i := range b.Messages {
+		m := &b.Messages[i]
+		if m.ID == "" {
+			return ErrInvalidMessage
+		}
+		if m.ClientID != "" && !validUser(m.From) {
+			return fmt.Errorf("%w: message %s from %q", ErrInvalidUser, m.ID, m.From)
+		}
+		size += 2*len(m.ID) + 2*len(m.From) + len(m.To) + 2*len(m.ClientID) + 48
+	}
+
+	db, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+
+	wb := db.NewBatchWithSize(size)
+	defer wb.Close()
+	sc.index = sc.index[:0]
+	for i := range b.Messages {
+		m := &b.Messages[i]
+		sc.key = appendMessageKey(sc.key[:0], m.ID)
+		sc.val = appendMeta(sc.val[:0], m)
+		wb.Set(sc.key, sc.val, nil)
+		sc.index = appendIndexKey(sc.index, sc.key)
+		if m.ClientID != "" {
+			sc.key = appendClientKey(sc.key[:0], m.From, m.ClientID)
+			sc.val = append(sc.val[:0], m.ID...)
+			wb.Set(sc.key, sc.val, nil)
+			sc.index = appendIndexKey(sc.index, sc.key)
+		}
+	}
+	for _, e := range b.Entries {
+		sc.key = appendInboxKey(sc.key[:0], e.User, e.Seq)
+		wb.Set(sc.key, e.Frame, nil)
+		sc.index = appendIndexKey(sc.index, sc.key)
+	}
+	for user, seq := range sc.heads {
+		sc.key = appendHeadKey(sc.key[:0], user)
+		sc.val = binary.BigEndian.AppendUint64(sc.val[:0], seq)
+		wb.Set(sc.key, sc.val, nil)
+	}
+	sc.key = appendRetentionKey(sc.key[:0], b.Time, s.epoch, s.batchSeq.Add(1))
+	wb.Set(sc.key, sc.index, nil)
+
+	if err := wb.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("disk: apply: %w", err)
+	}
+	return nil
+}
+
+// LastSeq returns the head of user's inbox, or 0. Safe for concurrent use.
+func (s *Store) LastSeq(ctx context.Context, user string) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if !validUser(user) {
+		return 0, ErrInvalidUser
+	}
+	db, err := s.acquire()
+	if err != nil {
+		return 0, err
+	}
+	defer s.mu.RUnlock()
+	seq, _, err := getUint64(db, appendHeadKey(nil, user))
+	return seq, err
+}
+
+// Message returns the message with server id id. Safe for concurrent use.
+func (s *Store) Message(ctx context.Context, id string) (chat.MessageMeta, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return chat.MessageMeta{}, false, err
+	}
+	db, err := s.acquire()
+	if err != nil {
+		return chat.MessageMeta{}, false, err
+	}
+	defer s.mu.RUnlock()
+	return message(db, appendMessageKey(nil, id))
+}
+
+// MessageByClientID returns the message that from sent with clientID: a
+// Get of the c/ index, then of the message. Safe for concurrent use.
+func (s *Store) MessageByClientID(ctx context.Context, from, clientID string) (chat.MessageMeta, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return chat.MessageMeta{}, false, err
+	}
+	if !validUser(from) {
+		return chat.MessageMeta{}, false, ErrInvalidUser
+	}
+	if clientID == "" {
+		return chat.MessageMeta{}, false, nil // never indexed
+	}
+	db, err := s.acquire()
+	if err != nil {
+		return chat.MessageMeta{}, false, err
+	}
+	defer s.mu.RUnlock()
+	id, closer, err := db.Get(appendClientKey(nil, from, clientID))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return chat.MessageMeta{}, false, nil
+	}
+	if err != nil {
+		return chat.MessageMeta{}, false, fmt.Errorf("disk: get client id: %w", err)
+	}
+	key := appendMessageKey(make([]byte, 0, 2+len(id)), string(id))
+	closer.Close()
+	return message(db, key)
+}
+
+func message(db *pebble.DB, key []byte) (chat.MessageMeta, bool, error) {
+	v, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return chat.MessageMeta{}, false, nil
+	}
+	if err != nil {
+		return chat.MessageMeta{}, false, fmt.Errorf("disk: get message: %w", err)
+	}
+	defer closer.Close()
+	m, err := decodeMeta(v)
+	if err != nil {
+		return chat.MessageMeta{}, false, fmt.Errorf("%w: message %q", err, key[2:])
+	}
+	return m, true, nil
+}
+
+// ReadInbox scans user's inbox from after+1 with a bounded iterator and
+// calls fn with each frame in place: the frame is valid until fn returns.
+// Safe for concurrent use.
+func (s *Store) ReadInbox(ctx context.Context, user string, after uint64, limit int,
+	fn func(seq uint64, frame []byte) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !validUser(user) {
+		return ErrInvalidUser
+	}
+	if limit <= 0 || after == ^uint64(0) {
+		return nil
+	}
+	db, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+
+	// One buffer for both bounds: i/<user>\x00<after+1> and i/<user>\x01.
+	bounds := appendInboxKey(make([]byte, 0, 2*(len(user)+11)), user, after+1)
+	lower := bounds[:len(bounds):len(bounds)]
+	bounds = append(bounds, "i/"...)
+	bounds = append(bounds, user...)
+	upper := append(bounds, 1)[len(lower):]
+	it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("disk: read inbox: %w", err)
+	}
+	seqAt := len(lower) - 8
+	n := 0
+	for valid := it.First(); valid && n < limit; valid = it.Next() {
+		key := it.Key()
+		if len(key) != seqAt+8 {
+			it.Close()
+			return fmt.Errorf("%w: inbox key %q", ErrCorrupt, key)
+		}
+		frame, err := it.ValueAndErr()
+		if err == nil {
+			err = fn(binary.BigEndian.Uint64(key[seqAt:]), frame)
+		}
+		if err != nil {
+			it.Close()
+			return err
+		}
+		n++
+		if n%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				it.Close()
+				return err
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("disk: read inbox: %w", err)
+	}
+	return nil
+}
+
+// Expire deletes what the batches with Time before before wrote, and their
+// x/ keys, walking the retention index only. Deletions are committed
+// without Sync every expireBatchKeys keys: if they are lost in a crash,
+// their x/ keys are too, and the next Expire deletes them again. Returns
+// the number of batches whose deletions were committed. Safe for
+// concurrent use; concurrent Expires run one at a time.
+func (s *Store) Expire(ctx context.Context, before time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.expireMu.Lock()
+	defer s.expireMu.Unlock()
+	db, err := s.acquire()
+	if err != nil {
+		return 0, err
+	}
+	defer s.mu.RUnlock()
+
+	upper := appendTimeKey([]byte("x/"), before)
+	it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte("x/"), UpperBound: upper})
+	if err != nil {
+		return 0, fmt.Errorf("disk: expire: %w", err)
+	}
+	defer it.Close()
+
+	wb := db.NewBatch()
+	defer func() { wb.Close() }()
+	done, pending := 0, 0
+	commit := func() error {
+		if err := wb.Commit(pebble.NoSync); err != nil {
+			return fmt.Errorf("disk: expire: %w", err)
+		}
+		wb.Close()
+		wb = db.NewBatch()
+		done, pending = done+pending, 0
+		return nil
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		if err := ctx.Err(); err != nil {
+			return done, err
+		}
+		keys, err := it.ValueAndErr()
+		if err != nil {
+			return done, fmt.Errorf("disk: expire: %w", err)
+		}
+		for len(keys) > 0 {
+			n, w := binary.Uvarint(keys)
+			if w <= 0 || n > uint64(len(keys)-w) {
+				return done, fmt.Errorf("%w: retention index %x", ErrCorrupt, it.Key())
+			}
+			wb.Delete(keys[w:w+int(n)], nil)
+			keys = keys[w+int(n):]
+			if wb.Count() >= expireBatchKeys {
+				if err := commit(); err != nil {
+					return done, err
+				}
+			}
+		}
+		wb.Delete(it.Key(), nil)
+		pending++
+	}
+	if err := it.Error(); err != nil {
+		return done, fmt.Errorf("disk: expire: %w", err)
+	}
+	if wb.Count() > 0 {
+		if err := commit(); err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+func validUser(u string) bool {
+	return u != "" && strings.IndexByte(u, 0) < 0
+}
+
+func appendInboxKey(dst []byte, user string, seq uint64) []byte {
+	dst = append(dst, "i/"...)
+	dst = append(dst, user...)
+	dst = append(dst, 0)
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
+
+func appendHeadKey(dst []byte, user string) []byte {
+	return append(append(dst, "s/"...), user...)
+}
+
+func appendMessageKey(dst []byte, id string) []byte {
+	return append(append(dst, "m/"...), id...)
+}
+
+func appendClientKey(dst []byte, from, clientID string) []byte {
+	dst = append(dst, "c/"...)
+	dst = append(dst, from...)
+	dst = append(dst, 0)
+	return append(dst, clientID...)
+}
+
+// appendTimeKey appends t as the order-preserving u64 of x/ keys.
+func appendTimeKey(dst []byte, t time.Time) []byte {
+	return binary.BigEndian.AppendUint64(dst, uint64(t.UnixNano())^(1<<63))
+}
+
+func appendRetentionKey(dst []byte, t time.Time, epoch, n uint64) []byte {
+	dst = appendTimeKey(append(dst, "x/"...), t)
+	dst = binary.BigEndian.AppendUint64(dst, epoch)
+	return binary.BigEndian.AppendUint64(dst, n)
+}
+
+// appendIndexKey appends key to an x/ value.
+func appendIndexKey(dst, key []byte) []byte {
+	return append(binary.AppendUvarint(dst, uint64(len(key))), key...)
+}
+
+func (s *Store) getUint64(key []byte) (uint64, bool, error) {
+	return getUint64(s.db, key)
+}
+
+func getUint64(db *pebble.DB, key []byte) (uint64, bool, error) {
+	v, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("disk: get %q: %w", key, err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("%w: %q holds %d bytes", ErrCorrupt, key, len(v))
+	}
+	return binary.BigEndian.Uint64(v), true, nil
+}
+
+const metaVersion = 1
+
+func appendMeta(dst []byte, m *chat.MessageMeta) []byte {
+	dst = append(dst, metaVersion)
+	for _, s := range [...]string{m.ID, m.From, m.To, m.ClientID} {
+		dst = binary.AppendUvarint(dst, uint64(len(s)))
+		dst = append(dst, s...)
+	}
+	dst = binary.AppendVarint(dst, m.TS)
+	dst = binary.AppendUvarint(dst, m.Seq)
+	return append(dst, byte(m.Status))
+}
+
+func decodeMeta(b []byte) (chat.MessageMeta, error) {
+	var m chat.MessageMeta
+	if len(b) == 0 || b[0] != metaVersion {
+		return m, ErrCorrupt
+	}
+	b = b[1:]
+	for _, dst := range [...]*string{&m.ID, &m.From, &m.To, &m.ClientID} {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || n > uint64(len(b)-w) {
+			return m, ErrCorrupt
+		}
+		*dst = string(b[w : w+int(n)])
+		b = b[w+int(n):]
+	}
+	ts, w := binary.Varint(b)
+	if w <= 0 {
+		return m, ErrCorrupt
+	}
+	m.TS, b = ts, b[w:]
+	seq, w := binary.Uvarint(b)
+	if w <= 0 || len(b) != w+1 {
+		return m, ErrCorrupt
+	}
+	m.Seq, m.Status = seq, chat.Status(b[w])
+	return m, nil
+}
+
+// pebbleLogger routes Pebble's log to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	if p.l.Enabled(context.Background(), slog.LevelInfo) {
+		p.l.Info(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf logs and panics: Pebble calls it when it cannot go on.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble")
+	panic("disk: pebble: " + msg)
+}

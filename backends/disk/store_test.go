@@ -1,0 +1,375 @@
+package disk
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/chat"
+	"github.com/switchboard/switchboard/chat/storetest"
+)
+
+// testOptions keeps test stores small: small memtables flush often, so
+// the tests read from sstables as well as memtables.
+var testOptions = Options{CacheSize: 8 << 20, MemTableSize: 1 << 20, MaxOpenFiles: 256}
+
+func openTest(t testing.TB, dir string) *Store {
+	t.Helper()
+	s, err := Open(dir, testOptions)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) chat.Store { return openTest(t, t.TempDir()) })
+}
+
+func TestStoreDurable(t *testing.T) {
+	storetest.RunDurable(t, func(t *testing.T, dir string) chat.Store { return openTest(t, dir) })
+}
+
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func TestApplyRejectsInvalid(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	ctx := context.Background()
+	entry := func(user string, seq uint64) chat.Entry { return chat.Entry{User: user, Seq: seq, Frame: []byte("{}")} }
+	for _, tc := range []struct {
+		name string
+		b    chat.Batch
+		want error
+	}{
+		{"NULInUser", chat.Batch{Time: t0, Entries: []chat.Entry{entry("bob\x00x", 1)}}, ErrInvalidUser},
+		{"EmptyUser", chat.Batch{Time: t0, Entries: []chat.Entry{entry("", 1)}}, ErrInvalidUser},
+		{"NULInSender", chat.Batch{Time: t0, Messages: []chat.MessageMeta{{ID: "m", From: "a\x00", ClientID: "c"}}}, ErrInvalidUser},
+		{"NoID", chat.Batch{Time: t0, Messages: []chat.MessageMeta{{From: "a"}}}, ErrInvalidMessage},
+		{"SeqZero", chat.Batch{Time: t0, Entries: []chat.Entry{entry("bob", 0)}}, ErrSeq},
+		{"SeqGap", chat.Batch{Time: t0, Entries: []chat.Entry{entry("bob", 1), entry("al", 1), entry("bob", 3)}}, ErrSeq},
+		{"SeqBack", chat.Batch{Time: t0, Entries: []chat.Entry{entry("bob", 2), entry("bob", 1)}}, ErrSeq},
+		{"NoTime", chat.Batch{Entries: []chat.Entry{entry("bob", 1)}}, ErrNoTime},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.b.Messages = append(tc.b.Messages, chat.MessageMeta{ID: "witness", From: "a", To: "bob"})
+			if err := s.Apply(ctx, &tc.b); !errors.Is(err, tc.want) {
+				t.Fatalf("Apply = %v, want %v", err, tc.want)
+			}
+			if _, ok, err := s.Message(ctx, "witness"); ok || err != nil {
+				t.Fatalf("rejected batch was written in part (Message = %v, %v)", ok, err)
+			}
+		})
+	}
+	for name, err := range map[string]error{
+		"LastSeq":           second(s.LastSeq(ctx, "a\x00b")),
+		"ReadInbox":         s.ReadInbox(ctx, "a\x00b", 0, 1, func(uint64, []byte) error { return nil }),
+		"MessageByClientID": third(s.MessageByClientID(ctx, "a\x00b", "c")),
+	} {
+		if !errors.Is(err, ErrInvalidUser) {
+			t.Errorf("%s with a NUL in the user: %v, want ErrInvalidUser", name, err)
+		}
+	}
+}
+
+func second[A any](_ A, err error) error        { return err }
+func third[A, B any](_ A, _ B, err error) error { return err }
+
+// TestUserIDBytes checks that ids that extend one another with bytes
+// around the separator keep separate inboxes and client-id indexes.
+func TestUserIDBytes(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	ctx := context.Background()
+	users := []string{"bob", "bob\x01", "bob\xff", "bo", "\x01", "\xff\xff"}
+	b := &chat.Batch{Time: t0}
+	for i, u := range users {
+		for seq := uint64(1); seq <= uint64(i+1); seq++ {
+			b.Entries = append(b.Entries, chat.Entry{User: u, Seq: seq, Frame: storetest.Frame(u, seq)})
+		}
+		b.Messages = append(b.Messages, chat.MessageMeta{ID: "m" + strconv.Itoa(i), From: u, ClientID: "\x00c", Status: chat.StatusSent})
+	}
+	if err := s.Apply(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range users {
+		var seqs []uint64
+		err := s.ReadInbox(ctx, u, 0, 100, func(seq uint64, frame []byte) error {
+			if !bytes.Equal(frame, storetest.Frame(u, seq)) {
+				return fmt.Errorf("frame %d of %q = %q", seq, u, frame)
+			}
+			seqs = append(seqs, seq)
+			return nil
+		})
+		if err != nil || len(seqs) != i+1 {
+			t.Errorf("ReadInbox(%q) = %v, %v; want seqs 1..%d", u, seqs, err, i+1)
+		}
+		if last, err := s.LastSeq(ctx, u); last != uint64(i+1) || err != nil {
+			t.Errorf("LastSeq(%q) = %d, %v; want %d", u, last, err, i+1)
+		}
+		if m, ok, err := s.MessageByClientID(ctx, u, "\x00c"); !ok || err != nil || m.ID != "m"+strconv.Itoa(i) {
+			t.Errorf("MessageByClientID(%q) = %+v, %v, %v", u, m, ok, err)
+		}
+	}
+}
+
+// TestExpireLargeBatch expires a batch that lists more keys than one
+// Expire commit holds.
+func TestExpireLargeBatch(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	ctx := context.Background()
+	const n = expireBatchKeys + expireBatchKeys/2
+	b := &chat.Batch{Time: t0}
+	for seq := uint64(1); seq <= n; seq++ {
+		b.Entries = append(b.Entries, chat.Entry{User: "bob", Seq: seq, Frame: storetest.Frame("bob", seq)})
+	}
+	small := &chat.Batch{Time: t0.Add(time.Second), Entries: []chat.Entry{{User: "al", Seq: 1, Frame: []byte("{}")}}}
+	for _, b := range []*chat.Batch{b, small, {Time: t0.Add(time.Hour), Entries: []chat.Entry{{User: "al", Seq: 2, Frame: []byte("{}")}}}} {
+		if err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := s.Expire(ctx, t0.Add(time.Minute)); got != 2 || err != nil {
+		t.Fatalf("Expire = %d, %v; want 2", got, err)
+	}
+	count := 0
+	s.ReadInbox(ctx, "bob", 0, 1<<20, func(uint64, []byte) error { count++; return nil })
+	if count != 0 {
+		t.Fatalf("%d entries left after Expire", count)
+	}
+	if last, _ := s.LastSeq(ctx, "bob"); last != n {
+		t.Fatalf("LastSeq = %d, want %d", last, n)
+	}
+}
+
+func TestMetaEncoding(t *testing.T) {
+	for _, m := range []chat.MessageMeta{
+		{},
+		{ID: "01JNB8Z", From: "zoë", To: "用户", ClientID: "\x00\xff", TS: -1, Seq: ^uint64(0), Status: chat.StatusRead},
+		{ID: strings.Repeat("x", 300), TS: 1 << 62, Seq: 1},
+	} {
+		enc := appendMeta(nil, &m)
+		got, err := decodeMeta(enc)
+		if err != nil || got != m {
+			t.Fatalf("decodeMeta(appendMeta(%+v)) = %+v, %v", m, got, err)
+		}
+		for i := range enc {
+			if _, err := decodeMeta(enc[:i]); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decodeMeta of %d of %d bytes: %v, want ErrCorrupt", i, len(enc), err)
+			}
+		}
+		if _, err := decodeMeta(append(enc, 0)); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("decodeMeta with a trailing byte: %v, want ErrCorrupt", err)
+		}
+	}
+}
+
+func FuzzDecodeMeta(f *testing.F) {
+	f.Add(appendMeta(nil, &chat.MessageMeta{ID: "m", From: "a", To: "b", ClientID: "c", TS: 5, Seq: 7, Status: 1}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeMeta(b)
+		if err != nil {
+			return
+		}
+		if enc := appendMeta(nil, &m); !bytes.Equal(enc, b) {
+			// Varints have one canonical encoding as written, but a
+			// decoder may accept padded ones; it must still round-trip.
+			if m2, err := decodeMeta(enc); err != nil || m2 != m {
+				t.Fatalf("re-encoding %+v does not round-trip", m)
+			}
+		}
+	})
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for _, o := range []Options{{CacheSize: -1}, {MemTableSize: 4 << 30}, {MemTables: -1}, {BloomBitsPerKey: -1}, {Compactions: -1}, {MaxOpenFiles: -1}} {
+		if err := o.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil", o)
+		}
+		if _, err := Open(t.TempDir(), o); err == nil {
+			t.Errorf("Open with %+v succeeded", o)
+		}
+	}
+	if err := (&Options{}).Validate(); err != nil {
+		t.Errorf("zero Options: %v", err)
+	}
+}
+
+// The crash test re-executes the test binary as a child that applies
+// batches and prints each one's acknowledgement after Apply returned; the
+// parent SIGKILLs it mid-stream and checks every acknowledged write.
+const crashEnv = "SWITCHBOARD_DISK_CRASH_DIR"
+
+const (
+	crashUsers      = 8
+	crashMaxBatches = 400             // the parent kills the child after this many acks,
+	crashMaxTime    = 2 * time.Second // or after this long
+)
+
+// crashBatch is batch k of the child: entries for two users and one
+// message per entry. heads is updated.
+func crashBatch(k int, heads []uint64) *chat.Batch {
+	b := &chat.Batch{Time: t0.Add(time.Duration(k) * time.Millisecond)}
+	for j, u := range []int{k % crashUsers, (k + 3) % crashUsers} {
+		user := "u" + strconv.Itoa(u)
+		for range 1 + (k+j)%3 {
+			heads[u]++
+			b.Entries = append(b.Entries, chat.Entry{User: user, Seq: heads[u], Frame: storetest.Frame(user, heads[u])})
+		}
+		b.Messages = append(b.Messages, chat.MessageMeta{
+			ID: fmt.Sprintf("m-%d-%d", k, j), From: "sender", To: user,
+			ClientID: fmt.Sprintf("c-%d-%d", k, j), Seq: heads[u], Status: chat.StatusSent,
+		})
+	}
+	return b
+}
+
+func crashChild(dir string) {
+	s, err := Open(dir, testOptions)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child: open:", err)
+		os.Exit(2)
+	}
+	heads := make([]uint64, crashUsers)
+	for k := 0; k < 100*crashMaxBatches; k++ {
+		b := crashBatch(k, heads)
+		if err := s.Apply(context.Background(), b); err != nil {
+			fmt.Fprintln(os.Stderr, "child: apply:", err)
+			os.Exit(2)
+		}
+		line := []byte("ack " + strconv.Itoa(k))
+		for _, e := range b.Entries {
+			line = fmt.Appendf(line, " %s=%d", e.User, e.Seq)
+		}
+		// One write per line: a line in the pipe is whole.
+		if _, err := os.Stdout.Write(append(line, '\n')); err != nil {
+			os.Exit(3) // the parent is gone
+		}
+	}
+	os.Exit(0)
+}
+
+func TestCrash(t *testing.T) {
+	if dir := os.Getenv(crashEnv); dir != "" {
+		crashChild(dir)
+	}
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$", "-test.count=1")
+	cmd.Env = append(os.Environ(), crashEnv+"="+dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+
+	acked := make(map[string]uint64) // user → highest acknowledged seq
+	var batches []int                // acknowledged batch numbers
+	parse := func(line string) {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "ack" {
+			return // the test framework's own output
+		}
+		k, err := strconv.Atoi(f[1])
+		if err != nil {
+			t.Fatalf("bad ack line %q", line)
+		}
+		batches = append(batches, k)
+		for _, kv := range f[2:] {
+			user, seq, _ := strings.Cut(kv, "=")
+			n, err := strconv.ParseUint(seq, 10, 64)
+			if err != nil {
+				t.Fatalf("bad ack line %q", line)
+			}
+			acked[user] = max(acked[user], n)
+		}
+	}
+
+	deadline := time.NewTimer(crashMaxTime)
+	defer deadline.Stop()
+	exited := false
+read:
+	for len(batches) < crashMaxBatches {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				exited = true
+				break read
+			}
+			parse(line)
+		case <-deadline.C:
+			break read
+		}
+	}
+	cmd.Process.Kill() // SIGKILL
+	for line := range lines {
+		parse(line) // acknowledged before the kill
+	}
+	err = cmd.Wait()
+	if exited || len(batches) == 0 {
+		t.Fatalf("child stopped by itself or acknowledged nothing (%d acks, wait: %v)\n%s", len(batches), err, stderr.String())
+	}
+	t.Logf("child killed after %d acknowledged batches", len(batches))
+
+	s := openTest(t, dir)
+	ctx := context.Background()
+	for u := range crashUsers {
+		user := "u" + strconv.Itoa(u)
+		last, err := s.LastSeq(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last < acked[user] {
+			t.Errorf("LastSeq(%s) = %d, below acknowledged %d", user, last, acked[user])
+		}
+		next := uint64(1)
+		err = s.ReadInbox(ctx, user, 0, 1<<20, func(seq uint64, frame []byte) error {
+			if seq != next {
+				return fmt.Errorf("ReadInbox(%s): seq %d, want %d (a gap)", user, seq, next)
+			}
+			if !bytes.Equal(frame, storetest.Frame(user, seq)) {
+				return fmt.Errorf("ReadInbox(%s): seq %d frame %q", user, seq, frame)
+			}
+			next++
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		if next-1 != last {
+			t.Errorf("inbox of %s ends at %d, LastSeq is %d", user, next-1, last)
+		}
+	}
+	for _, k := range batches {
+		for j := range 2 {
+			id := fmt.Sprintf("m-%d-%d", k, j)
+			if _, ok, err := s.Message(ctx, id); !ok || err != nil {
+				t.Fatalf("acknowledged message %s lost (%v, %v)", id, ok, err)
+			}
+			if m, ok, err := s.MessageByClientID(ctx, "sender", fmt.Sprintf("c-%d-%d", k, j)); !ok || err != nil || m.ID != id {
+				t.Fatalf("client id of acknowledged message %s lost (%+v, %v, %v)", id, m, ok, err)
+			}
+		}
+	}
+}
