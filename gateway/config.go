@@ -12,7 +12,7 @@ import (
 // default is written on its field and filled in by New.
 type Config struct {
 	// Listen is the TCP address to serve on. Default ":8080".
-	Listen string `yaml:"listen" help:"TCP address for WebSocket clients, /healthz, /readyz and /metrics"`
+	Listen string `yaml:"-"`
 	// Node is this gateway's id in the routing directory. Default: host name and pid.
 	Node string `yaml:"node" help:"gateway node id in the routing directory"`
 	// EventLoops is the number of gnet event loops. Default: one per CPU.

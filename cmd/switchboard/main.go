@@ -18,6 +18,7 @@ Usage:
   switchboard [serve] [flags]     run the server (the default)
   switchboard token --user ID     print an access token for a user
   switchboard chat --user ID      chat from the terminal
+  switchboard loadtest SCENARIO   measure a running server (idle, connect, chat)
   switchboard version             print the version
 
 Run 'switchboard <command> --help' for a command's flags.
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string) error {
 		return tokenCmd(args)
 	case "chat":
 		return chatCmd(ctx, args)
+	case "loadtest":
+		return loadtestCmd(ctx, args)
 	case "version":
 		fmt.Println("switchboard", version)
 		return nil

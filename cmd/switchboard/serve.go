@@ -78,7 +78,7 @@ func serveCmd(ctx context.Context, args []string) error {
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nEvery setting (config file key, environment variable):\n")
 		for _, k := range config.Keys(&Config{}) {
-			fmt.Fprintf(fs.Output(), "  %-34s %-46s %s\n", k.Path, k.Env, k.Help)
+			fmt.Fprintf(fs.Output(), "  %-34s %-46s %s\n", k.Path, k.EnvVar("SWITCHBOARD"), k.Help)
 		}
 	}
 	if err := fs.Parse(args); err != nil {
