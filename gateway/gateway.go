@@ -24,10 +24,22 @@ type Authenticator interface {
 	Authenticate(token []byte) (user, device string, err error)
 }
 
+// Service is what the gateway needs of the messaging core; *chat.Service
+// implements it. All methods are safe for concurrent use; Submit never
+// blocks.
+type Service interface {
+	Submit(r *chat.Request) error
+	ReadInbox(ctx context.Context, user string, after uint64, limit int, fn func(seq uint64, frame []byte) error) error
+	LastSeq(ctx context.Context, user string) (uint64, error)
+	Config() chat.Config
+}
+
+var _ Service = (*chat.Service)(nil)
+
 // Deps are what a Gateway works with. Service, Bus, Directory and Auth are
 // required.
 type Deps struct {
-	Service   *chat.Service
+	Service   Service
 	Bus       chat.Bus
 	Directory router.Directory
 	Auth      Authenticator
@@ -41,7 +53,9 @@ type Deps struct {
 // Gateway serves WebSocket clients on gnet event loops.
 type Gateway struct {
 	cfg  Config
-	svc  *chat.Service
+	svc  Service
+	// maxBody is the Service's body limit, read once.
+	maxBody int
 	bus  chat.Bus
 	dir  router.Directory
 	auth Authenticator
@@ -87,6 +101,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		httpSem:  make(chan struct{}, 64),
 	}
 	g.m.open = g.open.Load
+	g.maxBody = deps.Service.Config().MaxBodyBytes
 	g.hub = newHub(g, cfg.HubShards)
 	return g, nil
 }

@@ -410,7 +410,7 @@ func (g *Gateway) checkSend(r *protocol.Request) string {
 		return `"to" must be a user id: 1 to 128 bytes, no control characters`
 	case !r.HasBody:
 		return `missing "body"`
-	case len(r.Body) > g.svc.Config().MaxBodyBytes:
+	case len(r.Body) > g.maxBody:
 		return `"body" exceeds max_body_bytes`
 	}
 	return ""
