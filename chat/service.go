@@ -221,8 +221,8 @@ func (s *Service) commit(c *commit) {
 
 	// What this batch adds, so that requests within it see each other and
 	// so that a failed Apply can be undone in the caches.
-	var touched []string           // users whose head moved
-	pending := map[string]int{}    // msg id -> index in batch.Messages
+	var touched []string        // users whose head moved
+	pending := map[string]int{} // msg id -> index in batch.Messages
 	newClient := map[clientKey]string{}
 
 	for _, r := range c.reqs {

@@ -245,7 +245,7 @@ func TestHandshakeRefusals(t *testing.T) {
 		want int
 	}{
 		{"ok by header", upgrade(Path, "Authorization: Bearer ok:alice\r\n"), 101},
-		{"ok by query", upgrade(Path+"?access_token=ok%3Aalice"), 101},
+		{"ok by query", upgrade(Path + "?access_token=ok%3Aalice"), 101},
 		{"no token", upgrade(Path), 401},
 		{"bad token", upgrade(Path, "Authorization: Bearer nope\r\n"), 401},
 		{"not bearer", upgrade(Path, "Authorization: Basic YTpi\r\n"), 401},

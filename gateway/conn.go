@@ -31,7 +31,7 @@ type wsConn struct {
 	lastRead   int64   // unix nanos of the last bytes read
 	pinged     bool    // a ping is out since lastRead
 	closingAt  int64
-	skip       uint64 // payload bytes still to discard
+	skip       uint64   // payload bytes still to discard
 	frag       *fragBuf // a fragmented message being assembled
 	fragOp     byte
 	fragCount  int

@@ -63,11 +63,11 @@ func (f *fakeConn) Write(p []byte) (int, error) {
 	f.writes.Add(1)
 	return len(p), nil
 }
-func (f *fakeConn) Close() error                { f.closed = true; return nil }
-func (f *fakeConn) Context() any                { return f.ctx }
-func (f *fakeConn) SetContext(v any)            { f.ctx = v }
-func (f *fakeConn) RemoteAddr() net.Addr        { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
-func (f *fakeConn) EventLoop() gnet.EventLoop   { return f.el }
+func (f *fakeConn) Close() error                                { f.closed = true; return nil }
+func (f *fakeConn) Context() any                                { return f.ctx }
+func (f *fakeConn) SetContext(v any)                            { f.ctx = v }
+func (f *fakeConn) RemoteAddr() net.Addr                        { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (f *fakeConn) EventLoop() gnet.EventLoop                   { return f.el }
 func (f *fakeConn) AsyncWrite([]byte, gnet.AsyncCallback) error { return nil }
 
 // fakeLoop runs mailbox wake-ups synchronously, as if the loop were idle.
@@ -87,7 +87,7 @@ func (stubService) ReadInbox(context.Context, string, uint64, int, func(uint64, 
 	return nil
 }
 func (stubService) LastSeq(context.Context, string) (uint64, error) { return 0, nil }
-func (stubService) Config() chat.Config                            { return chat.Config{MaxBodyBytes: 64 << 10} }
+func (stubService) Config() chat.Config                             { return chat.Config{MaxBodyBytes: 64 << 10} }
 
 type stubBus struct{}
 

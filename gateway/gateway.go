@@ -52,17 +52,17 @@ type Deps struct {
 
 // Gateway serves WebSocket clients on gnet event loops.
 type Gateway struct {
-	cfg  Config
-	svc  Service
+	cfg Config
+	svc Service
 	// maxBody is the Service's body limit, read once.
 	maxBody int
-	bus  chat.Bus
-	dir  router.Directory
-	auth Authenticator
-	http http.Handler
-	log  *slog.Logger
-	m    *metrics
-	hub  *hub
+	bus     chat.Bus
+	dir     router.Directory
+	auth    Authenticator
+	http    http.Handler
+	log     *slog.Logger
+	m       *metrics
+	hub     *hub
 
 	mu    sync.Mutex
 	loops map[gnet.EventLoop]*loop
