@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs the tools that interop/ drives against the server: a Python venv
+# with the websockets package and a node_modules with the ws package, both
+# pinned, under .cache/interop/ (git ignores it). Idempotent: a second run
+# checks the pinned versions import and returns at once.
+#
+#   bash scripts/test-deps.sh            # install or check
+#   INTEROP_CACHE=DIR bash scripts/...   # somewhere else (the test honours it too)
+#
+# Needs python3 (with venv) and node + npm on PATH. Exits non-zero, saying
+# which step failed, if anything cannot be installed.
+set -euo pipefail
+
+WEBSOCKETS_VERSION=17.4 # Python: websockets, the asyncio implementation
+WS_VERSION=8.23.0       # Node: ws
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${INTEROP_CACHE:-$root/.cache/interop}
+venv=$cache/venv
+nodedir=$cache/node
+
+die() {
+	echo "test-deps: $*" >&2
+	exit 1
+}
+
+for tool in python3 node npm; do
+	command -v "$tool" >/dev/null || die "$tool not found on PATH"
+done
+mkdir -p "$cache"
+
+# Python websockets.
+py_ok() {
+	[ -x "$venv/bin/python" ] &&
+		"$venv/bin/python" -c "import sys, websockets; sys.exit(websockets.__version__ != '$WEBSOCKETS_VERSION')" 2>/dev/null
+}
+if py_ok; then
+	echo "test-deps: websockets $WEBSOCKETS_VERSION already in $venv"
+else
+	echo "test-deps: installing websockets==$WEBSOCKETS_VERSION into $venv"
+	rm -rf "$venv"
+	python3 -m venv "$venv" || die "python3 -m venv $venv failed (is the venv module installed?)"
+	"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "websockets==$WEBSOCKETS_VERSION" ||
+		die "pip install websockets==$WEBSOCKETS_VERSION failed"
+	py_ok || die "websockets $WEBSOCKETS_VERSION does not import from $venv"
+fi
+
+# Node ws.
+node_ok() {
+	[ -f "$nodedir/node_modules/ws/package.json" ] &&
+		(cd "$nodedir" && node -e "
+			const v = require('ws/package.json').version;
+			require('ws');
+			process.exit(v === '$WS_VERSION' ? 0 : 1);" 2>/dev/null)
+}
+if node_ok; then
+	echo "test-deps: ws $WS_VERSION already in $nodedir"
+else
+	echo "test-deps: installing ws@$WS_VERSION into $nodedir"
+	rm -rf "$nodedir"
+	mkdir -p "$nodedir"
+	printf '{\n  "name": "switchboard-interop",\n  "private": true,\n  "dependencies": {"ws": "%s"}\n}\n' "$WS_VERSION" >"$nodedir/package.json"
+	(cd "$nodedir" && npm install --no-audit --no-fund --loglevel=error) ||
+		die "npm install ws@$WS_VERSION failed"
+	node_ok || die "ws $WS_VERSION does not load from $nodedir"
+fi
+
+echo "test-deps: ok (python: $venv/bin/python, node modules: $nodedir/node_modules)"
