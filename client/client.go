@@ -28,6 +28,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	ob      *outbox
+	empty   chan struct{} // closed when the outbox empties; nil while it is empty
 	closed  bool
 	running bool
 	runDone chan struct{} // closed when the current Run returns
@@ -84,6 +85,7 @@ func New(cfg Config) (*Client, error) {
 	c.savedSeq = seq
 	c.ob = newOutbox(obLog, entries)
 	if len(entries) > 0 {
+		c.empty = make(chan struct{})
 		c.log.Info("client: outbox loaded", "pending", len(entries))
 	}
 	return c, nil
@@ -269,8 +271,46 @@ func (c *Client) enqueue(ctx context.Context, e *entry) error {
 	if err := c.ob.add(e); err != nil {
 		return err
 	}
+	if c.empty == nil {
+		c.empty = make(chan struct{})
+	}
 	c.signal()
 	return nil
+}
+
+// removeLocked drops the outbox entry id (acked or refused for good).
+// Caller holds c.mu.
+func (c *Client) removeLocked(id string) *entry {
+	e, err := c.ob.remove(id)
+	if err != nil {
+		c.log.Warn("client: outbox", "err", err)
+	}
+	if c.ob.len() == 0 && c.empty != nil {
+		close(c.empty)
+		c.empty = nil
+	}
+	c.signal() // a slot in the in-flight window is free
+	return e
+}
+
+// Flush waits until the outbox is empty: every message and receipt queued
+// so far (and any queued meanwhile) has been acked by the server, or
+// refused for good. It returns ctx's error if ctx ends first. Flush does
+// not connect: Run must be running for it to return nil. It must not be
+// called from the Handler, which would hold up the acks it waits for.
+func (c *Client) Flush(ctx context.Context) error {
+	c.mu.Lock()
+	ch := c.empty
+	c.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Pending returns the number of outbox entries (messages and receipts) not

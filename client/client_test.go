@@ -294,6 +294,37 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 	}
 }
 
+func TestFlush(t *testing.T) {
+	fs := newFakeServer(t)
+	alice := newTestClient(t, fs, "alice", "")
+	if err := alice.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush of an empty outbox: %v", err)
+	}
+	for i := range 20 {
+		send(t, alice, "bob", fmt.Sprint(i))
+	}
+	if err := alice.MarkRead(context.Background(), "m1"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := alice.Flush(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush while not running = %v, want DeadlineExceeded", err)
+	}
+	alice.start(t)
+	if err := alice.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := alice.Pending(); n != 0 {
+		t.Fatalf("Pending after Flush = %d", n)
+	}
+	fs.With(func() {
+		if fs.Sends["alice"] != 20 || fs.Received["alice"]["receipt"] != 1 {
+			t.Errorf("server saw %d sends and %d receipts, want 20 and 1", fs.Sends["alice"], fs.Received["alice"]["receipt"])
+		}
+	})
+}
+
 func TestStateDirLocked(t *testing.T) {
 	fs := newFakeServer(t)
 	dir := t.TempDir()

@@ -455,12 +455,8 @@ func (s *session) onSynced(seq uint64) error {
 func (s *session) onAck(f *serverFrame) {
 	c := s.c
 	c.mu.Lock()
-	e, err := c.ob.remove(f.ID)
-	c.signal() // a slot in the in-flight window is free
+	e := c.removeLocked(f.ID)
 	c.mu.Unlock()
-	if err != nil {
-		c.log.Warn("client: outbox", "err", err)
-	}
 	if e == nil {
 		c.log.Debug("client: ack for no outbox entry", "id", f.ID)
 		return
@@ -480,10 +476,10 @@ func (s *session) onError(f *serverFrame) {
 		if e := c.ob.byID[f.ID]; e != nil {
 			if retriableCode(f.Code) {
 				c.ob.retry(e, time.Now(), retryDelay(c.cfg.MinBackoff, c.cfg.MaxBackoff, e.attempts))
-			} else if _, err := c.ob.remove(f.ID); err != nil {
-				c.log.Warn("client: outbox", "err", err)
+				c.signal()
+			} else {
+				c.removeLocked(f.ID)
 			}
-			c.signal()
 		}
 		c.mu.Unlock()
 	}

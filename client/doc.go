@@ -51,8 +51,8 @@
 // Config.Handler is called from the Client's goroutines, one call at a
 // time, in the order events happen: a connection's StateChange to connected
 // comes before its messages, and its disconnected after them. It may call
-// Send, MarkDelivered, MarkRead, Pending and Cursor, but not Close (Close
-// waits for the Handler). It may block: the Client then stops reading from
+// Send, MarkDelivered, MarkRead, Pending and Cursor, but not Close or Flush
+// (they wait for work that the blocked Handler holds up). It may block: the Client then stops reading from
 // the connection, and if it blocks long the server closes it with 4000
 // slow consumer. Nothing is lost that way: the entries stay in the
 // server's inbox and come back with the next sync.

@@ -180,7 +180,6 @@ type ui struct {
 	online     bool
 	byClientID map[string]*sent // sent, not yet acked
 	byMsgID    map[string]*sent // acked: waiting for receipts
-	acked      chan struct{}    // signalled on acks while draining
 }
 
 func (u *ui) printf(format string, args ...any) {
@@ -237,27 +236,18 @@ func parseLine(line string) (to, body string, ok bool) {
 	return name, msg, true
 }
 
-// drain waits (briefly) for messages still in the outbox to be acked, so
-// that piping lines into the chat sends them before it exits. Unacked ones
-// stay in the state directory for the next run.
+// drain waits (briefly) for messages and receipts still in the outbox to
+// be acked, so that piping lines into the chat sends them before it exits.
+// Unacked ones stay in the state directory for the next run.
 func (u *ui) drain(ctx context.Context) {
-	u.mu.Lock()
-	if !u.online || u.c.Pending() == 0 {
-		u.mu.Unlock()
+	if u.c.Pending() == 0 {
 		return
 	}
-	u.acked = make(chan struct{}, 1)
-	u.mu.Unlock()
-	t := time.NewTimer(quitWait)
-	defer t.Stop()
-	for u.c.Pending() > 0 {
-		select {
-		case <-u.acked:
-		case <-t.C:
-			u.printf("%d unsent, kept for next time\n", u.c.Pending())
-			return
-		case <-ctx.Done():
-			return
+	ctx, cancel := context.WithTimeout(ctx, quitWait)
+	defer cancel()
+	if u.c.Flush(ctx) != nil {
+		if n := u.c.Pending(); n > 0 {
+			u.printf("%d unsent, kept for next time\n", n)
 		}
 	}
 }
@@ -319,12 +309,6 @@ func (u *ui) ack(a client.Ack) {
 	}
 	u.byMsgID[a.MsgID] = s
 	fmt.Fprintf(u.out, "[%s] you → %s: %s  ✓\n", u.clock(time.Time{}), s.to, s.body)
-	if u.acked != nil {
-		select {
-		case u.acked <- struct{}{}:
-		default:
-		}
-	}
 }
 
 func (u *ui) receipt(r client.Receipt) {

@@ -158,6 +158,20 @@ func TestAutoReadOff(t *testing.T) {
 	}
 }
 
+// echo "bob: hi" | switchboard chat --user alice: the line is sent before
+// Run returns at the end of input.
+func TestPipedInputIsSentBeforeExit(t *testing.T) {
+	fs := fakeserver.New(t)
+	out := &syncBuffer{}
+	opts := Options{User: "alice", Token: "alice", Server: fs.URL, StateDir: t.TempDir(), Now: func() time.Time { return clock }}
+	if err := Run(context.Background(), opts, strings.NewReader("bob: piped\n"), out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "you → bob: piped  ✓") || fs.InboxLen("bob") != 1 {
+		t.Fatalf("not sent before exit (bob's inbox: %d):\n%s", fs.InboxLen("bob"), out.String())
+	}
+}
+
 func TestCommandsAndUsage(t *testing.T) {
 	fs := fakeserver.New(t)
 	alice := startChat(t, fs, "alice")
