@@ -26,6 +26,7 @@ const (
 	CloseTooBig         = 1009
 	CloseInternal       = 1011
 	CloseRestart        = 1012
+	CloseTryAgain       = 1013 // the server is overloaded: reconnect later
 	CloseSlowConsumer   = 4000 // outbound queue over its bound
 	CloseIdle           = 4001 // silent past the idle timeout
 )
@@ -70,6 +71,7 @@ var (
 	errIdle          = &closeErr{CloseIdle, "idle timeout"}
 	errGoingAway     = &closeErr{CloseGoingAway, "server shutting down"}
 	errInternal      = &closeErr{CloseInternal, "internal error: reconnect"}
+	errTryAgain      = &closeErr{CloseTryAgain, "server overloaded: reconnect later"}
 )
 
 // parseHeader parses the frame header at the start of b. It returns

@@ -74,15 +74,39 @@ func (h *hub) shard(user string) *shard {
 	return h.shards[maphash.String(h.seed, user)%uint64(len(h.shards))]
 }
 
-func (h *hub) register(c *wsConn)   { h.shard(c.user).ch <- hubTask{kind: taskRegister, c: c} }
-func (h *hub) unregister(c *wsConn) { h.shard(c.user).ch <- hubTask{kind: taskUnregister, c: c} }
+// register, unregister and sync are called on event loops, which must not
+// block: when the shard's queue is full, register and sync report false
+// (the caller refuses the work), and unregister, which must not be lost,
+// finishes on a goroutine of its own.
 
-func (h *hub) sync(c *wsConn, after uint64, id []byte) {
+func (h *hub) register(c *wsConn) bool {
+	return h.try(h.shard(c.user), hubTask{kind: taskRegister, c: c})
+}
+
+func (h *hub) unregister(c *wsConn) {
+	s := h.shard(c.user)
+	t := hubTask{kind: taskUnregister, c: c}
+	if !h.try(s, t) {
+		go func() { s.ch <- t }()
+	}
+}
+
+func (h *hub) sync(c *wsConn, after uint64, id []byte) bool {
 	var idc []byte
 	if len(id) > 0 {
 		idc = append([]byte(nil), id...)
 	}
-	h.shard(c.user).ch <- hubTask{kind: taskSync, c: c, after: after, id: idc}
+	return h.try(h.shard(c.user), hubTask{kind: taskSync, c: c, after: after, id: idc})
+}
+
+func (h *hub) try(s *shard, t hubTask) bool {
+	select {
+	case s.ch <- t:
+		return true
+	default:
+		h.g.m.hubFull.Inc()
+		return false
+	}
 }
 
 // deliver is the Bus handler: it frames the entry once and gives it to the

@@ -259,7 +259,9 @@ func (l *loop) message(c *wsConn, data []byte, now int64) gnet.Action {
 			l.writeError(c, r.ID, protocol.CodeBadRequest, msgBadID)
 			return gnet.None
 		}
-		g.hub.sync(c, r.After, r.ID)
+		if !g.hub.sync(c, r.After, r.ID) {
+			l.writeError(c, r.ID, protocol.CodeOverloaded, "server overloaded: retry the sync later")
+		}
 	default:
 		if !r.HasType {
 			l.writeError(c, r.ID, protocol.CodeBadRequest, `missing "type"`)

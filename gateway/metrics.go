@@ -19,6 +19,7 @@ type metrics struct {
 	receipts          prometheus.Counter
 	syncs             prometheus.Counter
 	handshakeTimeouts prometheus.Counter
+	hubFull           prometheus.Counter
 	ackSeconds        prometheus.Histogram
 
 	upgradeVec *prometheus.CounterVec
@@ -45,6 +46,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "sync_frames_total", Help: "sync frames received."}),
 		handshakeTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "handshake_timeouts_total", Help: "Connections closed for not completing the upgrade in time."}),
+		hubFull: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "hub_queue_full_total", Help: "Registrations and syncs refused because a hub shard's queue was full."}),
 		ackSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "ack_latency_seconds", Help: "From a send frame's arrival to its ack being queued (durable store included).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
@@ -66,11 +69,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.closeBy = map[uint16]prometheus.Counter{}
 	for _, c := range []uint16{0, CloseNormal, CloseGoingAway, CloseProtocolError, CloseUnsupported, CloseInvalidPayload,
-		ClosePolicy, CloseTooBig, CloseInternal, CloseRestart, CloseSlowConsumer, CloseIdle} {
+		ClosePolicy, CloseTooBig, CloseInternal, CloseRestart, CloseTryAgain, CloseSlowConsumer, CloseIdle} {
 		m.closeBy[c] = m.closeVec.WithLabelValues(strconv.Itoa(int(c)))
 	}
 	if reg != nil {
-		reg.MustRegister(m.accepted, m.framesIn, m.framesOut, m.sends, m.receipts, m.syncs, m.handshakeTimeouts,
+		reg.MustRegister(m.accepted, m.framesIn, m.framesOut, m.sends, m.receipts, m.syncs, m.handshakeTimeouts, m.hubFull,
 			m.ackSeconds, m.upgradeVec, m.errorVec, m.closeVec,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "gateway",
 				Name: "connections", Help: "Open WebSocket connections."},

@@ -146,7 +146,11 @@ func (l *loop) handshake(c *wsConn, now int64) gnet.Action {
 	g.m.upgrades("ok").Inc()
 	c.state = stateOpen
 	g.open.Add(1)
-	g.hub.register(c)
+	if !g.hub.register(c) {
+		c.user = "" // not registered: nothing to unregister
+		g.open.Add(-1)
+		return l.fail(c, errTryAgain, now)
+	}
 	return gnet.None
 }
 

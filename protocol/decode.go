@@ -142,6 +142,9 @@ func (p *parser) peek() byte {
 }
 
 func (p *parser) field(key []byte, r *Request) *Error {
+	if p.pos == len(p.data) {
+		return errSyntax // the input ends where a value should start
+	}
 	switch string(key) { // no allocation: the compiler switches on the bytes
 	case "type":
 		v, e := p.strField(errTypeType)

@@ -1,0 +1,42 @@
+# Switchboard: the two commands a newcomer needs are `make run` (or
+# `go run ./cmd/switchboard`) and `make test`.
+
+GO       ?= go
+FUZZTIME ?= 10s
+
+.PHONY: run build test deps vet unit fuzz bench
+
+## run: serve on :8080 with the embedded backends, data in ./data
+run:
+	$(GO) run ./cmd/switchboard
+
+## build: the binary, as bin/switchboard
+build:
+	$(GO) build -o bin/switchboard ./cmd/switchboard
+
+## test: everything CI runs: setup, vet, unit/e2e/interop tests, fuzzing
+test: deps vet unit fuzz
+
+## deps: install the tools the tests need (Python websockets, Node ws)
+deps:
+	bash scripts/test-deps.sh
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt would change the files above"; exit 1)
+
+unit:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+## fuzz: each fuzz target for FUZZTIME (go test -fuzz takes one target at a time)
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$'    -fuzztime $(FUZZTIME) ./protocol
+	$(GO) test -run '^$$' -fuzz '^FuzzHandshake$$' -fuzztime $(FUZZTIME) ./gateway
+	$(GO) test -run '^$$' -fuzz '^FuzzFrames$$'    -fuzztime $(FUZZTIME) ./gateway
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$'    -fuzztime $(FUZZTIME) ./auth
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMeta$$' -fuzztime $(FUZZTIME) ./backends/disk
+	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$'    -fuzztime $(FUZZTIME) ./client
+
+## bench: the micro-benchmarks quoted in docs/benchmarks.md
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./protocol ./gateway ./auth ./backends/...
