@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -19,7 +20,9 @@ import (
 
 // testOptions keeps test stores small: small memtables flush often, so
 // the tests read from sstables as well as memtables.
-var testOptions = Options{CacheSize: 8 << 20, MemTableSize: 1 << 20, MaxOpenFiles: 256}
+var testOptions = Options{CacheSize: 8 << 20, MemTableSize: 1 << 20, MaxOpenFiles: 256, Logger: quiet}
+
+var quiet = slog.New(slog.DiscardHandler)
 
 func openTest(t testing.TB, dir string) *Store {
 	t.Helper()

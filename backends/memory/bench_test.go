@@ -25,6 +25,7 @@ func BenchmarkBusPublish(b *testing.B) {
 	}
 	ctx := context.Background()
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		d := &chat.Delivery{User: "alice", Seq: 1, Frame: []byte(`{"type":"msg"}`)}
 		i := 0
@@ -55,6 +56,7 @@ func BenchmarkDirectoryLookup(b *testing.B) {
 		}
 	}
 	b.ReportAllocs()
+	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		dst := make([]router.Route, 0, 8)
 		i := 0
