@@ -64,6 +64,8 @@ type Entry struct {
 }
 
 // Batch is a set of writes that a Store applies atomically and durably.
+// Time must be set. User ids are 1 to 128 bytes of UTF-8 without control
+// characters (what auth accepts as a token subject).
 //
 // Messages are upserts keyed by MessageMeta.ID; a message with a ClientID
 // is also indexed by (From, ClientID). Entries are inserts keyed by (User,
@@ -117,6 +119,8 @@ type Store interface {
 
 	// Expire deletes messages and inbox entries written by batches whose
 	// Time is before t, and returns how many batches it removed.
+	// Retention counts from the batch that first wrote a key: a message
+	// whose status a later batch updated still goes with its first batch.
 	// LastSeq is unaffected.
 	Expire(ctx context.Context, before time.Time) (int, error)
 }
