@@ -279,23 +279,31 @@ func (c *Client) enqueue(ctx context.Context, e *entry) error {
 }
 
 // removeLocked drops the outbox entry id (acked or refused for good).
-// Caller holds c.mu.
+// Caller holds c.mu, and calls notifyEmpty once the event for the entry has
+// been handed to the Handler.
 func (c *Client) removeLocked(id string) *entry {
 	e, err := c.ob.remove(id)
 	if err != nil {
 		c.log.Warn("client: outbox", "err", err)
 	}
-	if c.ob.len() == 0 && c.empty != nil {
-		close(c.empty)
-		c.empty = nil
-	}
 	c.signal() // a slot in the in-flight window is free
 	return e
 }
 
+// notifyEmpty releases Flush callers if the outbox is empty.
+func (c *Client) notifyEmpty() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ob.len() == 0 && c.empty != nil {
+		close(c.empty)
+		c.empty = nil
+	}
+}
+
 // Flush waits until the outbox is empty: every message and receipt queued
 // so far (and any queued meanwhile) has been acked by the server, or
-// refused for good. It returns ctx's error if ctx ends first. Flush does
+// refused for good; their Ack events have then been handed to the Handler.
+// It returns ctx's error if ctx ends first. Flush does
 // not connect: Run must be running for it to return nil. It must not be
 // called from the Handler, which would hold up the acks it waits for.
 func (c *Client) Flush(ctx context.Context) error {

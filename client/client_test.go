@@ -315,8 +315,8 @@ func TestFlush(t *testing.T) {
 	if err := alice.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n := alice.Pending(); n != 0 {
-		t.Fatalf("Pending after Flush = %d", n)
+	if n, acks := alice.Pending(), alice.rec.nAcks(); n != 0 || acks != 20 {
+		t.Fatalf("after Flush: Pending = %d, acks seen = %d; want 0 and 20", n, acks)
 	}
 	fs.With(func() {
 		if fs.Sends["alice"] != 20 || fs.Received["alice"]["receipt"] != 1 {

@@ -466,6 +466,7 @@ func (s *session) onAck(f *serverFrame) {
 		_ = json.Unmarshal(e.frame, &sf) // we encoded it
 		c.emit(Ack{ClientID: f.ID, MsgID: f.MsgID, TS: time.UnixMilli(f.TS), To: sf.To, Body: sf.Body})
 	}
+	c.notifyEmpty()
 }
 
 func (s *session) onError(f *serverFrame) {
@@ -485,4 +486,5 @@ func (s *session) onError(f *serverFrame) {
 	}
 	c.log.Debug("client: server error", "id", f.ID, "code", f.Code, "message", f.Message)
 	c.emit(se)
+	c.notifyEmpty()
 }

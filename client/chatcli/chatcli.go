@@ -87,6 +87,7 @@ func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) error {
 	}
 	ui.c = c
 	defer c.Close()
+	defer ui.stop() // before Close: its last events are not printed
 
 	ui.printf("switchboard chat as %s on %s; /help for help\n", opts.User, opts.Server)
 	runErr := make(chan error, 1)
@@ -177,15 +178,38 @@ type ui struct {
 
 	mu         sync.Mutex // guards out and everything below
 	out        io.Writer
+	stopped    bool // Run has returned: out is the caller's again
 	online     bool
 	byClientID map[string]*sent // sent, not yet acked
 	byMsgID    map[string]*sent // acked: waiting for receipts
+
+	unreceipted  []string    // incoming msg ids whose receipts are not queued yet
+	receiptTimer *time.Timer // sends them; nil when unreceipted is empty
 }
 
 func (u *ui) printf(format string, args ...any) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	fmt.Fprintf(u.out, format, args...)
+	u.writef(format, args...)
+}
+
+// writef prints unless Run has returned. Caller holds u.mu.
+func (u *ui) writef(format string, args ...any) {
+	if !u.stopped {
+		fmt.Fprintf(u.out, format, args...)
+	}
+}
+
+// stop silences the ui for good: nothing is written to out once Run has
+// returned, whatever the client's goroutines still report.
+func (u *ui) stop() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.stopped = true
+	if u.receiptTimer != nil {
+		u.receiptTimer.Stop()
+		u.receiptTimer = nil
+	}
 }
 
 // line handles one line of input and reports whether it asked to quit.
@@ -216,7 +240,7 @@ func (u *ui) line(ctx context.Context, line string) (quit bool) {
 	u.mu.Lock()
 	u.byClientID[id] = &sent{to: to, body: body}
 	if !u.online {
-		fmt.Fprintf(u.out, "  … queued: will send when connected\n")
+		u.writef("  … queued: will send when connected\n")
 	}
 	u.mu.Unlock()
 	return false
@@ -240,6 +264,7 @@ func parseLine(line string) (to, body string, ok bool) {
 // be acked, so that piping lines into the chat sends them before it exits.
 // Unacked ones stay in the state directory for the next run.
 func (u *ui) drain(ctx context.Context) {
+	u.sendReceipts()
 	if u.c.Pending() == 0 {
 		return
 	}
@@ -263,10 +288,9 @@ func (u *ui) handle(ev client.Event) {
 		u.receipt(e)
 	case *client.ServerError:
 		if client.IsRetriable(e) && e.ID != "" {
-			u.printf("  server busy (%s), retrying\n", e.Code)
-		} else {
-			u.printf("  server error: %s: %s\n", e.Code, e.Message)
+			return // the client retries it: nothing for the user to do
 		}
+		u.printf("  server error: %s: %s\n", e.Code, e.Message)
 	case client.StateChange:
 		u.state(e)
 	}
@@ -286,16 +310,43 @@ func (u *ui) message(m client.Message) {
 		u.printf("[%s] you → %s: %s\n", u.clock(m.TS), m.To, m.Body)
 		return
 	}
-	u.printf("[%s] %s: %s\n", u.clock(m.TS), m.From, m.Body)
-	ctx := context.Background()
-	if err := u.c.MarkDelivered(ctx, m.MsgID); err != nil {
-		u.printf("  receipt not sent: %v\n", err)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.writef("[%s] %s: %s\n", u.clock(m.TS), m.From, m.Body)
+	// Receipts go out in batches: a sync after a day offline brings
+	// hundreds of messages, and one receipt each would trip the server's
+	// rate limit.
+	u.unreceipted = append(u.unreceipted, m.MsgID)
+	if len(u.unreceipted) == 1 {
+		u.receiptTimer = time.AfterFunc(receiptDelay, u.sendReceipts)
+	}
+}
+
+// receiptDelay is how long receipts for incoming messages wait to be sent
+// together.
+const receiptDelay = 20 * time.Millisecond
+
+// sendReceipts sends the delivered (and, with AutoRead, read) receipts for
+// the messages shown since the last call.
+func (u *ui) sendReceipts() {
+	u.mu.Lock()
+	ids := u.unreceipted
+	u.unreceipted = nil
+	if u.receiptTimer != nil {
+		u.receiptTimer.Stop()
+		u.receiptTimer = nil
+	}
+	u.mu.Unlock()
+	if len(ids) == 0 {
 		return
 	}
-	if *u.opts.AutoRead {
-		if err := u.c.MarkRead(ctx, m.MsgID); err != nil {
-			u.printf("  receipt not sent: %v\n", err)
-		}
+	ctx := context.Background()
+	err := u.c.MarkDelivered(ctx, ids...)
+	if err == nil && *u.opts.AutoRead {
+		err = u.c.MarkRead(ctx, ids...)
+	}
+	if err != nil {
+		u.printf("  receipts not sent: %v\n", err)
 	}
 }
 
@@ -308,26 +359,33 @@ func (u *ui) ack(a client.Ack) {
 		s = &sent{to: a.To, body: a.Body} // sent in an earlier run
 	}
 	u.byMsgID[a.MsgID] = s
-	fmt.Fprintf(u.out, "[%s] you → %s: %s  ✓\n", u.clock(time.Time{}), s.to, s.body)
+	u.writef("[%s] you → %s: %s  ✓\n", u.clock(time.Time{}), s.to, s.body)
 }
 
 func (u *ui) receipt(r client.Receipt) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	earlier := 0
 	for _, id := range r.MsgIDs {
 		s := u.byMsgID[id]
 		if s == nil {
-			fmt.Fprintf(u.out, "  ✓✓ %s by %s (an earlier message)\n", r.Status, r.By)
+			earlier++ // sent before this run: nothing to show but a count
 			continue
 		}
 		if rank(r.Status) <= rank(s.status) {
 			continue // read already shown; a late delivered adds nothing
 		}
 		s.status = r.Status
-		fmt.Fprintf(u.out, "  ✓✓ %s (msg to %s: %q)\n", r.Status, s.to, abbrev(s.body, 40))
+		u.writef("  ✓✓ %s (msg to %s: %q)\n", r.Status, s.to, abbrev(s.body, 40))
 		if r.Status == client.StatusRead {
 			delete(u.byMsgID, id) // nothing more will come
 		}
+	}
+	switch {
+	case earlier == 1:
+		u.writef("  ✓✓ %s by %s (an earlier message)\n", r.Status, r.By)
+	case earlier > 1:
+		u.writef("  ✓✓ %s by %s (%d earlier messages)\n", r.Status, r.By, earlier)
 	}
 }
 
@@ -355,11 +413,11 @@ func (u *ui) state(s client.StateChange) {
 	switch s.State {
 	case client.StateConnecting:
 		if s.Attempt == 0 {
-			fmt.Fprintf(u.out, "connecting…\n")
+			u.writef("connecting…\n")
 		}
 	case client.StateConnected:
 		u.online = true
-		fmt.Fprintf(u.out, "connected\n")
+		u.writef("connected\n")
 	case client.StateDisconnected:
 		retry := "retrying now"
 		if s.RetryIn >= 100*time.Millisecond {
@@ -367,10 +425,10 @@ func (u *ui) state(s client.StateChange) {
 		}
 		switch {
 		case u.online:
-			fmt.Fprintf(u.out, "disconnected: %s, %s\n", reason(s.Err), retry)
+			u.writef("disconnected: %s, %s\n", reason(s.Err), retry)
 		case s.RetryIn >= time.Second:
 			// Quick first retries of a failed connect are not worth a line.
-			fmt.Fprintf(u.out, "cannot connect: %s, %s\n", reason(s.Err), retry)
+			u.writef("cannot connect: %s, %s\n", reason(s.Err), retry)
 		}
 		u.online = false
 	case client.StateStopped:

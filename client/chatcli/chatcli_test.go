@@ -141,6 +141,33 @@ func TestTwoTerminalsChat(t *testing.T) {
 	}
 }
 
+// A backlog synced at startup is acknowledged with a few batched receipts,
+// not two per message (which would trip the server's rate limit).
+func TestBacklogReceiptsAreBatched(t *testing.T) {
+	fs := fakeserver.New(t)
+	const n = 100
+	fs.With(func() {
+		for i := 1; i <= n; i++ {
+			fs.Store("bob", map[string]any{"type": "msg", "seq": i, "msg_id": fmt.Sprint("m", i),
+				"from": "alice", "to": "bob", "body": fmt.Sprint("backlog ", i), "ts": clock.UnixMilli()})
+		}
+	})
+	bob := startChat(t, fs, "bob")
+	bob.waitFor(fmt.Sprintf(`(?m)^\[12:04:05\] alice: backlog %d$`, n))
+	var got int
+	waitUntil(t, func() bool {
+		fs.With(func() { got = fs.Received["bob"]["receipt"] })
+		return got >= 2
+	})
+	bob.typeLine("/quit") // flushes what is still batched
+	<-bob.done
+	bob.done <- nil
+	fs.With(func() { got = fs.Received["bob"]["receipt"] })
+	if got > 10 {
+		t.Fatalf("%d receipt frames for %d messages; want them batched", got, n)
+	}
+}
+
 func TestAutoReadOff(t *testing.T) {
 	fs := fakeserver.New(t)
 	off := false
