@@ -3,9 +3,139 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/switchboard/switchboard/loadtest"
 )
 
-// loadtestCmd is replaced by the load-test harness (loadtest/).
+const loadtestUsage = `Usage: switchboard loadtest SCENARIO [flags]
+
+Measures a running server over its WebSocket protocol. Tokens are minted
+with the server's secret (--data-dir or --secret-file) for users unique to
+the run. Prints a summary; --json FILE writes every figure.
+
+Scenarios:
+  idle      open --conns connections, sync each once, hold them --hold;
+            server RSS and kernel TCP memory per connection
+  connect   --conns upgrades, --concurrency at a time, each closed at once;
+            upgrades/s and latency percentiles
+  chat      --pairs sender→recipient pairs at --rate msg/s for --duration
+            (open loop, latency from the scheduled send), or --max (closed
+            loop) for the highest sustained delivery rate
+
+Run 'switchboard loadtest SCENARIO --help' for its flags.
+`
+
+// loadtestWorker is the hidden scenario an idle run re-executes itself with.
+const loadtestWorker = "idle-worker"
+
 func loadtestCmd(ctx context.Context, args []string) error {
-	return errors.New("loadtest: not built yet")
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, loadtestUsage)
+		return errors.New("loadtest: which scenario?")
+	}
+	name, args := args[0], args[1:]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		fmt.Print(loadtestUsage)
+		return nil
+	case loadtestWorker:
+		return loadtest.RunIdleWorker(ctx, os.Stdin, os.Stdout)
+	}
+
+	fs := flag.NewFlagSet("loadtest "+name, flag.ContinueOnError)
+	var cfg loadtest.Config
+	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/v1/ws", "the server's WebSocket endpoint")
+	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "the server's data directory; tokens are signed with its secret.key")
+	fs.StringVar(&cfg.SecretFile, "secret-file", "", "the server's secret file, instead of <data-dir>/secret.key")
+	fs.StringVar(&cfg.SourceIPs, "source-ips", "", "local addresses to bind connections to, round robin, e.g. 127.0.0.2-127.0.0.50 (each gives ~28k ports; default: kernel's choice)")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's pid, to read its RSS and CPU from /proc (default: from --metrics-url)")
+	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "the server's Prometheus endpoint (default: http://<url's host>/metrics)")
+	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", 10*time.Second, "bound on one connection's TCP connect, upgrade and first sync")
+	fs.StringVar(&cfg.UserPrefix, "user-prefix", "lt", "prefix of the run's user ids (a random run id follows)")
+	jsonPath := fs.String("json", "", "also write the full report as JSON to this file")
+	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+
+	var sc loadtest.Scenario
+	switch name {
+	case "idle":
+		s := &loadtest.Idle{}
+		fs.IntVar(&s.Conns, "conns", 1000, "connections to open and hold")
+		fs.DurationVar(&s.Hold, "hold", 10*time.Second, "how long to hold them open once all are up")
+		fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections being opened at once (per process)")
+		fs.IntVar(&s.ConnsPerProcess, "conns-per-process", 0, "most connections per generator process; more start worker processes (default: open-file hard limit minus 1000)")
+		sc = s
+	case "connect":
+		s := &loadtest.Connect{}
+		fs.IntVar(&s.Conns, "conns", 10000, "upgrades to perform")
+		fs.IntVar(&s.Concurrency, "concurrency", 64, "upgrades in flight at once")
+		sc = s
+	case "chat":
+		s := &loadtest.Chat{}
+		fs.IntVar(&s.Pairs, "pairs", 100, "sender→recipient pairs (two connections each)")
+		fs.Float64Var(&s.Rate, "rate", 1000, "open loop: total sends per second over all senders")
+		fs.DurationVar(&s.Duration, "duration", 10*time.Second, "how long to send")
+		fs.IntVar(&s.Size, "size", 100, "body bytes (at least 10: the body starts with the send's index)")
+		fs.BoolVar(&s.Poisson, "poisson", false, "open loop: Poisson arrivals instead of an even schedule")
+		fs.Uint64Var(&s.Seed, "seed", 1, "seed of the Poisson schedule")
+		fs.BoolVar(&s.Max, "max", false, "closed loop: keep --window sends in flight per sender, to find the highest sustained delivery rate (--rate is ignored)")
+		fs.IntVar(&s.Window, "window", 16, "--max: sends in flight (sent, not yet delivered) per sender")
+		fs.DurationVar(&s.Drain, "drain", 10*time.Second, "after the load, longest wait for outstanding acks and deliveries")
+		fs.IntVar(&s.Writers, "writers", 0, "writer goroutines, each owning a share of the senders (default: GOMAXPROCS, at least 2)")
+		fs.IntVar(&s.MaxSends, "max-sends", 10_000_000, "bound on the sends of a run (16 bytes of bookkeeping each)")
+		fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections being opened at once during setup")
+		sc = s
+	default:
+		fmt.Fprint(os.Stderr, loadtestUsage)
+		return fmt.Errorf("loadtest: unknown scenario %q", name)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: switchboard loadtest %s [flags]\n\nFlags:\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("loadtest %s: unexpected argument %q", name, fs.Arg(0))
+	}
+	var logOut io.Writer = os.Stderr
+	if *quiet {
+		logOut = io.Discard
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(logOut, nil))
+	if exe, err := os.Executable(); err == nil {
+		cfg.WorkerCommand = []string{exe, "loadtest", loadtestWorker}
+	}
+
+	rep, err := loadtest.Run(ctx, cfg, sc)
+	if rep != nil {
+		rep.WriteText(os.Stdout)
+		if *jsonPath != "" {
+			if jerr := writeReportJSON(*jsonPath, rep); jerr != nil {
+				err = errors.Join(err, jerr)
+			}
+		}
+	}
+	return err
+}
+
+func writeReportJSON(path string, rep *loadtest.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = rep.WriteJSON(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -1,0 +1,712 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// Chat runs Pairs sender→recipient pairs of connections. Each send carries
+// its index in its id and at the start of its body, so an ack and a
+// delivery are matched to the send's time without decoding JSON.
+//
+// Open loop (the default): sends follow a fixed schedule of Rate per
+// second in total (evenly spaced, or Poisson), for Duration, spread round
+// robin over the senders; latency is measured from each send's scheduled
+// time, so a stalled server or generator is charged for every send it
+// delayed (coordinated omission corrected, as wrk2 does).
+//
+// Max (closed loop): each sender keeps Window sends in flight (sent and not
+// yet delivered) for Duration, to find the highest sustained delivery rate;
+// latency is from the actual send.
+//
+// Writers goroutines each own a share of the senders and write their due
+// frames in one write per connection; each connection has one reader.
+// After the load, Chat waits up to Drain for outstanding acks and
+// deliveries, then counts what is missing.
+type Chat struct {
+	Pairs    int
+	Rate     float64
+	Duration time.Duration
+	// Size is the body size in bytes; at least 10 (the index).
+	Size    int
+	Poisson bool
+	Max     bool
+	// Window is the max mode's in-flight sends per sender. Default 16.
+	Window int
+	// Drain bounds the wait for outstanding acks and deliveries. Default 10s.
+	Drain time.Duration
+	// Writers is the number of writer goroutines. Default GOMAXPROCS, at least 2.
+	Writers int
+	// MaxSends bounds the sends of a run (each costs 16 bytes of
+	// bookkeeping). Default 10,000,000.
+	MaxSends int
+	// Seed seeds the Poisson schedule. Default 1.
+	Seed uint64
+}
+
+var _ Scenario = (*Chat)(nil)
+
+// Name implements Scenario.
+func (s *Chat) Name() string { return "chat" }
+
+func (s *Chat) setDefaults() {
+	if s.Window == 0 {
+		s.Window = 16
+	}
+	if s.Drain == 0 {
+		s.Drain = 10 * time.Second
+	}
+	if s.Writers == 0 {
+		s.Writers = max(2, runtime.GOMAXPROCS(0))
+	}
+	if s.MaxSends == 0 {
+		s.MaxSends = 10_000_000
+	}
+	if s.Seed == 0 {
+		s.Seed = 1
+	}
+}
+
+// Params implements Scenario.
+func (s *Chat) Params() map[string]any {
+	s.setDefaults()
+	p := map[string]any{"pairs": s.Pairs, "duration": s.Duration.String(), "size": s.Size,
+		"drain": s.Drain.String(), "writers": s.Writers, "max_sends": s.MaxSends}
+	if s.Max {
+		p["mode"] = "max (closed loop)"
+		p["window"] = s.Window
+	} else {
+		p["mode"] = "open loop, constant"
+		if s.Poisson {
+			p["mode"] = "open loop, poisson"
+			p["seed"] = s.Seed
+		}
+		p["rate"] = s.Rate
+	}
+	return p
+}
+
+// Validate implements Scenario.
+func (s *Chat) Validate() error {
+	s.setDefaults()
+	var errs []error
+	if s.Pairs < 1 {
+		errs = append(errs, errors.New("chat: --pairs must be at least 1"))
+	}
+	if s.Duration <= 0 {
+		errs = append(errs, errors.New("chat: --duration must be positive"))
+	}
+	if s.Size < idDigits || s.Size > 1<<20 {
+		errs = append(errs, fmt.Errorf("chat: --size must be %d to 1048576 bytes", idDigits))
+	}
+	if s.Window < 1 || s.Drain < 0 || s.Writers < 1 || s.MaxSends < 1 {
+		errs = append(errs, errors.New("chat: --window and --writers must be at least 1, --drain not negative"))
+	}
+	if !s.Max {
+		if s.Rate <= 0 {
+			errs = append(errs, errors.New("chat: --rate must be positive (or use --max)"))
+		} else if n := s.Rate * s.Duration.Seconds(); n > float64(s.MaxSends) {
+			errs = append(errs, fmt.Errorf("chat: rate × duration is %.0f sends, more than --max-sends %d", n, s.MaxSends))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Send state bits.
+const (
+	stSent uint32 = 1 << iota
+	stAcked
+	stDelivered
+	stFailed
+)
+
+// sender is one sending connection and its pre-encoded send frame.
+type sender struct {
+	idx   int
+	c     *Conn
+	frame []byte  // a complete masked send frame; only the indexes change
+	idOff int     // offset in frame of the id's digits
+	bdOff int     // offset in frame of the body's digits
+	hdr   int     // frame header length (payload offset)
+	mask  [4]byte //
+	dead  atomic.Bool
+
+	// Owned by the sender's writer goroutine.
+	wbuf []byte
+	pend []uint64
+}
+
+// appendSend appends the send frame of index k.
+func (s *sender) appendSend(dst []byte, k uint64) []byte {
+	n := len(dst)
+	dst = append(dst, s.frame...)
+	f := dst[n:]
+	putIndex(f, s.idOff, s.idOff-s.hdr, k, s.mask)
+	putIndex(f, s.bdOff, s.bdOff-s.hdr, k, s.mask)
+	return dst
+}
+
+func newSender(idx int, c *Conn, to string, size int) *sender {
+	zeros := strings.Repeat("0", idDigits)
+	body := zeros
+	if size > idDigits {
+		body += " " + strings.Repeat("x", size-idDigits-1)
+	}
+	payload := []byte(`{"type":"send","id":"` + zeros + `","to":"` + to + `","body":"` + body + `"}`)
+	idPay := strings.Index(string(payload), `"id":"`) + len(`"id":"`)
+	bdPay := strings.Index(string(payload), `"body":"`) + len(`"body":"`)
+	s := &sender{idx: idx, c: c, mask: ws.NewMask()}
+	s.frame = ws.MustCompileFrame(ws.MaskFrameWith(ws.NewTextFrame(payload), s.mask))
+	s.hdr = len(s.frame) - len(payload)
+	s.idOff, s.bdOff = s.hdr+idPay, s.hdr+bdPay
+	return s
+}
+
+// chatRun is the state of one run. Indexes k are sends; at[k] is the
+// scheduled (open loop) or actual (max) send time in nanoseconds from base.
+type chatRun struct {
+	s       *Chat
+	ctx     context.Context
+	base    time.Time
+	n       uint64 // capacity: the sends this run may make
+	senders []*sender
+	recips  []*Conn
+
+	at    []atomic.Int64
+	state []atomic.Uint32
+	owner []atomic.Int32 // max mode: the sender of k (open loop: k mod Pairs)
+
+	nextK     atomic.Uint64 // max mode: the next index to use
+	exhausted atomic.Bool   // max mode: MaxSends reached
+	credits   []atomic.Int32
+	wake      []chan struct{}
+
+	attempted, skipped                       atomic.Int64
+	sent, acked, delivered, failed           atomic.Int64
+	open, unacked                            atomic.Int64
+	dupAcks, dupDeliveries, misrouted, stray atomic.Int64
+	perSec                                   []atomic.Int64
+
+	ackH, recvH, lagH histShards
+	errs              counts
+	stopping          atomic.Bool
+	readers           sync.WaitGroup
+}
+
+// Run implements Scenario.
+func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
+	P := s.Pairs
+	if uint64(2*P)+100 > env.fileLimit {
+		return fmt.Errorf("chat: %d pairs need %d connections, over this process's open-file limit %d", P, 2*P, env.fileLimit)
+	}
+	cr := &chatRun{s: s, ctx: ctx}
+	if s.Max {
+		cr.n = uint64(s.MaxSends)
+	} else {
+		cr.n = uint64(math.Ceil(s.Rate * s.Duration.Seconds()))
+	}
+
+	// Connect recipients [0, P) and senders [P, 2P); each syncs once.
+	env.log.Info("chat: connecting", "conns", 2*P)
+	st := newDialStats()
+	setupStart := time.Now()
+	conns := env.openConns(ctx, 0, 2*P, func(i int) string {
+		if i < P {
+			return env.User("r", i)
+		}
+		return env.User("s", i-P)
+	}, st)
+	setup := time.Since(setupStart)
+	r.Add("connections", float64(2*P), "")
+	r.Add("connections up", float64(st.up.Load()), "")
+	r.Add("setup time", setup.Seconds(), "s")
+	r.addErrors(st.fails.snapshot())
+	if st.up.Load() < int64(2*P) {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("chat: %d of %d connections failed", int64(2*P)-st.up.Load(), 2*P)
+	}
+	cr.recips = conns[:P]
+	for i := range P {
+		cr.senders = append(cr.senders, newSender(i, conns[P+i], env.User("r", i), s.Size))
+	}
+
+	G := min(s.Writers, P)
+	cr.at = make([]atomic.Int64, cr.n)
+	cr.state = make([]atomic.Uint32, cr.n)
+	cr.ackH, cr.recvH, cr.lagH = newHistShards(G), newHistShards(G), newHistShards(G)
+	cr.perSec = make([]atomic.Int64, int((s.Duration+s.Drain)/time.Second)+2)
+	if s.Max {
+		cr.owner = make([]atomic.Int32, cr.n)
+		cr.credits = make([]atomic.Int32, P)
+		cr.wake = make([]chan struct{}, G)
+		for g := range G {
+			cr.wake[g] = make(chan struct{}, 1)
+			cr.wake[g] <- struct{}{}
+		}
+		for i := range cr.credits {
+			cr.credits[i].Store(int32(s.Window))
+		}
+	} else {
+		cr.schedule()
+	}
+
+	for _, sd := range cr.senders {
+		cr.readers.Add(1)
+		go cr.readSender(sd)
+	}
+	for j, c := range cr.recips {
+		cr.readers.Add(1)
+		go cr.readRecipient(j, c)
+	}
+
+	cpu := env.StartCPU(ctx)
+	cr.base = time.Now()
+	writeBy := cr.base.Add(s.Duration + s.Drain + 30*time.Second)
+	for _, sd := range cr.senders {
+		sd.c.SetWriteDeadline(writeBy)
+	}
+	unblock := context.AfterFunc(ctx, func() {
+		for _, sd := range cr.senders {
+			sd.c.SetWriteDeadline(aLongTimeAgo)
+		}
+	})
+	defer unblock()
+
+	env.log.Info("chat: load", "mode", r.Params["mode"], "pairs", P, "duration", s.Duration)
+	progress := make(chan struct{})
+	go cr.progress(env, progress)
+	var writers sync.WaitGroup
+	for g := range G {
+		var mine []*sender
+		for i := g; i < P; i += G {
+			mine = append(mine, cr.senders[i])
+		}
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			if s.Max {
+				cr.closedLoopWriter(g, mine)
+			} else {
+				cr.openLoopWriter(g, mine)
+			}
+		}()
+	}
+	writers.Wait()
+	loadEnd := time.Duration(since(cr.base))
+	deliveredInLoad := cr.delivered.Load()
+
+	// Drain: wait for outstanding acks and deliveries.
+	drainStart := time.Now()
+	if ctx.Err() == nil {
+		deadline := time.NewTimer(s.Drain)
+		tick := time.NewTicker(5 * time.Millisecond)
+	drain:
+		for cr.open.Load() > 0 || cr.unacked.Load() > 0 {
+			select {
+			case <-tick.C:
+			case <-deadline.C:
+				break drain
+			case <-ctx.Done():
+				break drain
+			}
+		}
+		deadline.Stop()
+		tick.Stop()
+	}
+	drained := time.Since(drainStart)
+	r.CPU = cpu.Stop(ctx)
+	close(progress)
+
+	cr.stopping.Store(true)
+	for _, c := range conns {
+		c.Close()
+	}
+	cr.readers.Wait()
+
+	cr.report(r, loadEnd, drained, deliveredInLoad)
+	return nil
+}
+
+// schedule fills at[] with the open loop's send times.
+func (cr *chatRun) schedule() {
+	s := cr.s
+	if !s.Poisson {
+		for k := range cr.n {
+			cr.at[k].Store(int64(float64(k) * 1e9 / s.Rate))
+		}
+		return
+	}
+	rng := rand.New(rand.NewPCG(s.Seed, s.Seed^0x9e3779b97f4a7c15))
+	t := 0.0
+	for k := range cr.n {
+		cr.at[k].Store(int64(t))
+		t += rng.ExpFloat64() * 1e9 / s.Rate
+	}
+}
+
+func (cr *chatRun) progress(env *Env, done chan struct{}) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			env.log.Info("chat", "sent", cr.sent.Load(), "acked", cr.acked.Load(),
+				"delivered", cr.delivered.Load(), "in_flight", cr.open.Load(), "errors", cr.errs.total())
+		}
+	}
+}
+
+// openLoopWriter sends the scheduled sends of its senders. Send k belongs
+// to sender k mod Pairs, so the writer walks rounds of Pairs indexes.
+func (cr *chatRun) openLoopWriter(g int, mine []*sender) {
+	if len(mine) == 0 {
+		return
+	}
+	P := uint64(len(cr.senders))
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var dirty []*sender
+	round, pos := uint64(0), 0
+	for cr.ctx.Err() == nil {
+		k := round*P + uint64(mine[pos].idx)
+		if k >= cr.n {
+			return
+		}
+		now := since(cr.base)
+		if due := cr.at[k].Load(); due > now {
+			timer.Reset(time.Duration(due - now))
+			select {
+			case <-timer.C:
+			case <-cr.ctx.Done():
+				return
+			}
+			now = since(cr.base)
+		}
+		// Everything due now, in one write per connection.
+		for batch := 0; batch < 4096; batch++ {
+			k := round*P + uint64(mine[pos].idx)
+			if k >= cr.n {
+				break
+			}
+			due := cr.at[k].Load()
+			if due > now {
+				break
+			}
+			sd := mine[pos]
+			cr.attempted.Add(1)
+			cr.lagH.record(g, now-due)
+			if sd.dead.Load() {
+				cr.skipped.Add(1)
+			} else {
+				if len(sd.pend) == 0 {
+					dirty = append(dirty, sd)
+				}
+				cr.markSent(k)
+				sd.wbuf = sd.appendSend(sd.wbuf, k)
+				sd.pend = append(sd.pend, k)
+			}
+			if pos++; pos == len(mine) {
+				pos, round = 0, round+1
+			}
+		}
+		cr.flush(dirty)
+		dirty = dirty[:0]
+	}
+}
+
+// closedLoopWriter keeps Window sends in flight per sender: it wakes when
+// a delivery (or a failure) returns a credit and sends one frame per
+// credit, until Duration has passed.
+func (cr *chatRun) closedLoopWriter(g int, mine []*sender) {
+	end := time.NewTimer(cr.s.Duration)
+	defer end.Stop()
+	var dirty []*sender
+	for {
+		select {
+		case <-cr.wake[g]:
+		case <-end.C:
+			return
+		case <-cr.ctx.Done():
+			return
+		}
+		now := since(cr.base)
+		for _, sd := range mine {
+			n := cr.credits[sd.idx].Swap(0)
+			if n <= 0 || sd.dead.Load() {
+				continue
+			}
+			for range n {
+				k := cr.nextK.Add(1) - 1
+				if k >= cr.n {
+					cr.exhausted.Store(true)
+					break
+				}
+				cr.attempted.Add(1)
+				cr.at[k].Store(now)
+				cr.owner[k].Store(int32(sd.idx))
+				if len(sd.pend) == 0 {
+					dirty = append(dirty, sd)
+				}
+				cr.markSent(k)
+				sd.wbuf = sd.appendSend(sd.wbuf, k)
+				sd.pend = append(sd.pend, k)
+			}
+		}
+		cr.flush(dirty)
+		dirty = dirty[:0]
+		if cr.exhausted.Load() {
+			return
+		}
+	}
+}
+
+// flush writes each dirty sender's buffered frames in one write.
+func (cr *chatRun) flush(dirty []*sender) {
+	for _, sd := range dirty {
+		if err := sd.c.Write(sd.wbuf); err != nil {
+			kind := Kind(stageErr("write", err))
+			if cr.ctx.Err() != nil {
+				kind = "write: interrupted"
+			}
+			cr.errs.add(kind, int64(len(sd.pend)))
+			sd.dead.Store(true)
+			for _, k := range sd.pend {
+				cr.fail(k)
+			}
+		}
+		sd.wbuf, sd.pend = sd.wbuf[:0], sd.pend[:0]
+	}
+}
+
+func (cr *chatRun) markSent(k uint64) {
+	cr.state[k].Store(stSent)
+	cr.open.Add(1)
+	cr.unacked.Add(1)
+	cr.sent.Add(1)
+}
+
+// senderOf returns the sender of k.
+func (cr *chatRun) senderOf(k uint64) int {
+	if cr.owner != nil {
+		return int(cr.owner[k].Load())
+	}
+	return int(k % uint64(len(cr.senders)))
+}
+
+// giveCredit returns a max-mode credit to k's sender and wakes its writer.
+func (cr *chatRun) giveCredit(k uint64) {
+	if cr.credits == nil {
+		return
+	}
+	i := cr.senderOf(k)
+	cr.credits[i].Add(1)
+	select {
+	case cr.wake[i%len(cr.wake)] <- struct{}{}:
+	default:
+	}
+}
+
+// fail records that k will not be delivered (error frame or write error).
+func (cr *chatRun) fail(k uint64) {
+	old := cr.state[k].Or(stFailed)
+	if old&stFailed != 0 {
+		return
+	}
+	cr.failed.Add(1)
+	if old&stDelivered == 0 {
+		cr.open.Add(-1)
+		cr.giveCredit(k)
+	}
+	if old&stAcked == 0 {
+		cr.unacked.Add(-1)
+	}
+}
+
+func (cr *chatRun) readSender(sd *sender) {
+	defer cr.readers.Done()
+	for {
+		p, err := sd.c.Next()
+		if err != nil {
+			if !cr.stopping.Load() {
+				cr.errs.addErr(stageErr("sender read", err))
+				sd.dead.Store(true)
+			}
+			return
+		}
+		now := since(cr.base)
+		switch frameType(p) {
+		case typeAck:
+			k, ok := ackIndex(p)
+			if !ok || k >= cr.n || cr.state[k].Load()&stSent == 0 {
+				cr.stray.Add(1)
+				continue
+			}
+			old := cr.state[k].Or(stAcked)
+			if old&stAcked != 0 {
+				cr.dupAcks.Add(1)
+				continue
+			}
+			cr.acked.Add(1)
+			if old&stFailed == 0 {
+				cr.unacked.Add(-1)
+			}
+			cr.ackH.record(sd.idx, now-cr.at[k].Load())
+		case typeError:
+			cr.errs.add("error frame "+string(field(p, `"code":"`)), 1)
+			if k, ok := ackIndex(p); ok && k < cr.n && cr.state[k].Load()&stSent != 0 {
+				cr.fail(k)
+			}
+		default:
+			cr.stray.Add(1)
+		}
+	}
+}
+
+func (cr *chatRun) readRecipient(j int, c *Conn) {
+	defer cr.readers.Done()
+	for {
+		p, err := c.Next()
+		if err != nil {
+			if !cr.stopping.Load() {
+				cr.errs.addErr(stageErr("recipient read", err))
+			}
+			return
+		}
+		now := since(cr.base)
+		switch frameType(p) {
+		case typeMsg:
+			k, ok := msgIndex(p)
+			if !ok || k >= cr.n || cr.state[k].Load()&stSent == 0 {
+				cr.stray.Add(1)
+				continue
+			}
+			if cr.senderOf(k) != j {
+				cr.misrouted.Add(1)
+			}
+			old := cr.state[k].Or(stDelivered)
+			if old&stDelivered != 0 {
+				cr.dupDeliveries.Add(1)
+				continue
+			}
+			cr.delivered.Add(1)
+			if sec := now / 1e9; sec >= 0 && sec < int64(len(cr.perSec)) {
+				cr.perSec[sec].Add(1)
+			}
+			cr.recvH.record(j, now-cr.at[k].Load())
+			if old&stFailed == 0 {
+				cr.open.Add(-1)
+				cr.giveCredit(k)
+			}
+		case typeError:
+			cr.errs.add("recipient error frame "+string(field(p, `"code":"`)), 1)
+		default:
+			cr.stray.Add(1)
+		}
+	}
+}
+
+func (cr *chatRun) report(r *Report, loadEnd, drained time.Duration, deliveredInLoad int64) {
+	s := cr.s
+	used := cr.n
+	if s.Max {
+		used = min(cr.nextK.Load(), cr.n)
+	}
+	var missing, unacked int64
+	for k := range used {
+		st := cr.state[k].Load()
+		if st&stSent == 0 || st&stFailed != 0 {
+			continue
+		}
+		if st&stDelivered == 0 {
+			missing++
+		}
+		if st&stAcked == 0 {
+			unacked++
+		}
+	}
+	// The open loop's window is Duration unless the generator fell behind
+	// (its last send is due 1/Rate before the end).
+	load := loadEnd.Seconds()
+	if !s.Max {
+		load = max(load, s.Duration.Seconds())
+	}
+	if !s.Max {
+		r.Add("sends scheduled", float64(cr.n), "")
+		r.Add("sends not reached (interrupted)", float64(int64(cr.n)-cr.attempted.Load()), "")
+	}
+	r.Add("sends skipped (connection down)", float64(cr.skipped.Load()), "")
+	r.Add("sent", float64(cr.sent.Load()), "")
+	r.Add("acked", float64(cr.acked.Load()), "")
+	r.Add("delivered", float64(cr.delivered.Load()), "")
+	r.Add("failed (error frame or write error)", float64(cr.failed.Load()), "")
+	r.Add("missing after drain (not delivered)", float64(missing), "")
+	r.Add("unacked after drain", float64(unacked), "")
+	r.Add("duplicate deliveries", float64(cr.dupDeliveries.Load()), "")
+	r.Add("duplicate acks", float64(cr.dupAcks.Load()), "")
+	r.Add("misrouted deliveries", float64(cr.misrouted.Load()), "")
+	r.Add("unexpected frames", float64(cr.stray.Load()), "")
+	r.Add("load phase", load, "s")
+	r.Add("drain used", drained.Seconds(), "s")
+	if !s.Max {
+		r.Add("target rate", s.Rate, "msg/s")
+	}
+	r.Add("send rate achieved", float64(cr.sent.Load())/load, "msg/s")
+	r.Add("delivery rate during load", float64(deliveredInLoad)/load, "msg/s")
+
+	// Per-second deliveries over the whole seconds of the load phase.
+	series := make([]int64, len(cr.perSec))
+	for i := range cr.perSec {
+		series[i] = cr.perSec[i].Load()
+	}
+	last := len(series)
+	for last > 0 && series[last-1] == 0 {
+		last--
+	}
+	series = series[:last]
+	r.Series = append(r.Series, Series{Name: "deliveries", PerSecond: series})
+	if full := int(load); full >= 1 && full <= len(series) {
+		sec := slices.Clone(series[:full])
+		slices.Sort(sec)
+		r.Add("deliveries per second: min", float64(sec[0]), "msg/s")
+		r.Add("deliveries per second: median", float64(sec[len(sec)/2]), "msg/s")
+		r.Add("deliveries per second: max", float64(sec[len(sec)-1]), "msg/s")
+	}
+
+	r.Latencies = append(r.Latencies, cr.ackH.merged().latency("send→ack"), cr.recvH.merged().latency("send→receive"))
+	if !s.Max {
+		r.Latencies = append(r.Latencies, cr.lagH.merged().latency("generator lag"))
+		r.Note("open loop: latencies are from each send's scheduled time (coordinated omission corrected); generator lag is how late the generator wrote a send")
+	} else {
+		r.Note("max: closed loop with %d sends in flight per sender; latencies are from the actual send", s.Window)
+		if cr.exhausted.Load() {
+			r.Note("stopped early: --max-sends %d reached", s.MaxSends)
+		}
+	}
+	r.addErrors(cr.errs.snapshot())
+	for k := range r.Errors {
+		if strings.Contains(k, "rate_limited") {
+			r.Note("rate_limited: the server's per-connection limit (SWITCHBOARD_GATEWAY_MESSAGE_RATE, default 100/s) is below rate/pairs")
+			break
+		}
+	}
+}

@@ -1,0 +1,59 @@
+// Package loadtest measures a running Switchboard server over its public
+// protocol: `switchboard loadtest <scenario>` runs one Scenario and prints
+// a Report (text, and JSON with --json).
+//
+// # Scenarios
+//
+//   - Idle: open N authenticated connections, sync each once, hold them
+//     idle; report the server's RSS and the kernel's TCP memory per
+//     connection. Past one process's open-file limit it re-executes itself
+//     as worker processes (RunIdleWorker).
+//   - Connect: N upgrades, C at a time, each closed at once; report
+//     upgrades per second and connect/upgrade latency.
+//   - Chat: sender→recipient pairs; open loop at a fixed total rate with
+//     latency from each send's scheduled time (coordinated omission
+//     corrected, as wrk2), or closed loop (--max) with a window of
+//     in-flight sends per sender to find the highest sustained delivery
+//     rate. Reports send→ack and send→receive percentiles (HDR), rates,
+//     errors by code and missing messages after a bounded drain.
+//
+// A new scenario is a struct implementing Scenario, wired in
+// cmd/switchboard/loadtest.go.
+//
+// # Measuring honestly
+//
+// Tokens are minted locally with the server's secret, for user ids unique
+// to the run, so runs never share inboxes. Every run reports the CPU time
+// of the generator (getrusage, workers included) next to the server's
+// (/proc/PID/stat or /metrics) over the measured window, so a reader can
+// tell which side was saturated; on a small box both share the CPUs.
+//
+// The chat generator keeps its own cost low: each sender's frame is
+// encoded and masked once (gobwas/ws), and each send only patches the ten
+// masked digits of its index into the id and the body; server frames are
+// parsed in place from one buffer per connection and classified by
+// scanning for "type", with the index read back from the ack's id or the
+// msg's body, never with encoding/json. A few writer goroutines own the
+// senders (one write per connection per wake-up, no timer per send); each
+// connection has one reader goroutine; latencies go to HDR histograms
+// sharded by connection.
+//
+// # Bounds
+//
+// Every run stops by itself: dials, upgrades and first syncs are bounded
+// by Config.DialTimeout, chat writes by a deadline past duration+drain,
+// the drain by Chat.Drain, the sends by Chat.MaxSends. Canceling the
+// context (Ctrl-C) stops the load at once and Run still returns the report
+// of what was measured, marked Interrupted.
+//
+// # Files
+//
+//	scenario.go  Scenario, Run, Env (dialing, users, probes), Environment
+//	config.go    Config shared by all scenarios
+//	conn.go      client connection: dial+upgrade, in-place frame reader
+//	scan.go      frame classification, index patching, error kinds
+//	hist.go      HDR histograms and Latency summaries
+//	probe.go     server RSS/CPU, /proc/net/sockstat, getrusage, RLIMIT_NOFILE
+//	report.go    Report, text and JSON output
+//	idle.go, connect.go, chat.go   the scenarios
+package loadtest

@@ -1,0 +1,410 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Idle opens Conns authenticated connections, each syncs once, then holds
+// them open and idle for Hold (answering the server's pings), to measure
+// what an idle connection costs the server: resident memory and kernel
+// socket memory per connection.
+//
+// One process holds at most ConnsPerProcess connections (each is an open
+// file); beyond that Idle starts worker processes (Config.WorkerCommand)
+// and splits the connections between them.
+type Idle struct {
+	Conns int
+	Hold  time.Duration
+	// ConnsPerProcess caps the connections of one generator process.
+	// Default: the open-file hard limit minus 1,000.
+	ConnsPerProcess int
+}
+
+var _ Scenario = (*Idle)(nil)
+
+// Name implements Scenario.
+func (s *Idle) Name() string { return "idle" }
+
+// Params implements Scenario.
+func (s *Idle) Params() map[string]any {
+	return map[string]any{"conns": s.Conns, "hold": s.Hold.String(), "conns_per_process": s.ConnsPerProcess}
+}
+
+// Validate implements Scenario.
+func (s *Idle) Validate() error {
+	if s.Conns < 1 || s.Hold < 0 || s.ConnsPerProcess < 0 {
+		return errors.New("idle: --conns must be at least 1; --hold and --conns-per-process not negative")
+	}
+	return nil
+}
+
+// idleResult is what a set of idle connections reports once open ("ready")
+// and once closed ("done"). It is also the worker protocol's message.
+type idleResult struct {
+	Event          string                 `json:"event"`
+	Up             int64                  `json:"up"`
+	Failures       map[string]int64       `json:"failures,omitempty"`
+	Upgrade        *hdrhistogram.Snapshot `json:"upgrade,omitempty"`
+	UpgradeClamped int64                  `json:"upgrade_clamped,omitempty"`
+	Sync           *hdrhistogram.Snapshot `json:"sync,omitempty"`
+	SyncClamped    int64                  `json:"sync_clamped,omitempty"`
+	CPUSeconds     float64                `json:"cpu_seconds,omitempty"`
+	Dropped        int64                  `json:"dropped,omitempty"`
+	Drops          map[string]int64       `json:"drops,omitempty"`
+}
+
+// idleSpec is the first line a worker reads on stdin.
+type idleSpec struct {
+	Config   Config `json:"config"`
+	RunID    string `json:"run_id"`
+	From, To int
+}
+
+// Run implements Scenario.
+func (s *Idle) Run(ctx context.Context, env *Env, r *Report) error {
+	perProc := s.ConnsPerProcess
+	if perProc == 0 {
+		perProc = max(100, int(env.fileLimit)-1000)
+	}
+	procs := (s.Conns + perProc - 1) / perProc
+	if procs == 1 && uint64(s.Conns)+100 > env.fileLimit {
+		return fmt.Errorf("idle: %d connections need more than this process's open-file limit %d; lower --conns-per-process", s.Conns, env.fileLimit)
+	}
+	if procs > 1 && len(env.cfg.WorkerCommand) == 0 {
+		return errors.New("idle: more connections than one process holds, and no worker command to start more")
+	}
+	r.Environment.Processes = procs
+	r.Params["processes"] = procs
+
+	before := env.Server(ctx)
+	sockBefore, sockErr := readSockstat()
+	cpu := env.StartCPU(ctx)
+	start := time.Now()
+	env.log.Info("idle: connecting", "conns", s.Conns, "processes", procs)
+
+	var set idleSet
+	var err error
+	if procs == 1 {
+		set = startIdleShard(ctx, env, 0, s.Conns)
+	} else {
+		var ws *idleWorkers
+		if ws, err = startIdleWorkers(ctx, env, s.Conns, procs); err == nil {
+			set = ws
+		}
+	}
+	var ready idleResult
+	if err == nil {
+		ready, err = set.ready(ctx)
+	}
+	connectTime := time.Since(start)
+	cpu.AddGenerator(ready.CPUSeconds)
+	r.CPU = cpu.Stop(ctx)
+	after := env.Server(ctx)
+	sockAfter, _ := readSockstat()
+
+	if err == nil && ready.Up > 0 && ctx.Err() == nil {
+		env.log.Info("idle: holding", "up", ready.Up, "hold", s.Hold)
+		t := time.NewTimer(s.Hold)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	end := env.Server(ctx)
+	sockEnd, _ := readSockstat()
+	var done idleResult
+	if set != nil {
+		done = set.stop()
+	}
+
+	up := float64(ready.Up)
+	r.Add("connections requested", float64(s.Conns), "")
+	r.Add("connections up", up, "")
+	r.Add("connections failed", float64(s.Conns)-up, "")
+	r.Add("time to connect all", connectTime.Seconds(), "s")
+	r.Add("connect rate", up/connectTime.Seconds(), "conn/s")
+	r.Add("dropped during hold", float64(done.Dropped), "")
+	r.Add("up at end of hold", up-float64(done.Dropped), "")
+	if before.Connections >= 0 && after.Connections >= 0 {
+		r.Add("server connections before", before.Connections, "")
+		r.Add("server connections after connect", after.Connections, "")
+	}
+	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+	if before.RSSBytes >= 0 && after.RSSBytes >= 0 {
+		r.Add("server RSS before", mib(before.RSSBytes), "MiB")
+		r.Add("server RSS after connect", mib(after.RSSBytes), "MiB")
+		if end.RSSBytes >= 0 {
+			r.Add("server RSS at end of hold", mib(end.RSSBytes), "MiB")
+		}
+		if up > 0 {
+			r.Add("server RSS per connection", float64(after.RSSBytes-before.RSSBytes)/up/1024, "KiB")
+		}
+		r.Note("server RSS from %s", after.Source)
+	} else {
+		r.Note("server RSS unknown: give --server-pid or make /metrics reachable")
+	}
+	if sockErr == nil {
+		pg := float64(sockBefore.PageBytes)
+		r.Add("kernel TCP sockets before", float64(sockBefore.InUse), "")
+		r.Add("kernel TCP sockets after connect", float64(sockAfter.InUse), "")
+		r.Add("kernel TCP memory before", float64(sockBefore.MemPages), "pages")
+		r.Add("kernel TCP memory after connect", float64(sockAfter.MemPages), "pages")
+		r.Add("kernel TCP memory at end of hold", float64(sockEnd.MemPages), "pages")
+		if up > 0 {
+			r.Add("kernel TCP memory per connection", float64(sockAfter.MemPages-sockBefore.MemPages)*pg/up, "bytes")
+		}
+		r.Note("kernel TCP memory is /proc/net/sockstat's, %d-byte pages, both ends of each loopback connection, allocated buffers only", int64(pg))
+	}
+	up64 := newHistogram()
+	up64.mergeSnapshot(ready.Upgrade, ready.UpgradeClamped)
+	syncH := newHistogram()
+	syncH.mergeSnapshot(ready.Sync, ready.SyncClamped)
+	r.Latencies = append(r.Latencies, up64.latency("connect+upgrade"), syncH.latency("first sync"))
+	r.addErrors(ready.Failures)
+	r.addErrors(done.Drops)
+	return err
+}
+
+// idleSet is a set of idle connections, in this process or in workers.
+type idleSet interface {
+	// ready waits until every connection is open or failed.
+	ready(ctx context.Context) (idleResult, error)
+	// stop closes the connections and reports drops during the hold.
+	stop() idleResult
+}
+
+// idleShard holds idle connections in this process: one goroutine per
+// connection, blocked in a read, answering pings.
+type idleShard struct {
+	st       *dialStats
+	conns    []*Conn
+	drops    counts
+	dropped  atomic.Int64
+	stopping atomic.Bool
+	wg       sync.WaitGroup
+}
+
+func startIdleShard(ctx context.Context, env *Env, from, to int) *idleShard {
+	sh := &idleShard{st: newDialStats()}
+	sh.conns = env.openConns(ctx, from, to, func(i int) string { return env.User("idle", i) }, sh.st)
+	for _, c := range sh.conns {
+		if c != nil {
+			sh.wg.Add(1)
+			go sh.hold(c)
+		}
+	}
+	return sh
+}
+
+func (sh *idleShard) hold(c *Conn) {
+	defer sh.wg.Done()
+	for {
+		if _, err := c.Next(); err != nil {
+			if !sh.stopping.Load() {
+				sh.dropped.Add(1)
+				sh.drops.addErr(stageErr("hold", err))
+			}
+			return
+		}
+	}
+}
+
+func (sh *idleShard) ready(context.Context) (idleResult, error) {
+	res := idleResult{Event: "ready", Up: sh.st.up.Load(), Failures: sh.st.fails.snapshot()}
+	res.Upgrade, res.UpgradeClamped = sh.st.upgrade.export()
+	res.Sync, res.SyncClamped = sh.st.sync.export()
+	return res, nil
+}
+
+func (sh *idleShard) stop() idleResult {
+	sh.stopping.Store(true)
+	for _, c := range sh.conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+	sh.wg.Wait()
+	return idleResult{Event: "done", Dropped: sh.dropped.Load(), Drops: sh.drops.snapshot()}
+}
+
+// RunIdleWorker is an idle worker process's main: it reads an idle spec
+// (one JSON line) from in, opens its share of the connections, writes a
+// "ready" line to out, holds them until in reaches EOF or ctx is canceled,
+// then closes them and writes a "done" line.
+func RunIdleWorker(ctx context.Context, in io.Reader, out io.Writer) error {
+	dec := json.NewDecoder(in)
+	var spec idleSpec
+	if err := dec.Decode(&spec); err != nil {
+		return fmt.Errorf("idle worker: read spec: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		io.Copy(io.Discard, io.MultiReader(dec.Buffered(), in))
+		cancel()
+	}()
+	cfg := spec.Config
+	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.setDefaults()
+	env, err := newEnv(cfg, spec.RunID)
+	if err != nil {
+		return err
+	}
+	env.dialer.next.Store(uint64(spec.From))
+	sh := startIdleShard(ctx, env, spec.From, spec.To)
+	res, _ := sh.ready(ctx)
+	res.CPUSeconds = selfCPU()
+	enc := json.NewEncoder(out)
+	if err := enc.Encode(res); err != nil {
+		sh.stop()
+		return err
+	}
+	<-ctx.Done()
+	return enc.Encode(sh.stop())
+}
+
+// idleWorkers are idle worker processes started by this one.
+type idleWorkers struct {
+	log     *slog.Logger
+	workers []*idleWorker
+}
+
+type idleWorker struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	msgs  chan idleResult // closed when the worker's stdout ends
+}
+
+func startIdleWorkers(ctx context.Context, env *Env, conns, procs int) (*idleWorkers, error) {
+	ws := &idleWorkers{log: env.log}
+	argv := env.cfg.WorkerCommand
+	for p := range procs {
+		from, to := conns*p/procs, conns*(p+1)/procs
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Stderr = os.Stderr
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			ws.stop()
+			return nil, err
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			ws.stop()
+			return nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			ws.stop()
+			return nil, fmt.Errorf("idle: start worker: %w", err)
+		}
+		w := &idleWorker{cmd: cmd, stdin: stdin, msgs: make(chan idleResult, 2)}
+		ws.workers = append(ws.workers, w)
+		go func() {
+			defer close(w.msgs)
+			sc := bufio.NewScanner(stdout)
+			sc.Buffer(make([]byte, 1<<20), 16<<20)
+			for sc.Scan() {
+				var m idleResult
+				if json.Unmarshal(sc.Bytes(), &m) == nil {
+					w.msgs <- m
+				}
+			}
+		}()
+		spec := idleSpec{Config: env.cfg, RunID: env.runID, From: from, To: to}
+		if err := json.NewEncoder(stdin).Encode(spec); err != nil {
+			ws.stop()
+			return nil, fmt.Errorf("idle: start worker: %w", err)
+		}
+	}
+	return ws, nil
+}
+
+// merge adds m to acc.
+func (acc *idleResult) merge(m idleResult, upgrade, syncH *histogram) {
+	acc.Up += m.Up
+	acc.CPUSeconds += m.CPUSeconds
+	acc.Dropped += m.Dropped
+	for k, v := range m.Failures {
+		if acc.Failures == nil {
+			acc.Failures = map[string]int64{}
+		}
+		acc.Failures[k] += v
+	}
+	for k, v := range m.Drops {
+		if acc.Drops == nil {
+			acc.Drops = map[string]int64{}
+		}
+		acc.Drops[k] += v
+	}
+	upgrade.mergeSnapshot(m.Upgrade, m.UpgradeClamped)
+	syncH.mergeSnapshot(m.Sync, m.SyncClamped)
+}
+
+func (ws *idleWorkers) ready(ctx context.Context) (idleResult, error) {
+	acc := idleResult{Event: "ready"}
+	upgrade, syncH := newHistogram(), newHistogram()
+	var err error
+	for i, w := range ws.workers {
+		select {
+		case m, ok := <-w.msgs:
+			if !ok {
+				err = errors.Join(err, fmt.Errorf("idle: worker %d exited before its connections were up", i))
+				continue
+			}
+			acc.merge(m, upgrade, syncH)
+		case <-ctx.Done():
+			// Workers stop on the same signal or when stop closes stdin.
+			return acc, nil
+		}
+	}
+	acc.Upgrade, acc.UpgradeClamped = upgrade.export()
+	acc.Sync, acc.SyncClamped = syncH.export()
+	return acc, err
+}
+
+// stop closes the workers' stdin and collects their "done" lines; a worker
+// silent for 30 s is killed.
+func (ws *idleWorkers) stop() idleResult {
+	acc := idleResult{Event: "done"}
+	for _, w := range ws.workers {
+		w.stdin.Close()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for i, w := range ws.workers {
+		timer := time.NewTimer(time.Until(deadline))
+	collect:
+		for {
+			select {
+			case m, ok := <-w.msgs:
+				if !ok {
+					break collect
+				}
+				if m.Event == "done" {
+					acc.merge(m, newHistogram(), newHistogram())
+				}
+			case <-timer.C:
+				ws.log.Warn("idle: worker did not stop; killing it", "worker", i, "pid", w.cmd.Process.Pid)
+				w.cmd.Process.Kill()
+				break collect
+			}
+		}
+		timer.Stop()
+		if err := w.cmd.Wait(); err != nil {
+			ws.log.Warn("idle: worker exited", "worker", i, "err", err)
+		}
+	}
+	return acc
+}

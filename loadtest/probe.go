@@ -1,0 +1,262 @@
+package loadtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on every
+// Linux architecture Go supports.
+const clockTicks = 100
+
+// ServerSample is what the harness can see of the server at one moment.
+// A figure that could not be read is -1.
+type ServerSample struct {
+	RSSBytes    int64   `json:"rss_bytes"`
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	Connections float64 `json:"connections"`
+	// Source says where RSS and CPU came from: "proc" or "metrics".
+	Source string `json:"source"`
+}
+
+// probe reads the server's resident memory and CPU from /proc when its pid
+// is known, else from its Prometheus /metrics, and its open connections
+// from /metrics.
+type probe struct {
+	pid        int
+	metricsURL string
+	client     *http.Client
+}
+
+func (p *probe) sample(ctx context.Context) ServerSample {
+	s := ServerSample{RSSBytes: -1, CPUSeconds: -1, Connections: -1}
+	m := p.metrics(ctx)
+	if v, ok := m["switchboard_gateway_connections"]; ok {
+		s.Connections = v
+	}
+	if p.pid > 0 {
+		if rss, err := procRSS(p.pid); err == nil {
+			s.RSSBytes, s.Source = rss, "proc"
+		}
+		if cpu, err := procCPU(p.pid); err == nil {
+			s.CPUSeconds = cpu
+		}
+	}
+	if s.RSSBytes < 0 {
+		if v, ok := m["process_resident_memory_bytes"]; ok {
+			s.RSSBytes, s.Source = int64(v), "metrics"
+		}
+	}
+	if s.CPUSeconds < 0 {
+		if v, ok := m["process_cpu_seconds_total"]; ok {
+			s.CPUSeconds = v
+		}
+	}
+	return s
+}
+
+// metrics fetches the server's /metrics and sums each series by name.
+// Failure gives an empty map.
+func (p *probe) metrics(ctx context.Context) map[string]float64 {
+	m := map[string]float64{}
+	if p.metricsURL == "" {
+		return m
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metricsURL, nil)
+	if err != nil {
+		return m
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return m
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return m
+	}
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		name := line[:sp]
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i]
+		}
+		if v, err := strconv.ParseFloat(line[sp+1:], 64); err == nil {
+			m[name] += v
+		}
+	}
+	return m
+}
+
+// procRSS reads VmRSS from /proc/PID/status.
+func procRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range bytes.Lines(b) {
+		if v, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
+			f := bytes.Fields(v)
+			if len(f) >= 1 {
+				kb, err := strconv.ParseInt(string(f[0]), 10, 64)
+				return kb << 10, err
+			}
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// procCPU reads utime+stime from /proc/PID/stat, in seconds.
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	// Fields 14 and 15 of stat; f[0] is field 3 (state).
+	ut, err1 := strconv.ParseInt(string(f[11]), 10, 64)
+	st, err2 := strconv.ParseInt(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	return float64(ut+st) / clockTicks, nil
+}
+
+// Sockstat is the kernel's TCP socket accounting from /proc/net/sockstat
+// (this network namespace: both ends of loopback connections count).
+type Sockstat struct {
+	InUse     int64 `json:"inuse"`
+	TimeWait  int64 `json:"tw"`
+	MemPages  int64 `json:"mem_pages"`
+	PageBytes int64 `json:"page_bytes"`
+}
+
+func readSockstat() (Sockstat, error) {
+	s := Sockstat{PageBytes: int64(os.Getpagesize())}
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return s, err
+	}
+	for line := range bytes.Lines(b) {
+		rest, ok := bytes.CutPrefix(line, []byte("TCP:"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		for i := 0; i+1 < len(f); i += 2 {
+			v, _ := strconv.ParseInt(string(f[i+1]), 10, 64)
+			switch string(f[i]) {
+			case "inuse":
+				s.InUse = v
+			case "tw":
+				s.TimeWait = v
+			case "mem":
+				s.MemPages = v
+			}
+		}
+		return s, nil
+	}
+	return s, fmt.Errorf("no TCP line in /proc/net/sockstat")
+}
+
+// selfCPU returns the CPU seconds (user+system) used by this process and
+// its waited-for children.
+func selfCPU() float64 {
+	var total float64
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) == nil {
+			total += tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
+		}
+	}
+	return total
+}
+
+func tvSeconds(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }
+
+// RaiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit and
+// returns the resulting limits.
+func RaiseFileLimit() (soft, hard uint64, err error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, 0, err
+	}
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+			return 0, rl.Max, err
+		}
+	}
+	return rl.Cur, rl.Max, nil
+}
+
+// CPU is the CPU time of the generator and the server over a scenario's
+// measured window, so a reader can tell which one was saturated.
+type CPU struct {
+	WindowSeconds    float64 `json:"window_seconds"`
+	GeneratorSeconds float64 `json:"generator_seconds"`
+	// GeneratorPercent is of one CPU; the box has Environment.CPUs.
+	GeneratorPercent float64 `json:"generator_percent"`
+	ServerSeconds    float64 `json:"server_seconds"` // -1: unknown
+	ServerPercent    float64 `json:"server_percent"` // -1: unknown
+}
+
+// CPUWindow measures CPU time from its start to Stop.
+type CPUWindow struct {
+	env    *Env
+	start  time.Time
+	gen    float64
+	server float64
+	extra  float64 // CPU of worker processes still running, added by the scenario
+}
+
+// StartCPU starts measuring the generator's and the server's CPU time.
+func (e *Env) StartCPU(ctx context.Context) *CPUWindow {
+	return &CPUWindow{env: e, start: time.Now(), gen: selfCPU(), server: e.probe.sample(ctx).CPUSeconds}
+}
+
+// AddGenerator adds CPU seconds used by generator processes that are not
+// waited for yet (getrusage counts children only once waited).
+func (w *CPUWindow) AddGenerator(seconds float64) { w.extra += seconds }
+
+// Stop ends the window.
+func (w *CPUWindow) Stop(ctx context.Context) *CPU {
+	c := &CPU{WindowSeconds: time.Since(w.start).Seconds(), ServerSeconds: -1, ServerPercent: -1}
+	c.GeneratorSeconds = selfCPU() - w.gen + w.extra
+	if c.WindowSeconds > 0 {
+		c.GeneratorPercent = 100 * c.GeneratorSeconds / c.WindowSeconds
+	}
+	if s := w.env.probe.sample(ctx).CPUSeconds; s >= 0 && w.server >= 0 {
+		c.ServerSeconds = s - w.server
+		if c.WindowSeconds > 0 {
+			c.ServerPercent = 100 * c.ServerSeconds / c.WindowSeconds
+		}
+	}
+	return c
+}
