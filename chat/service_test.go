@@ -159,7 +159,7 @@ func TestReceipts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	receipt("mallory", chat.StatusRead, a1)                     // not the recipient: ignored
+	receipt("mallory", chat.StatusRead, a1)                    // not the recipient: ignored
 	receipt("bob", chat.StatusDelivered, a1, c1, "unknown-id") // one entry per sender
 	receipt("bob", chat.StatusDelivered, a1)                   // already delivered: ignored
 	receipt("bob", chat.StatusRead, a1)

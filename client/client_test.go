@@ -599,6 +599,34 @@ func TestRetriableErrorResendsSameID(t *testing.T) {
 	}
 }
 
+// A rate limit that refuses a run of pipelined sends must not reorder them:
+// the refused ones go out again in their original order.
+func TestRateLimitKeepsOrder(t *testing.T) {
+	fs := newFakeServer(t)
+	fs.With(func() {
+		fs.RejectSend = func(user string, f *fakeFrame) string {
+			if n := fs.Sends[user]; n > 10 && n <= 40 {
+				return CodeRateLimited
+			}
+			return ""
+		}
+	})
+	bob := startClient(t, fs, "bob", "")
+	alice := newTestClient(t, fs, "alice", "", func(c *Config) { c.MaxInFlight = 16 })
+	const n = 60
+	for i := range n {
+		send(t, alice, "bob", fmt.Sprintf("m%02d", i))
+	}
+	alice.start(t)
+	waitFor(t, "all messages", func() bool { return bob.rec.nMsgs() == n })
+	msgs, _, _ := bob.rec.snapshot()
+	for i, m := range msgs {
+		if want := fmt.Sprintf("m%02d", i); m.Body != want {
+			t.Fatalf("message %d is %q, want %q: order lost on retry", i, m.Body, want)
+		}
+	}
+}
+
 func TestPermanentErrorDropsEntry(t *testing.T) {
 	fs := newFakeServer(t)
 	fs.With(func() {

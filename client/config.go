@@ -71,8 +71,10 @@ type Config struct {
 	MaxOutbox int
 
 	// MaxInFlight is the number of outbox entries sent on the current
-	// connection and not yet acked; later entries wait for acks.
-	// Default: 256.
+	// connection and not yet acked; later entries wait for acks. Keep it
+	// below the server's message burst (200 by default). After a
+	// "retry later" error the limit restarts at 1 and grows back by one per
+	// ack. Default: 64.
 	MaxInFlight int
 
 	// Logger receives the Client's diagnostics. Nothing is logged per frame
@@ -106,7 +108,7 @@ func (c *Config) setDefaults() {
 		c.MaxOutbox = 10000
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 256
+		c.MaxInFlight = 64
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

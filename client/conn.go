@@ -476,7 +476,7 @@ func (s *session) onError(f *serverFrame) {
 		c.mu.Lock()
 		if e := c.ob.byID[f.ID]; e != nil {
 			if retriableCode(f.Code) {
-				c.ob.retry(e, time.Now(), retryDelay(c.cfg.MinBackoff, c.cfg.MaxBackoff, e.attempts))
+				c.ob.retry(e, time.Now().Add(retryDelay(c.cfg.MinBackoff, c.cfg.MaxBackoff, e.attempts)))
 				c.signal()
 			} else {
 				c.removeLocked(f.ID)

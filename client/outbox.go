@@ -23,7 +23,6 @@ type entry struct {
 	acked    bool   // removed; still in entries until the slice is compacted
 	inflight bool   // written on the current connection, ack pending
 	attempts int    // retriable errors so far
-	retryAt  time.Time
 }
 
 // outbox keeps unacked entries in their original order. It is not safe for
@@ -38,7 +37,9 @@ type outbox struct {
 	hint     int // entries[:hint] hold no pending entry
 	inflight int // entries written on this connection and not acked
 	log      *outboxLog
-	dels     int // removal records in the log since the last rewrite
+	dels     int       // removal records in the log since the last rewrite
+	paused   time.Time // nothing is sent before this (the server said "retry later")
+	window   int       // in-flight limit after a "retry later"; 0: none but take's max
 }
 
 // compactMin is the number of removal records after which the log is
@@ -75,6 +76,9 @@ func (o *outbox) remove(id string) (*entry, error) {
 	e := o.byID[id]
 	if e == nil {
 		return nil, nil
+	}
+	if o.window > 0 {
+		o.window++ // additive increase: the server keeps up again
 	}
 	delete(o.byID, id)
 	e.acked = true
@@ -116,46 +120,52 @@ func (o *outbox) rewrite() error {
 	return nil
 }
 
-// resetInflight makes every entry pending again, for a new connection.
+// resetInflight makes every entry pending again, for a new connection
+// (whose rate limit starts afresh).
 func (o *outbox) resetInflight() {
 	for _, e := range o.entries {
 		e.inflight = false
-		e.retryAt = time.Time{}
 	}
 	o.inflight = 0
 	o.hint = 0
+	o.paused = time.Time{}
+	o.window = 0
 }
 
-// retry makes e pending again, not before now+delay.
-func (o *outbox) retry(e *entry, now time.Time, delay time.Duration) {
+// retry makes e pending again and pauses all sending until until. Pausing
+// everything, rather than delaying e alone, keeps the original order: the
+// entries after e that the server refused too go out after it, not before.
+// The in-flight window then restarts at 1 and grows by one per ack, so that
+// a rate limiter that lets one entry through does not let a later one
+// overtake an earlier one refused in the same burst, and does not see a
+// flood of refused frames.
+func (o *outbox) retry(e *entry, until time.Time) {
 	if e.inflight {
 		e.inflight = false
 		o.inflight--
 	}
 	e.attempts++
-	e.retryAt = now.Add(delay)
+	if until.After(o.paused) {
+		o.paused = until
+	}
+	o.window = 1
 	o.hint = 0
 }
 
-// take marks pending entries due at now as in flight, in order, while fewer
-// than max are in flight, and appends their frames to dst. next is the
-// earliest retryAt of an entry that is pending but not yet due (zero if
-// none).
+// take marks pending entries as in flight, in order, while fewer than max
+// are in flight, and appends their frames to dst. While sending is paused it
+// takes nothing and returns when the pause ends as next (zero otherwise).
 func (o *outbox) take(now time.Time, max int, dst [][]byte) (out [][]byte, next time.Time) {
-	advance := true
+	if now.Before(o.paused) {
+		return dst, o.paused
+	}
+	if o.window > 0 && o.window < max {
+		max = o.window
+	}
 	for i := o.hint; i < len(o.entries); i++ {
 		e := o.entries[i]
 		if e.acked || e.inflight {
-			if advance {
-				o.hint = i + 1
-			}
-			continue
-		}
-		if e.retryAt.After(now) {
-			if next.IsZero() || e.retryAt.Before(next) {
-				next = e.retryAt
-			}
-			advance = false
+			o.hint = i + 1
 			continue
 		}
 		if o.inflight >= max {
@@ -164,11 +174,9 @@ func (o *outbox) take(now time.Time, max int, dst [][]byte) (out [][]byte, next 
 		e.inflight = true
 		o.inflight++
 		dst = append(dst, e.frame)
-		if advance {
-			o.hint = i + 1
-		}
+		o.hint = i + 1
 	}
-	return dst, next
+	return dst, time.Time{}
 }
 
 func (o *outbox) close() error {
