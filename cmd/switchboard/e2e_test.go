@@ -143,12 +143,12 @@ func token(t *testing.T, dataDir, user string) string {
 	return tok
 }
 
-type client struct {
+type wsConn struct {
 	conn net.Conn
 	wmu  sync.Mutex
 }
 
-func dial(addr, tok string) (*client, error) {
+func dial(addr, tok string) (*wsConn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + tok}})}
@@ -156,10 +156,10 @@ func dial(addr, tok string) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &client{conn: conn}, nil
+	return &wsConn{conn: conn}, nil
 }
 
-func (c *client) send(v any) error {
+func (c *wsConn) send(v any) error {
 	b, _ := json.Marshal(v)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -175,7 +175,7 @@ type frame struct {
 	Code  string `json:"code"`
 }
 
-func (c *client) read(timeout time.Duration) (frame, error) {
+func (c *wsConn) read(timeout time.Duration) (frame, error) {
 	var f frame
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
 	b, err := wsutil.ReadServerText(c.conn)
