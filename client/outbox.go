@@ -40,6 +40,7 @@ type outbox struct {
 	dels     int       // removal records in the log since the last rewrite
 	paused   time.Time // nothing is sent before this (the server said "retry later")
 	window   int       // in-flight limit after a "retry later"; 0: none but take's max
+	growth   int       // acks since window last grew
 }
 
 // compactMin is the number of removal records after which the log is
@@ -78,7 +79,13 @@ func (o *outbox) remove(id string) (*entry, error) {
 		return nil, nil
 	}
 	if o.window > 0 {
-		o.window++ // additive increase: the server keeps up again
+		// Additive increase, by one per window of acks (TCP's congestion
+		// avoidance): probe the server's rate limit gently.
+		o.growth++
+		if o.growth >= o.window {
+			o.window++
+			o.growth = 0
+		}
 	}
 	delete(o.byID, id)
 	e.acked = true
@@ -149,6 +156,7 @@ func (o *outbox) retry(e *entry, until time.Time) {
 		o.paused = until
 	}
 	o.window = 1
+	o.growth = 0
 	o.hint = 0
 }
 
