@@ -11,19 +11,19 @@ import (
 type Config struct {
 	// Retention is how long messages and receipts are kept in inboxes.
 	// Default 720h (30 days).
-	Retention time.Duration `yaml:"retention" help:"how long undelivered messages and receipts are kept"`
+	Retention time.Duration `yaml:"retention" help:"how long undelivered messages and receipts are kept (default 720h)"`
 	// ExpireInterval is how often expired entries are deleted. Default 1h.
-	ExpireInterval time.Duration `yaml:"expire_interval" help:"how often expired entries are deleted"`
+	ExpireInterval time.Duration `yaml:"expire_interval" help:"how often expired entries are deleted (default 1h)"`
 	// QueueSize bounds the requests waiting for the committer; past it
 	// Submit returns ErrOverloaded. Default 65536.
-	QueueSize int `yaml:"queue_size" help:"requests waiting to be committed before clients get 'overloaded'"`
+	QueueSize int `yaml:"queue_size" help:"requests waiting to be committed before clients get 'overloaded' (default 65536)"`
 	// MaxBatch is the most requests committed in one store batch. Default 1024.
-	MaxBatch int `yaml:"max_batch" help:"most requests committed in one store batch (one fsync)"`
+	MaxBatch int `yaml:"max_batch" help:"most requests committed in one store batch (one fsync) (default 1024)"`
 	// CacheEntries bounds each in-memory cache (message metadata, client
 	// ids, inbox heads). Default 1,000,000.
-	CacheEntries int `yaml:"cache_entries" help:"entries in each in-memory cache"`
+	CacheEntries int `yaml:"cache_entries" help:"entries in each in-memory cache (default 1000000)"`
 	// MaxBodyBytes is the largest message body accepted. Default 65536.
-	MaxBodyBytes int `yaml:"max_body_bytes" help:"largest message body accepted"`
+	MaxBodyBytes int `yaml:"max_body_bytes" help:"largest message body accepted (default 65536)"`
 }
 
 func (c *Config) setDefaults() {

@@ -14,55 +14,55 @@ type Config struct {
 	// Listen is the TCP address to serve on. Default ":8080".
 	Listen string `yaml:"-"`
 	// Node is this gateway's id in the routing directory. Default: host name and pid.
-	Node string `yaml:"node" help:"gateway node id in the routing directory"`
+	Node string `yaml:"node" help:"gateway node id in the routing directory (default host name and pid)"`
 	// EventLoops is the number of gnet event loops. Default: one per CPU.
 	EventLoops int `yaml:"event_loops" help:"number of epoll event loops (default: one per CPU)"`
 	// ReusePort sets SO_REUSEPORT so several processes can share Listen.
-	ReusePort bool `yaml:"reuse_port" help:"set SO_REUSEPORT so several processes share the port"`
+	ReusePort bool `yaml:"reuse_port" help:"set SO_REUSEPORT so several processes share the port (default false)"`
 	// MaxConnections caps open connections; more upgrades get HTTP 503.
 	// Default 0: no cap beyond the open-file limit.
 	MaxConnections int `yaml:"max_connections" help:"cap on open connections (0: none)"`
 
 	// MaxHandshakeBytes bounds the HTTP upgrade request. Default 8192.
-	MaxHandshakeBytes int `yaml:"max_handshake_bytes" help:"largest HTTP upgrade request (bytes)"`
+	MaxHandshakeBytes int `yaml:"max_handshake_bytes" help:"largest HTTP upgrade request (bytes) (default 8192)"`
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
 	// request. Default 10s.
-	HandshakeTimeout time.Duration `yaml:"handshake_timeout" help:"time allowed from accept to a complete upgrade request"`
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout" help:"time allowed from accept to a complete upgrade request (default 10s)"`
 	// MaxFrameBytes bounds one frame's payload, on its declared length.
 	// Default 65536.
-	MaxFrameBytes int `yaml:"max_frame_bytes" help:"largest frame payload (bytes); larger gets close 1009"`
+	MaxFrameBytes int `yaml:"max_frame_bytes" help:"largest frame payload (bytes); larger gets close 1009 (default 65536)"`
 	// MaxMessageBytes bounds a message, fragments included. Default 131072.
-	MaxMessageBytes int `yaml:"max_message_bytes" help:"largest message (bytes, all fragments); larger gets close 1009"`
+	MaxMessageBytes int `yaml:"max_message_bytes" help:"largest message (bytes, all fragments); larger gets close 1009 (default 131072)"`
 	// MaxFragments bounds the frames of one fragmented message. Default 64.
-	MaxFragments int `yaml:"max_fragments" help:"most frames in one fragmented message"`
+	MaxFragments int `yaml:"max_fragments" help:"most frames in one fragmented message (default 64)"`
 	// MessageRate is the sustained messages per second allowed per
 	// connection. Default 100.
-	MessageRate float64 `yaml:"message_rate" help:"sustained client messages per second per connection"`
+	MessageRate float64 `yaml:"message_rate" help:"sustained client messages per second per connection (default 100)"`
 	// MessageBurst is how many messages a connection may send at once
 	// above MessageRate. Default 200.
-	MessageBurst int `yaml:"message_burst" help:"burst of client messages allowed above message_rate"`
+	MessageBurst int `yaml:"message_burst" help:"burst of client messages allowed above message_rate (default 200)"`
 	// MaxOutboundBytes bounds bytes queued to a connection that are not
 	// yet written to its socket. Past it the connection is closed with 4000
 	// (slow consumer). Default 4194304.
-	MaxOutboundBytes int `yaml:"max_outbound_bytes" help:"outbound bytes queued per connection before close 4000 (slow consumer)"`
+	MaxOutboundBytes int `yaml:"max_outbound_bytes" help:"outbound bytes queued per connection before close 4000 (slow consumer) (default 4194304)"`
 	// PingInterval is how long a connection may be silent before the
 	// server pings it. Default 30s.
-	PingInterval time.Duration `yaml:"ping_interval" help:"silence before the server sends a ping"`
+	PingInterval time.Duration `yaml:"ping_interval" help:"silence before the server sends a ping (default 30s)"`
 	// IdleTimeout is how long a connection may be silent (no frame, no
 	// pong) before it is closed with 4001. Default 75s.
-	IdleTimeout time.Duration `yaml:"idle_timeout" help:"silence before the connection is closed with 4001"`
+	IdleTimeout time.Duration `yaml:"idle_timeout" help:"silence before the connection is closed with 4001 (default 75s)"`
 	// CloseTimeout is how long the server waits for the peer's close frame
 	// after sending its own. Default 3s.
-	CloseTimeout time.Duration `yaml:"close_timeout" help:"wait for the peer's close frame after sending ours"`
+	CloseTimeout time.Duration `yaml:"close_timeout" help:"wait for the peer's close frame after sending ours (default 3s)"`
 	// AllowedOrigins, when set, is the list of Origin values accepted on
 	// upgrade (scheme://host[:port], or "*" for any); others get 403.
 	// Requests without an Origin header (non-browser clients) are accepted.
 	AllowedOrigins []string `yaml:"allowed_origins" help:"accepted Origin values for browsers (empty: any)"`
 	// HubShards is the number of hub goroutines. Default 64.
-	HubShards int `yaml:"hub_shards" help:"goroutines that own user shards (routes, sync, ordering)"`
+	HubShards int `yaml:"hub_shards" help:"goroutines that own user shards (routes, sync, ordering) (default 64)"`
 	// SyncPage is how many entries a sync reads from the store at a time.
 	// Default 256.
-	SyncPage int `yaml:"sync_page" help:"inbox entries read per sync page"`
+	SyncPage int `yaml:"sync_page" help:"inbox entries read per sync page (default 256)"`
 }
 
 func (c *Config) setDefaults() {

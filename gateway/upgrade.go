@@ -140,6 +140,7 @@ func (l *loop) handshake(c *wsConn, now int64) gnet.Action {
 	c.gc.Write(l.hsOut.Bytes())
 	c.gc.Discard(len(req))
 	if err != nil {
+		c.user = "" // never registered: OnClose has nothing to undo
 		g.m.upgrades(upgradeResult(err)).Inc()
 		return gnet.Close
 	}

@@ -52,32 +52,33 @@ const expireBatchKeys = 4096
 // field; Validate reports invalid values.
 type Options struct {
 	// CacheSize is the size in bytes of the block cache (uncompressed
-	// sstable blocks) used by reads. Default 4 GiB.
-	CacheSize int64
+	// sstable blocks) used by reads. Default 512 MiB.
+	CacheSize int64 `yaml:"cache_size" help:"block cache for reads (bytes, default 512 MiB)"`
 
 	// MemTableSize is the size in bytes of one memtable; a full one is
 	// flushed to L0 in the background. Larger ones absorb bursts and make
 	// fewer L0 files, and take longer to replay from the WAL at Open.
 	// Below 4 GiB. Default 64 MiB.
-	MemTableSize int64
+	MemTableSize int64 `yaml:"memtable_size" help:"one memtable (bytes, default 64 MiB)"`
 
 	// MemTables is how many memtables, the active one included, may be in
 	// memory before writes stall until a flush completes. Default 4.
-	MemTables int
+	MemTables int `yaml:"memtables" help:"memtables in memory before writes stall (default 4)"`
 
 	// BloomBitsPerKey sets the bloom filter on every level: 10 bits give
 	// about 1% false positives. Default 10.
-	BloomBitsPerKey int
+	BloomBitsPerKey int `yaml:"bloom_bits_per_key" help:"bloom filter bits per key (default 10)"`
 
 	// Compactions is the most background compactions run at once.
 	// Default 4.
-	Compactions int
+	Compactions int `yaml:"compactions" help:"concurrent background compactions (default 4)"`
 
-	// MaxOpenFiles bounds the sstables held open. Default 16384.
-	MaxOpenFiles int
+	// MaxOpenFiles bounds the sstables held open. They share the process's
+	// open-file limit with client connections. Default 1000.
+	MaxOpenFiles int `yaml:"max_open_files" help:"sstables held open; shares the open-file limit with connections (default 1000)"`
 
 	// Logger receives Pebble's log. Default slog.Default().
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 }
 
 // Validate reports the first invalid field of o.
@@ -101,7 +102,7 @@ func (o *Options) Validate() error {
 
 func (o *Options) setDefaults() {
 	if o.CacheSize == 0 {
-		o.CacheSize = 4 << 30
+		o.CacheSize = 512 << 20
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = 64 << 20
@@ -116,7 +117,7 @@ func (o *Options) setDefaults() {
 		o.Compactions = 4
 	}
 	if o.MaxOpenFiles == 0 {
-		o.MaxOpenFiles = 16384
+		o.MaxOpenFiles = 1000
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
