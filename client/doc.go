@@ -34,6 +34,13 @@
 // retried after a jittered delay; other refusals drop the entry and are
 // reported as a *ServerError with its ID.
 //
+// Order is kept: up to MaxInFlight entries are pipelined, and on a "retry
+// later" all sending pauses and the window restarts at one entry, growing
+// back by one per window of acks, so refused entries go out again before
+// the ones after them. Only a rate limiter that refills in the middle of a
+// pipelined window can still let a later entry overtake a refused one;
+// MaxInFlight 1 rules that out at the cost of a round trip per entry.
+//
 // Receiving is in seq order, each seq handed to the Handler once per
 // process. The Client keeps a cursor, the highest seq handed over, and on
 // every connect asks for everything after it ("sync"). A frame at or below
