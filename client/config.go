@@ -74,7 +74,8 @@ type Config struct {
 	// connection and not yet acked; later entries wait for acks. Keep it
 	// below the server's message burst (200 by default). After a
 	// "retry later" error the limit restarts at 1 and grows back by one per
-	// ack. Default: 64.
+	// window of acks. 1 makes send order strict under rate limits (see the
+	// package doc). Default: 64.
 	MaxInFlight int
 
 	// Logger receives the Client's diagnostics. Nothing is logged per frame
