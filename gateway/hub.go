@@ -207,9 +207,11 @@ func (s *shard) handle(t hubTask) {
 			case t.seq == c.cursor+1:
 				c.cursor = t.seq
 				c.send(t.f.retain())
+				g.m.deliveries.Inc()
 			default:
 				// A gap: an earlier delivery was lost or is late. The store
 				// has everything up to t.seq, so read the gap from it.
+				g.m.gapFills.Inc()
 				s.startRead(c)
 			}
 		}

@@ -20,6 +20,8 @@ type metrics struct {
 	syncs             prometheus.Counter
 	handshakeTimeouts prometheus.Counter
 	hubFull           prometheus.Counter
+	deliveries        prometheus.Counter
+	gapFills          prometheus.Counter
 	ackSeconds        prometheus.Histogram
 
 	upgradeVec *prometheus.CounterVec
@@ -48,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "handshake_timeouts_total", Help: "Connections closed for not completing the upgrade in time."}),
 		hubFull: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "hub_queue_full_total", Help: "Registrations and syncs refused because a hub shard's queue was full."}),
+		deliveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "live_deliveries_total", Help: "Inbox entries (msg, receipt) written live to a connection, without a sync."}),
+		gapFills: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "gap_fills_total", Help: "Live deliveries that found a seq gap and read it from the store."}),
 		ackSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "ack_latency_seconds", Help: "From a send frame's arrival to its ack being queued (durable store included).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
@@ -73,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.closeBy[c] = m.closeVec.WithLabelValues(strconv.Itoa(int(c)))
 	}
 	if reg != nil {
-		reg.MustRegister(m.accepted, m.framesIn, m.framesOut, m.sends, m.receipts, m.syncs, m.handshakeTimeouts, m.hubFull,
+		reg.MustRegister(m.accepted, m.framesIn, m.framesOut, m.sends, m.receipts, m.syncs, m.handshakeTimeouts, m.hubFull, m.deliveries, m.gapFills,
 			m.ackSeconds, m.upgradeVec, m.errorVec, m.closeVec,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "gateway",
 				Name: "connections", Help: "Open WebSocket connections."},
