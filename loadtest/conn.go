@@ -240,11 +240,15 @@ type DialTimes struct {
 var aLongTimeAgo = time.Unix(1, 0)
 
 func (d *dialer) dial(ctx context.Context, user string) (*Conn, DialTimes, error) {
-	var t DialTimes
 	tok, err := d.token(user)
 	if err != nil {
-		return nil, t, stageErr("token", err)
+		return nil, DialTimes{}, stageErr("token", err)
 	}
+	return d.dialToken(ctx, tok)
+}
+
+func (d *dialer) dialToken(ctx context.Context, tok string) (*Conn, DialTimes, error) {
+	var t DialTimes
 	nd := net.Dialer{Timeout: d.timeout}
 	if len(d.ips) > 0 {
 		nd.LocalAddr = &net.TCPAddr{IP: d.ips[(d.next.Add(1)-1)%uint64(len(d.ips))]}

@@ -47,6 +47,14 @@ func (s *Connect) Run(ctx context.Context, env *Env, r *Report) error {
 	if uint64(conc)+100 > env.fileLimit {
 		return errors.New("connect: --concurrency exceeds this process's open-file limit")
 	}
+	// Tokens are minted first, so that the timed part is the server's.
+	tokens := make([]string, s.Conns)
+	for i := range tokens {
+		var err error
+		if tokens[i], err = env.Token(env.User("c", i)); err != nil {
+			return err
+		}
+	}
 	tcp, upgrade := newHistogram(), newHistogram()
 	var fails counts
 	var ok, next atomic.Int64
@@ -78,7 +86,7 @@ func (s *Connect) Run(ctx context.Context, env *Env, r *Report) error {
 				if i >= s.Conns {
 					return
 				}
-				c, t, err := env.Dial(ctx, env.User("c", i))
+				c, t, err := env.DialToken(ctx, tokens[i])
 				if err != nil {
 					fails.addErr(err)
 					continue

@@ -61,7 +61,8 @@ type idleResult struct {
 	UpgradeClamped int64                  `json:"upgrade_clamped,omitempty"`
 	Sync           *hdrhistogram.Snapshot `json:"sync,omitempty"`
 	SyncClamped    int64                  `json:"sync_clamped,omitempty"`
-	CPUSeconds     float64                `json:"cpu_seconds,omitempty"`
+	CPUUser        float64                `json:"cpu_user,omitempty"`
+	CPUSys         float64                `json:"cpu_sys,omitempty"`
 	Dropped        int64                  `json:"dropped,omitempty"`
 	Drops          map[string]int64       `json:"drops,omitempty"`
 }
@@ -110,7 +111,7 @@ func (s *Idle) Run(ctx context.Context, env *Env, r *Report) error {
 		ready, err = set.ready(ctx)
 	}
 	connectTime := time.Since(start)
-	cpu.AddGenerator(ready.CPUSeconds)
+	cpu.AddGenerator(ready.CPUUser, ready.CPUSys)
 	r.CPU = cpu.Stop(ctx)
 	after := env.Server(ctx)
 	sockAfter, _ := readSockstat()
@@ -167,7 +168,8 @@ func (s *Idle) Run(ctx context.Context, env *Env, r *Report) error {
 		if up > 0 {
 			r.Add("kernel TCP memory per connection", float64(sockAfter.MemPages-sockBefore.MemPages)*pg/up, "bytes")
 		}
-		r.Note("kernel TCP memory is /proc/net/sockstat's, %d-byte pages, both ends of each loopback connection, allocated buffers only", int64(pg))
+		r.Note("kernel TCP memory is /proc/net/sockstat's (%d-byte pages, whole network namespace, both ends of loopback connections): "+
+			"socket buffers holding data only, so an idle connection with empty queues counts 0; socket structures (slab) are not in it", int64(pg))
 	}
 	up64 := newHistogram()
 	up64.mergeSnapshot(ready.Upgrade, ready.UpgradeClamped)
@@ -267,7 +269,8 @@ func RunIdleWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 	env.dialer.next.Store(uint64(spec.From))
 	sh := startIdleShard(ctx, env, spec.From, spec.To)
 	res, _ := sh.ready(ctx)
-	res.CPUSeconds = selfCPU()
+	c := selfCPU()
+	res.CPUUser, res.CPUSys = c.User, c.Sys
 	enc := json.NewEncoder(out)
 	if err := enc.Encode(res); err != nil {
 		sh.stop()
@@ -335,7 +338,8 @@ func startIdleWorkers(ctx context.Context, env *Env, conns, procs int) (*idleWor
 // merge adds m to acc.
 func (acc *idleResult) merge(m idleResult, upgrade, syncH *histogram) {
 	acc.Up += m.Up
-	acc.CPUSeconds += m.CPUSeconds
+	acc.CPUUser += m.CPUUser
+	acc.CPUSys += m.CPUSys
 	acc.Dropped += m.Dropped
 	for k, v := range m.Failures {
 		if acc.Failures == nil {

@@ -21,8 +21,10 @@ const clockTicks = 100
 // ServerSample is what the harness can see of the server at one moment.
 // A figure that could not be read is -1.
 type ServerSample struct {
-	RSSBytes    int64   `json:"rss_bytes"`
-	CPUSeconds  float64 `json:"cpu_seconds"`
+	RSSBytes   int64   `json:"rss_bytes"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// SysSeconds is the kernel part of CPUSeconds (known from /proc only).
+	SysSeconds  float64 `json:"sys_seconds"`
 	Connections float64 `json:"connections"`
 	// Source says where RSS and CPU came from: "proc" or "metrics".
 	Source string `json:"source"`
@@ -38,7 +40,7 @@ type probe struct {
 }
 
 func (p *probe) sample(ctx context.Context) ServerSample {
-	s := ServerSample{RSSBytes: -1, CPUSeconds: -1, Connections: -1}
+	s := ServerSample{RSSBytes: -1, CPUSeconds: -1, SysSeconds: -1, Connections: -1}
 	m := p.metrics(ctx)
 	if v, ok := m["switchboard_gateway_connections"]; ok {
 		s.Connections = v
@@ -48,7 +50,7 @@ func (p *probe) sample(ctx context.Context) ServerSample {
 			s.RSSBytes, s.Source = rss, "proc"
 		}
 		if cpu, err := procCPU(p.pid); err == nil {
-			s.CPUSeconds = cpu
+			s.CPUSeconds, s.SysSeconds = cpu.total(), cpu.Sys
 		}
 	}
 	if s.RSSBytes < 0 {
@@ -125,27 +127,32 @@ func procRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
-// procCPU reads utime+stime from /proc/PID/stat, in seconds.
-func procCPU(pid int) (float64, error) {
+// cpuTime is user and system CPU seconds.
+type cpuTime struct{ User, Sys float64 }
+
+func (c cpuTime) total() float64 { return c.User + c.Sys }
+
+// procCPU reads utime and stime from /proc/PID/stat.
+func procCPU(pid int) (cpuTime, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return cpuTime{}, err
 	}
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+		return cpuTime{}, fmt.Errorf("bad /proc/%d/stat", pid)
 	}
 	f := bytes.Fields(b[i+1:])
 	if len(f) < 13 {
-		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+		return cpuTime{}, fmt.Errorf("bad /proc/%d/stat", pid)
 	}
 	// Fields 14 and 15 of stat; f[0] is field 3 (state).
 	ut, err1 := strconv.ParseInt(string(f[11]), 10, 64)
 	st, err2 := strconv.ParseInt(string(f[12]), 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+		return cpuTime{}, fmt.Errorf("bad /proc/%d/stat", pid)
 	}
-	return float64(ut+st) / clockTicks, nil
+	return cpuTime{float64(ut) / clockTicks, float64(st) / clockTicks}, nil
 }
 
 // Sockstat is the kernel's TCP socket accounting from /proc/net/sockstat
@@ -185,17 +192,18 @@ func readSockstat() (Sockstat, error) {
 	return s, fmt.Errorf("no TCP line in /proc/net/sockstat")
 }
 
-// selfCPU returns the CPU seconds (user+system) used by this process and
-// its waited-for children.
-func selfCPU() float64 {
-	var total float64
+// selfCPU returns the CPU time used by this process and its waited-for
+// children.
+func selfCPU() cpuTime {
+	var c cpuTime
 	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
 		var ru syscall.Rusage
 		if syscall.Getrusage(who, &ru) == nil {
-			total += tvSeconds(ru.Utime) + tvSeconds(ru.Stime)
+			c.User += tvSeconds(ru.Utime)
+			c.Sys += tvSeconds(ru.Stime)
 		}
 	}
-	return total
+	return c
 }
 
 func tvSeconds(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }
@@ -223,40 +231,53 @@ type CPU struct {
 	GeneratorSeconds float64 `json:"generator_seconds"`
 	// GeneratorPercent is of one CPU; the box has Environment.CPUs.
 	GeneratorPercent float64 `json:"generator_percent"`
-	ServerSeconds    float64 `json:"server_seconds"` // -1: unknown
-	ServerPercent    float64 `json:"server_percent"` // -1: unknown
+	// GeneratorSysSeconds is the kernel part: on loopback it includes much
+	// of the TCP work of both ends.
+	GeneratorSysSeconds float64 `json:"generator_sys_seconds"`
+	ServerSeconds       float64 `json:"server_seconds"`     // -1: unknown
+	ServerPercent       float64 `json:"server_percent"`     // -1: unknown
+	ServerSysSeconds    float64 `json:"server_sys_seconds"` // -1: unknown
 }
 
 // CPUWindow measures CPU time from its start to Stop.
 type CPUWindow struct {
 	env    *Env
 	start  time.Time
-	gen    float64
-	server float64
-	extra  float64 // CPU of worker processes still running, added by the scenario
+	gen    cpuTime
+	server ServerSample
+	extra  cpuTime // CPU of worker processes still running, added by the scenario
 }
 
 // StartCPU starts measuring the generator's and the server's CPU time.
 func (e *Env) StartCPU(ctx context.Context) *CPUWindow {
-	return &CPUWindow{env: e, start: time.Now(), gen: selfCPU(), server: e.probe.sample(ctx).CPUSeconds}
+	return &CPUWindow{env: e, start: time.Now(), gen: selfCPU(), server: e.probe.sample(ctx)}
 }
 
-// AddGenerator adds CPU seconds used by generator processes that are not
+// AddGenerator adds CPU time used by generator processes that are not
 // waited for yet (getrusage counts children only once waited).
-func (w *CPUWindow) AddGenerator(seconds float64) { w.extra += seconds }
+func (w *CPUWindow) AddGenerator(user, sys float64) {
+	w.extra.User += user
+	w.extra.Sys += sys
+}
 
 // Stop ends the window.
 func (w *CPUWindow) Stop(ctx context.Context) *CPU {
-	c := &CPU{WindowSeconds: time.Since(w.start).Seconds(), ServerSeconds: -1, ServerPercent: -1}
-	c.GeneratorSeconds = selfCPU() - w.gen + w.extra
+	c := &CPU{WindowSeconds: time.Since(w.start).Seconds(), ServerSeconds: -1, ServerPercent: -1, ServerSysSeconds: -1}
+	now := selfCPU()
+	c.GeneratorSeconds = now.total() - w.gen.total() + w.extra.total()
+	c.GeneratorSysSeconds = now.Sys - w.gen.Sys + w.extra.Sys
 	if c.WindowSeconds > 0 {
 		c.GeneratorPercent = 100 * c.GeneratorSeconds / c.WindowSeconds
 	}
-	if s := w.env.probe.sample(ctx).CPUSeconds; s >= 0 && w.server >= 0 {
-		c.ServerSeconds = s - w.server
+	s := w.env.probe.sample(ctx)
+	if s.CPUSeconds >= 0 && w.server.CPUSeconds >= 0 {
+		c.ServerSeconds = s.CPUSeconds - w.server.CPUSeconds
 		if c.WindowSeconds > 0 {
 			c.ServerPercent = 100 * c.ServerSeconds / c.WindowSeconds
 		}
+	}
+	if s.SysSeconds >= 0 && w.server.SysSeconds >= 0 {
+		c.ServerSysSeconds = s.SysSeconds - w.server.SysSeconds
 	}
 	return c
 }

@@ -131,9 +131,14 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "errors: %s\n", formatCounts(r.Errors))
 	}
 	if c := r.CPU; c != nil {
-		fmt.Fprintf(&b, "cpu over %.1f s: generator %.1f s (%.0f%% of one CPU)", c.WindowSeconds, c.GeneratorSeconds, c.GeneratorPercent)
+		fmt.Fprintf(&b, "cpu over %.1f s: generator %.1f s (%.0f%% of one CPU; %.1f s system)",
+			c.WindowSeconds, c.GeneratorSeconds, c.GeneratorPercent, c.GeneratorSysSeconds)
 		if c.ServerSeconds >= 0 {
-			fmt.Fprintf(&b, ", server %.1f s (%.0f%% of one CPU)", c.ServerSeconds, c.ServerPercent)
+			fmt.Fprintf(&b, ", server %.1f s (%.0f%% of one CPU", c.ServerSeconds, c.ServerPercent)
+			if c.ServerSysSeconds >= 0 {
+				fmt.Fprintf(&b, "; %.1f s system", c.ServerSysSeconds)
+			}
+			b.WriteString(")")
 		} else {
 			b.WriteString(", server unknown (give --server-pid or make /metrics reachable)")
 		}
