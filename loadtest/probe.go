@@ -239,7 +239,8 @@ type CPU struct {
 	ServerSysSeconds    float64 `json:"server_sys_seconds"` // -1: unknown
 }
 
-// CPUWindow measures CPU time from its start to Stop.
+// CPUWindow measures CPU time from its start to Stop. Not safe for
+// concurrent use.
 type CPUWindow struct {
 	env    *Env
 	start  time.Time

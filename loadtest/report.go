@@ -12,7 +12,8 @@ import (
 
 // Report is the outcome of one run: parameters, environment, figures,
 // latency distributions, failures by kind and CPU use. WriteText renders
-// it for people, WriteJSON for tools.
+// it for people, WriteJSON for tools. A Report is not safe for concurrent
+// use: a scenario fills it from its Run goroutine.
 type Report struct {
 	Scenario       string         `json:"scenario"`
 	RunID          string         `json:"run_id"`
