@@ -97,7 +97,9 @@ var ErrClosed = errors.New("switchboard: closed")
 type Store interface {
 	// Apply writes b atomically and durably: when it returns nil, every
 	// write in b survives a crash (kill -9, power loss per the backend's
-	// guarantees), and is visible to all readers.
+	// guarantees), and is visible to all readers. No reader sees any write
+	// of b before it is durable: a device must never be shown an entry that
+	// a crash could take back, since its seq would then be reused.
 	Apply(ctx context.Context, b *Batch) error
 
 	// LastSeq returns the highest seq ever stored in user's inbox, or 0.

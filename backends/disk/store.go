@@ -158,6 +158,65 @@ type Store struct {
 	batchSeq atomic.Uint64 // x/ key counter within this Open
 
 	expireMu sync.Mutex // one Expire at a time, so no batch is counted twice
+
+	// Readers see the database through a snapshot taken after the last
+	// Apply returned, never the live database: Pebble makes a batch
+	// visible before its WAL sync completes, and a reader must not see an
+	// entry that a crash could still take back (a device that saw seq n
+	// would drop the different message that reuses n after the crash).
+	viewMu  sync.Mutex
+	view    *readView
+	applyMu sync.Mutex // held from an Apply's commit to its publish
+}
+
+// readView is a reference-counted snapshot: the store holds one reference
+// while it is current, each reader one while it reads.
+type readView struct {
+	snap *pebble.Snapshot
+	refs atomic.Int32
+}
+
+func (v *readView) release() {
+	if v.refs.Add(-1) == 0 {
+		v.snap.Close()
+	}
+}
+
+// publish makes everything committed so far visible to readers.
+func (s *Store) publish(db *pebble.DB) {
+	nv := &readView{snap: db.NewSnapshot()}
+	nv.refs.Store(1)
+	s.viewMu.Lock()
+	old := s.view
+	s.view = nv
+	s.viewMu.Unlock()
+	if old != nil {
+		old.release()
+	}
+}
+
+// reader is what reads need of a snapshot.
+type reader interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+	NewIterWithContext(ctx context.Context, o *pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+// read read-locks s for one call and returns the current view, which the
+// caller must release, or chat.ErrClosed (and no lock).
+func (s *Store) read() (*readView, error) {
+	if _, err := s.acquire(); err != nil {
+		return nil, err
+	}
+	s.viewMu.Lock()
+	v := s.view
+	v.refs.Add(1)
+	s.viewMu.Unlock()
+	return v, nil
+}
+
+func (s *Store) done(v *readView) {
+	v.release()
+	s.mu.RUnlock()
 }
 
 // Open opens the store in dir, creating it if needed.
@@ -175,6 +234,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	s.publish(db) // everything replayed from the WAL is durable
 	return s, nil
 }
 
@@ -208,6 +268,10 @@ func (s *Store) Close() error {
 	defer s.mu.Unlock()
 	if s.db == nil {
 		return chat.ErrClosed
+	}
+	if s.view != nil {
+		s.view.release() // no reader holds it: they hold s.mu
+		s.view = nil
 	}
 	err := s.db.Close()
 	s.db = nil
@@ -311,9 +375,12 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 	sc.key = appendRetentionKey(sc.key[:0], b.Time, s.epoch, s.batchSeq.Add(1))
 	wb.Set(sc.key, sc.index, nil)
 
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	if err := wb.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("disk: apply: %w", err)
 	}
+	s.publish(db)
 	return nil
 }
 
@@ -325,12 +392,12 @@ func (s *Store) LastSeq(ctx context.Context, user string) (uint64, error) {
 	if !validUser(user) {
 		return 0, ErrInvalidUser
 	}
-	db, err := s.acquire()
+	v, err := s.read()
 	if err != nil {
 		return 0, err
 	}
-	defer s.mu.RUnlock()
-	seq, _, err := getUint64(db, appendHeadKey(nil, user))
+	defer s.done(v)
+	seq, _, err := getUint64(v.snap, appendHeadKey(nil, user))
 	return seq, err
 }
 
@@ -339,12 +406,12 @@ func (s *Store) Message(ctx context.Context, id string) (chat.MessageMeta, bool,
 	if err := ctx.Err(); err != nil {
 		return chat.MessageMeta{}, false, err
 	}
-	db, err := s.acquire()
+	v, err := s.read()
 	if err != nil {
 		return chat.MessageMeta{}, false, err
 	}
-	defer s.mu.RUnlock()
-	return message(db, appendMessageKey(nil, id))
+	defer s.done(v)
+	return message(v.snap, appendMessageKey(nil, id))
 }
 
 // MessageByClientID returns the message that from sent with clientID: a
@@ -359,12 +426,12 @@ func (s *Store) MessageByClientID(ctx context.Context, from, clientID string) (c
 	if clientID == "" {
 		return chat.MessageMeta{}, false, nil // never indexed
 	}
-	db, err := s.acquire()
+	v, err := s.read()
 	if err != nil {
 		return chat.MessageMeta{}, false, err
 	}
-	defer s.mu.RUnlock()
-	id, closer, err := db.Get(appendClientKey(nil, from, clientID))
+	defer s.done(v)
+	id, closer, err := v.snap.Get(appendClientKey(nil, from, clientID))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return chat.MessageMeta{}, false, nil
 	}
@@ -373,10 +440,10 @@ func (s *Store) MessageByClientID(ctx context.Context, from, clientID string) (c
 	}
 	key := appendMessageKey(make([]byte, 0, 2+len(id)), string(id))
 	closer.Close()
-	return message(db, key)
+	return message(v.snap, key)
 }
 
-func message(db *pebble.DB, key []byte) (chat.MessageMeta, bool, error) {
+func message(db reader, key []byte) (chat.MessageMeta, bool, error) {
 	v, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return chat.MessageMeta{}, false, nil
@@ -406,11 +473,11 @@ func (s *Store) ReadInbox(ctx context.Context, user string, after uint64, limit 
 	if limit <= 0 || after == ^uint64(0) {
 		return nil
 	}
-	db, err := s.acquire()
+	v, err := s.read()
 	if err != nil {
 		return err
 	}
-	defer s.mu.RUnlock()
+	defer s.done(v)
 
 	// One buffer for both bounds: i/<user>\x00<after+1> and i/<user>\x01.
 	bounds := appendInboxKey(make([]byte, 0, 2*(len(user)+11)), user, after+1)
@@ -418,7 +485,7 @@ func (s *Store) ReadInbox(ctx context.Context, user string, after uint64, limit 
 	bounds = append(bounds, "i/"...)
 	bounds = append(bounds, user...)
 	upper := append(bounds, 1)[len(lower):]
-	it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it, err := v.snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("disk: read inbox: %w", err)
 	}
@@ -453,7 +520,9 @@ func (s *Store) ReadInbox(ctx context.Context, user string, after uint64, limit 
 }
 
 // Expire deletes what the batches with Time before before wrote, and their
-// x/ keys, walking the retention index only. Deletions are committed
+// x/ keys, walking the retention index only. It publishes a new view for
+// readers while no Apply is between its commit and its publish, so that the
+// view holds no unsynced batch. Deletions are committed
 // without Sync every expireBatchKeys keys: if they are lost in a crash,
 // their x/ keys are too, and the next Expire deletes them again. Returns
 // the number of batches whose deletions were committed. Safe for
@@ -521,6 +590,11 @@ func (s *Store) Expire(ctx context.Context, before time.Time) (int, error) {
 			return done, err
 		}
 	}
+	if done > 0 {
+		s.applyMu.Lock()
+		s.publish(db)
+		s.applyMu.Unlock()
+	}
 	return done, nil
 }
 
@@ -570,7 +644,7 @@ func (s *Store) getUint64(key []byte) (uint64, bool, error) {
 	return getUint64(s.db, key)
 }
 
-func getUint64(db *pebble.DB, key []byte) (uint64, bool, error) {
+func getUint64(db reader, key []byte) (uint64, bool, error) {
 	v, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, false, nil
