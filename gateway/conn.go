@@ -33,6 +33,8 @@ type wsConn struct {
 	closingAt  int64
 	skip       uint64   // payload bytes still to discard
 	frag       *fragBuf // a fragmented message being assembled
+	pendHead   int32    // during a mailbox drain: c's first and last
+	pendTail   int32    // gathered writes (index+1), 0 for none
 	fragOp     byte
 	fragCount  int
 	tokens     float64 // rate limiter

@@ -22,6 +22,9 @@ type loop struct {
 	head *wsConn // list of the loop's connections
 	n    int
 
+	touched []*wsConn // connections with writes gathered in this drain
+	iov     [][]byte
+
 	dec     protocol.Decoder
 	req     protocol.Request
 	scratch []byte // frames written directly on the loop
@@ -316,21 +319,6 @@ func (l *loop) fail(c *wsConn, ce *closeErr, now int64) gnet.Action {
 func (l *loop) handleItem(it *mailItem) {
 	c := it.c
 	switch it.kind {
-	case itemWrite:
-		n := len(it.f.bytes())
-		c.queued.Add(-int64(n))
-		if !c.closed.Load() && c.state == stateOpen {
-			if c.gc.OutboundBuffered()+n > l.g.cfg.MaxOutboundBytes {
-				if l.fail(c, errSlowConsumer, time.Now().UnixNano()) == gnet.Close {
-					c.gc.Close()
-				}
-			} else {
-				c.gc.Write(it.f.bytes())
-				l.g.m.framesOut.Inc()
-				c.outBuffered.Store(int64(c.gc.OutboundBuffered()))
-			}
-		}
-		it.f.release()
 	case itemClose:
 		if !c.closed.Load() && l.fail(c, it.ce, time.Now().UnixNano()) == gnet.Close {
 			c.gc.Close()
@@ -349,6 +337,56 @@ func (l *loop) handleItem(it *mailItem) {
 			}
 		}
 	}
+}
+
+// maxIOV bounds the buffers of one writev (the kernel's IOV_MAX is 1024).
+const maxIOV = 512
+
+// flush writes the frames gathered per connection during a mailbox
+// drain, one write or writev per connection, and releases them.
+func (l *loop) flush(items []mailItem) {
+	for _, c := range l.touched {
+		open := !c.closed.Load() && c.state == stateOpen
+		total, n := 0, 0
+		l.iov = l.iov[:0]
+		for i := c.pendHead; i != 0; i = items[i-1].next {
+			b := items[i-1].f.bytes()
+			total += len(b)
+			n++
+			if open {
+				l.iov = append(l.iov, b)
+			}
+		}
+		c.queued.Add(-int64(total))
+		if open {
+			if c.gc.OutboundBuffered()+total > l.g.cfg.MaxOutboundBytes {
+				if l.fail(c, errSlowConsumer, time.Now().UnixNano()) == gnet.Close {
+					c.gc.Close()
+				}
+			} else {
+				for iov := l.iov; len(iov) > 0; {
+					k := min(len(iov), maxIOV)
+					if k == 1 {
+						c.gc.Write(iov[0])
+					} else {
+						c.gc.Writev(iov[:k])
+					}
+					iov = iov[k:]
+				}
+				l.g.m.framesOut.Add(float64(n))
+				if !c.closed.Load() {
+					c.outBuffered.Store(int64(c.gc.OutboundBuffered()))
+				}
+			}
+		}
+		for i := c.pendHead; i != 0; i = items[i-1].next {
+			items[i-1].f.release()
+		}
+		c.pendHead, c.pendTail = 0, 0
+	}
+	clear(l.iov)
+	clear(l.touched)
+	l.touched = l.touched[:0]
 }
 
 // sweep enforces the handshake, idle and close timeouts and pings silent

@@ -16,6 +16,7 @@ const (
 
 type mailItem struct {
 	kind uint8
+	next int32 // itemWrite, during Run: index+1 of c's next write, 0 for none
 	c    *wsConn
 	f    *outFrame // itemWrite: the mailbox owns one reference
 	ce   *closeErr
@@ -62,10 +63,28 @@ func (m *mailbox) Run(context.Context) error {
 	m.items = m.spare[:0]
 	m.scheduled = false
 	m.mu.Unlock()
+	// Writes are gathered per connection and flushed with one write (or
+	// writev) each; any other item first flushes what is gathered, so each
+	// connection sees its items in push order.
+	l := m.l
 	for i := range items {
-		m.l.handleItem(&items[i])
-		items[i] = mailItem{}
+		it := &items[i]
+		if it.kind != itemWrite {
+			l.flush(items)
+			l.handleItem(it)
+			continue
+		}
+		c := it.c
+		if c.pendTail == 0 {
+			c.pendHead = int32(i + 1)
+			l.touched = append(l.touched, c)
+		} else {
+			items[c.pendTail-1].next = int32(i + 1)
+		}
+		c.pendTail = int32(i + 1)
 	}
+	l.flush(items)
+	clear(items)
 	m.spare = items[:0]
 	return nil
 }
