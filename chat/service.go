@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"time"
@@ -81,6 +82,9 @@ type Service struct {
 	heads    *genCache[string, uint64]      // user -> last seq
 	metas    *genCache[string, MessageMeta] // msg id -> meta
 	clientIx *genCache[clientKey, string]   // (from, client id) -> msg id
+	lister   ClientIDLister                 // nil: every new client id costs a store lookup
+	senders  *genCache[string, *idSet]      // sender -> hashes of its client ids
+	seed     maphash.Seed
 
 	free chan *commit // batches ready for reuse
 	post chan *commit // batches applied, to answer and deliver
@@ -118,10 +122,13 @@ func New(cfg Config, store Store, bus Bus, dir router.Directory, log *slog.Logge
 		heads:    newGenCache[string, uint64](cfg.CacheEntries),
 		metas:    newGenCache[string, MessageMeta](cfg.CacheEntries),
 		clientIx: newGenCache[clientKey, string](cfg.CacheEntries),
+		senders:  newGenCache[string, *idSet](max(cfg.CacheEntries/100, 1000)),
+		seed:     maphash.MakeSeed(),
 		free:     make(chan *commit, 2),
 		post:     make(chan *commit, 1),
 		stop:     make(chan struct{}),
 	}
+	s.lister, _ = store.(ClientIDLister)
 	for range 2 {
 		s.free <- &commit{}
 	}
@@ -314,7 +321,9 @@ func (s *Service) addSend(ctx context.Context, c *commit, r *Request, now time.T
 		} else if found {
 			return Result{MsgID: m.ID, TS: m.TS, Dup: true}
 		}
-	} else {
+	} else if seen, err := s.maybeSent(ctx, key.from, r.ClientID); err != nil {
+		return Result{Err: err}
+	} else if seen {
 		m, found, err := s.store.MessageByClientID(ctx, key.from, key.id)
 		if err != nil {
 			return Result{Err: err}
@@ -339,6 +348,35 @@ func (s *Service) addSend(ctx context.Context, c *commit, r *Request, now time.T
 	c.arena = protocol.AppendMsg(c.arena, seq, m.ID, m.From, m.To, r.Body, m.TS)
 	c.batch.Entries = append(c.batch.Entries, Entry{User: to, Seq: seq, Frame: c.arena[n:]})
 	return Result{MsgID: m.ID, TS: m.TS}
+}
+
+// idSet holds the hashes of one sender's client ids.
+type idSet struct{ h map[uint64]struct{} }
+
+// maybeSent reports whether from may have sent clientID before: false is
+// certain, true must be confirmed with the store. It also records
+// clientID, which the caller is about to store if it is new.
+func (s *Service) maybeSent(ctx context.Context, from string, clientID []byte) (bool, error) {
+	if s.lister == nil {
+		return true, nil
+	}
+	set, ok := s.senders.get(from)
+	if !ok {
+		set = &idSet{h: make(map[uint64]struct{})}
+		err := s.lister.ClientIDs(ctx, from, func(id []byte) {
+			set.h[maphash.Bytes(s.seed, id)] = struct{}{}
+		})
+		if err != nil {
+			return false, err
+		}
+		s.senders.put(from, set)
+	}
+	h := maphash.Bytes(s.seed, clientID)
+	if _, seen := set.h[h]; seen {
+		return true, nil
+	}
+	set.h[h] = struct{}{} // a failed Apply leaves it behind: it only costs a lookup
+	return false, nil
 }
 
 // addReceipt advances the status of the messages r names that were sent to

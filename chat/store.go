@@ -126,3 +126,16 @@ type Store interface {
 	// LastSeq is unaffected.
 	Expire(ctx context.Context, before time.Time) (int, error)
 }
+
+// ClientIDLister is an optional Store ability: listing the client ids that
+// a user has sent, for messages not yet expired. With it the Service keeps,
+// per active sender, an in-memory set of client-id hashes and answers "is
+// this send new?" without a store lookup; the store is asked only when a
+// hash matches (a real resend, or a 64-bit collision). Stores whose
+// MessageByClientID is already a memory lookup need not implement it.
+type ClientIDLister interface {
+	// ClientIDs calls fn with each client id indexed for from, in any
+	// order. The slice is valid only during the call. It sees every batch
+	// whose Apply has returned.
+	ClientIDs(ctx context.Context, from string, fn func(clientID []byte)) error
+}

@@ -19,8 +19,9 @@ import (
 )
 
 var (
-	_ chat.Store = (*Store)(nil)
-	_ io.Closer  = (*Store)(nil)
+	_ chat.Store          = (*Store)(nil)
+	_ chat.ClientIDLister = (*Store)(nil)
+	_ io.Closer           = (*Store)(nil)
 )
 
 // Errors returned by Store. Those from Apply mean that nothing of the batch
@@ -441,6 +442,35 @@ func (s *Store) MessageByClientID(ctx context.Context, from, clientID string) (c
 	key := appendMessageKey(make([]byte, 0, 2+len(id)), string(id))
 	closer.Close()
 	return message(v.snap, key)
+}
+
+// ClientIDs lists the client ids indexed for from (chat.ClientIDLister):
+// one prefix scan of c/<from>\x00. Safe for concurrent use.
+func (s *Store) ClientIDs(ctx context.Context, from string, fn func(clientID []byte)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !validUser(from) {
+		return ErrInvalidUser
+	}
+	v, err := s.read()
+	if err != nil {
+		return err
+	}
+	defer s.done(v)
+	lower := appendClientKey(nil, from, "")
+	upper := append(lower[:len(lower)-1:len(lower)-1], 1)
+	it, err := v.snap.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("disk: client ids: %w", err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		fn(it.Key()[len(lower):])
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("disk: client ids: %w", err)
+	}
+	return nil
 }
 
 func message(db reader, key []byte) (chat.MessageMeta, bool, error) {

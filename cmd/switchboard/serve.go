@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +39,10 @@ type Config struct {
 	LogLevel string `yaml:"log_level" help:"debug, info, warn or error (default info)"`
 	// LogFormat is text or json. Default text.
 	LogFormat string `yaml:"log_format" help:"text or json (default text)"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the client port.
+	// Off by default: profiles reveal internals; enable only where the port
+	// is not public.
+	Pprof bool `yaml:"pprof" help:"serve /debug/pprof/ on the client port (default false; do not enable on a public port)"`
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" help:"time allowed for a graceful shutdown (default 10s)"`
 
@@ -176,6 +181,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 
 	g, err = gateway.New(cfg.Gateway, gateway.Deps{
 		Service: svc, Bus: bus, Directory: dir, Auth: verifier{v},
