@@ -47,6 +47,45 @@ func Run(t *testing.T, open func(t *testing.T) chat.Store) {
 	t.Run("ManyUsers", func(t *testing.T) { testManyUsers(t, open(t)) })
 	t.Run("ConcurrentReaders", func(t *testing.T) { testConcurrentReaders(t, open(t)) })
 	t.Run("ConcurrentApply", func(t *testing.T) { testConcurrentApply(t, open(t)) })
+	t.Run("ClientIDs", func(t *testing.T) { testClientIDs(t, open(t)) })
+}
+
+// testClientIDs checks chat.ClientIDLister, for stores that have it: each
+// sender's indexed client ids, none of another sender's (even one whose
+// name extends the first), and none after they expire.
+func testClientIDs(t *testing.T, s chat.Store) {
+	l, ok := s.(chat.ClientIDLister)
+	if !ok {
+		t.Skip("the store does not implement chat.ClientIDLister (optional)")
+	}
+	list := func(from string) []string {
+		t.Helper()
+		var ids []string
+		if err := l.ClientIDs(context.Background(), from, func(id []byte) { ids = append(ids, string(id)) }); err != nil {
+			t.Fatalf("ClientIDs(%q): %v", from, err)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	apply(t, s, &chat.Batch{Time: base, Messages: []chat.MessageMeta{
+		msg("m1", "al", "bob", "x1", 1), msg("m2", "al", "bob", "x2", 2),
+		msg("m3", "alice", "bob", "y1", 3), msg("m4", "al", "carol", "", 0)}})
+	apply(t, s, &chat.Batch{Time: base.Add(time.Hour), Messages: []chat.MessageMeta{msg("m5", "al", "bob", "x3", 4)}})
+	if got := list("al"); !slices.Equal(got, []string{"x1", "x2", "x3"}) {
+		t.Fatalf("ClientIDs(al) = %q, want x1 x2 x3", got)
+	}
+	if got := list("alice"); !slices.Equal(got, []string{"y1"}) {
+		t.Fatalf("ClientIDs(alice) = %q, want y1", got)
+	}
+	if got := list("nobody"); len(got) != 0 {
+		t.Fatalf("ClientIDs(nobody) = %q", got)
+	}
+	if _, err := s.Expire(context.Background(), base.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := list("al"); !slices.Equal(got, []string{"x3"}) {
+		t.Fatalf("after Expire, ClientIDs(al) = %q, want x3", got)
+	}
 }
 
 // RunDurable runs the restart part of the suite. open opens (or reopens)
