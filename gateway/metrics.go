@@ -30,6 +30,7 @@ type metrics struct {
 	errorBy    map[string]prometheus.Counter
 	closeVec   *prometheus.CounterVec
 	closeBy    map[uint16]prometheus.Counter
+	closeOther prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -65,12 +66,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "closes_total", Help: "WebSocket close frames sent, by close code."}, []string{"code"}),
 	}
 	m.upgradeBy = map[string]prometheus.Counter{}
-	for _, r := range []string{"ok", "unauthorized", "forbidden", "not_found", "unavailable", "bad_request", "too_large"} {
+	for _, r := range []string{"ok", "unauthorized", "forbidden", "not_found", "unavailable", "bad_request", "too_large", "other"} {
 		m.upgradeBy[r] = m.upgradeVec.WithLabelValues(r)
 	}
 	m.errorBy = map[string]prometheus.Counter{}
 	for _, c := range []string{protocol.CodeBadRequest, protocol.CodeUnknownType, protocol.CodeRateLimited,
-		protocol.CodeOverloaded, protocol.CodeInternal, protocol.CodeShuttingDown} {
+		protocol.CodeOverloaded, protocol.CodeInternal, protocol.CodeShuttingDown, "other"} {
 		m.errorBy[c] = m.errorVec.WithLabelValues(c)
 	}
 	m.closeBy = map[uint16]prometheus.Counter{}
@@ -78,6 +79,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		ClosePolicy, CloseTooBig, CloseInternal, CloseRestart, CloseTryAgain, CloseSlowConsumer, CloseIdle} {
 		m.closeBy[c] = m.closeVec.WithLabelValues(strconv.Itoa(int(c)))
 	}
+	m.closeOther = m.closeVec.WithLabelValues("other")
 	if reg != nil {
 		reg.MustRegister(m.accepted, m.framesIn, m.framesOut, m.sends, m.receipts, m.syncs, m.handshakeTimeouts, m.hubFull, m.deliveries, m.gapFills,
 			m.ackSeconds, m.upgradeVec, m.errorVec, m.closeVec,
@@ -88,27 +90,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-var otherCounter = prometheus.NewCounter(prometheus.CounterOpts{Name: "unused"})
+// The label values below are bound once in newMetrics; a value outside
+// them (a bug, or a peer's close code echoed back) counts as "other".
 
 func (m *metrics) upgrades(result string) prometheus.Counter {
 	if c, ok := m.upgradeBy[result]; ok {
 		return c
 	}
-	return otherCounter
+	return m.upgradeBy["other"]
 }
 
 func (m *metrics) errorFrames(code string) prometheus.Counter {
 	if c, ok := m.errorBy[code]; ok {
 		return c
 	}
-	return otherCounter
+	return m.errorBy["other"]
 }
 
-// closes counts close frames by code; peers' codes outside our own set
-// (echoed back) are counted under "other".
 func (m *metrics) closes(code uint16) prometheus.Counter {
 	if c, ok := m.closeBy[code]; ok {
 		return c
 	}
-	return otherCounter
+	return m.closeOther
 }
