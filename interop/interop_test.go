@@ -6,15 +6,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/testserver"
 )
 
 const (
@@ -25,8 +24,7 @@ const (
 	idleTimeout  = "2s"
 	scriptIdle   = "3"
 
-	buildTimeout  = 3 * time.Minute
-	readyTimeout  = 20 * time.Second
+	stopTimeout   = 10 * time.Second // SIGTERM to exit, at the end of the test
 	scriptTimeout = 90 * time.Second
 )
 
@@ -79,115 +77,13 @@ func findTools(t *testing.T, root string) tools {
 	return tl
 }
 
-// server is a switchboard process started by the test.
-type server struct {
-	bin, dataDir, url, logPath string
-	cmd                        *exec.Cmd
-	exited                     chan error
-}
+func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
 
-func buildServer(t *testing.T, root string) string {
+// cliToken mints a token for user with `switchboard token`, on the
+// server's data dir, as a user of the binary would.
+func cliToken(t *testing.T, s *testserver.Server, user string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "switchboard")
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/switchboard")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/switchboard: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// startServer runs `switchboard serve` and waits for /readyz. A Cleanup
-// stops it (SIGTERM, then SIGKILL) and prints its log if the test failed.
-func startServer(t *testing.T, bin string) *server {
-	t.Helper()
-	dir := t.TempDir()
-	s := &server{
-		bin:     bin,
-		dataDir: filepath.Join(dir, "data"),
-		logPath: filepath.Join(dir, "server.log"),
-		exited:  make(chan error, 1),
-	}
-	logf, err := os.Create(s.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	addr := freePort(t)
-	s.url = "ws://" + addr + "/v1/ws"
-	s.cmd = exec.Command(bin, "serve", "--listen", addr, "--data-dir", s.dataDir)
-	s.cmd.Env = append(os.Environ(),
-		"SWITCHBOARD_GATEWAY_PING_INTERVAL="+pingInterval,
-		"SWITCHBOARD_GATEWAY_IDLE_TIMEOUT="+idleTimeout,
-	)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	go func() { s.exited <- s.cmd.Wait() }()
-	t.Cleanup(func() { s.stop(t) })
-
-	readyz := "http://" + addr + "/readyz"
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(readyTimeout)
-	poll := time.NewTicker(20 * time.Millisecond)
-	defer poll.Stop()
-	for {
-		if resp, err := client.Get(readyz); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server on %s not ready within %v", addr, readyTimeout)
-		}
-		select {
-		case err := <-s.exited:
-			s.exited <- err
-			t.Fatalf("server exited before it was ready: %v", err)
-		case <-poll.C:
-		}
-	}
-}
-
-func (s *server) stop(t *testing.T) {
-	select {
-	case err := <-s.exited:
-		t.Errorf("server exited during the test: %v", err)
-	default:
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(10 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.exited
-			t.Errorf("server did not stop within 10s of SIGTERM; killed")
-		}
-	}
-	if t.Failed() {
-		log, _ := os.ReadFile(s.logPath)
-		t.Logf("server log (%s):\n%s", s.logPath, log)
-	}
-}
-
-// token mints a token for user with the server's binary and data dir.
-func (s *server) token(t *testing.T, user string) string {
-	t.Helper()
-	out, err := exec.Command(s.bin, "token", "--user", user, "--ttl", "1h", "--data-dir", s.dataDir).Output()
+	out, err := exec.Command(testserver.Binary(t), "token", "--user", user, "--ttl", "1h", "--data-dir", s.DataDir()).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -204,13 +100,13 @@ func (s *server) token(t *testing.T, user string) string {
 
 // runScript runs one scenario script with fresh users alice-<name> and
 // bob-<name>, logs its lines, and fails unless it exits 0 with PASS.
-func runScript(t *testing.T, s *server, name string, argv []string, env []string) {
+func runScript(t *testing.T, s *testserver.Server, name string, argv []string, env []string) {
 	t.Helper()
 	userA, userB := "alice-"+name, "bob-"+name
 	argv = append(argv,
-		"--url", s.url,
-		"--token-a", s.token(t, userA),
-		"--token-b", s.token(t, userB),
+		"--url", s.URL(),
+		"--token-a", cliToken(t, s, userA),
+		"--token-b", cliToken(t, s, userB),
 		"--user-a", userA,
 		"--user-b", userB,
 		"--idle", scriptIdle,
@@ -251,7 +147,13 @@ func runScript(t *testing.T, s *server, name string, argv []string, env []string
 func TestInterop(t *testing.T) {
 	root := repoRoot(t)
 	tl := findTools(t, root)
-	s := startServer(t, buildServer(t, root))
+	s := testserver.Start(t, testserver.Options{
+		Env: []string{
+			"SWITCHBOARD_GATEWAY_PING_INTERVAL=" + pingInterval,
+			"SWITCHBOARD_GATEWAY_IDLE_TIMEOUT=" + idleTimeout,
+		},
+		StopTimeout: stopTimeout,
+	})
 	here := filepath.Join(root, "interop")
 
 	t.Run("python-websockets", func(t *testing.T) {

@@ -2,130 +2,38 @@ package loadtest
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/testserver"
 )
 
 // The scenarios run against the real server binary, built once per test
 // binary: the gateway is exercised exactly as a user runs it.
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-	binDir    string
-)
+func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
 
-func TestMain(m *testing.M) {
-	var err error
-	binDir, err = os.MkdirTemp("", "loadtest-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(binDir)
-	os.Exit(code)
-}
+func switchboardBinary(t *testing.T) string { return testserver.Binary(t) }
 
-func switchboardBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binPath = filepath.Join(binDir, "switchboard")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/switchboard/switchboard/cmd/switchboard")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// testServer is a switchboard process on a random loopback port.
+// testServer is what a scenario needs to know of a server.
 type testServer struct {
 	URL     string
 	DataDir string
 	PID     int
 }
 
-// startServer starts the server with extra environment (KEY=VALUE) and
-// waits for /readyz; it is stopped when the test ends.
+// startServer starts the server on a random loopback port and a fresh data
+// dir, with extra environment (KEY=VALUE), and waits for /readyz; it is
+// stopped when the test ends.
 func startServer(t *testing.T, env ...string) *testServer {
 	t.Helper()
-	bin := switchboardBinary(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	dir := t.TempDir()
-	var logs strings.Builder
-	cmd := exec.Command(bin, "serve", "--listen", addr, "--data-dir", dir)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = &lockedWriter{w: &logs}, &lockedWriter{w: &logs}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("server exited before ready: %v\n%s", err, logs.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not ready in 20 s\n%s", logs.String())
-		}
-	}
-	return &testServer{URL: "ws://" + addr + "/v1/ws", DataDir: dir, PID: cmd.Process.Pid}
+	s := testserver.Start(t, testserver.Options{Env: env})
+	return &testServer{URL: s.URL(), DataDir: s.DataDir(), PID: s.PID()}
 }
 
 func (s *testServer) config() Config {
 	return Config{URL: s.URL, DataDir: s.DataDir, ServerPID: s.PID, Concurrency: 16, DialTimeout: 5 * time.Second}
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *strings.Builder
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // run runs s against srv and fails the test on a run error.

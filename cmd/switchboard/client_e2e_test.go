@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/switchboard/switchboard/client"
+	"github.com/switchboard/switchboard/internal/testserver"
 )
 
 // events gathers a client's events for assertions.
@@ -83,10 +83,9 @@ func runClient(t *testing.T, addr, tok, stateDir string, ev *events) (*client.Cl
 // chats with receipts, keeps writing while the server is down and the
 // client restarts, and everything arrives once, in order.
 func TestGoClientAgainstServer(t *testing.T) {
-	dir, state := t.TempDir(), t.TempDir()
-	addr := freeAddr(t)
-	srv := startServer(t, dir, addr)
-	aliceTok, bobTok := token(t, dir, "alice"), token(t, dir, "bob")
+	srv := testserver.Start(t, testserver.Options{})
+	dir, addr, state := srv.DataDir(), srv.Addr(), t.TempDir()
+	aliceTok, bobTok := testserver.Token(t, dir, "alice", ""), testserver.Token(t, dir, "bob", "")
 
 	aliceEv, bobEv := newEvents(), newEvents()
 	alice, stopAlice := runClient(t, addr, aliceTok, state+"/alice", aliceEv)
@@ -124,8 +123,7 @@ func TestGoClientAgainstServer(t *testing.T) {
 	})
 
 	// The server goes down; alice keeps writing, then her app restarts.
-	srv.cmd.Process.Signal(syscall.SIGTERM)
-	<-srv.done
+	srv.Stop() // the exit status is not what this test is about
 	for i := 50; i < 100; i++ {
 		id, err := alice.Send(ctx, "bob", fmt.Sprint("hello ", i))
 		if err != nil {
@@ -136,7 +134,7 @@ func TestGoClientAgainstServer(t *testing.T) {
 	stopAlice()
 	aliceEv = newEvents()
 	runClient(t, addr, aliceTok, state+"/alice", aliceEv)
-	startServer(t, dir, addr)
+	testserver.Start(t, testserver.Options{Addr: addr, DataDir: dir})
 
 	bobEv.waitFor(t, "all 100 messages at bob", func(e *events) bool { return len(e.msgs) >= 100 })
 	aliceEv.waitFor(t, "acks of the offline sends", func(e *events) bool { return len(e.acks) >= 50 })

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -11,8 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,124 +21,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/switchboard/switchboard/auth"
+	"github.com/switchboard/switchboard/internal/testserver"
 )
 
 // These tests run the real binary, as a user would.
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "switchboard-e2e")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "switchboard")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-type proc struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	addr string
-	log  *strings.Builder
-	mu   *sync.Mutex
-	done chan error
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// startServer runs `switchboard serve` on dataDir and waits for /readyz.
-func startServer(t *testing.T, dataDir, addr string, env ...string) *proc {
-	t.Helper()
-	cmd := exec.Command(binary(t), "serve", "--listen", addr, "--data-dir", dataDir)
-	cmd.Env = append(os.Environ(), env...)
-	p := &proc{t: t, cmd: cmd, addr: addr, log: &strings.Builder{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-		p.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			p.mu.Lock()
-			t.Logf("server log:\n%s", p.log.String())
-			p.mu.Unlock()
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not ready after 20s: %v", err)
-		}
-		select {
-		case err := <-p.done:
-			t.Fatalf("server exited: %v\n%s", err, p.log.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func token(t *testing.T, dataDir, user string) string {
-	t.Helper()
-	secret, err := auth.LoadOrCreateSecret(dataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is, err := auth.NewIssuer(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := is.Issue(user, "", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
+func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
 
 type wsConn struct {
 	conn net.Conn
@@ -190,12 +75,11 @@ func (c *wsConn) read(timeout time.Duration) (frame, error) {
 // client's durable outbox does): every acked message is delivered exactly
 // once, under the msg_id it was acked with, with gap-free seqs.
 func TestKill9DuringBurst(t *testing.T) {
-	dir := t.TempDir()
-	addr := freeAddr(t)
 	env := []string{"SWITCHBOARD_GATEWAY_MESSAGE_RATE=1000000", "SWITCHBOARD_GATEWAY_MESSAGE_BURST=1000000"}
-	srv := startServer(t, dir, addr, env...)
+	srv := testserver.Start(t, testserver.Options{Env: env})
+	dir, addr := srv.DataDir(), srv.Addr()
 	const n = 20000
-	sender, err := dial(addr, token(t, dir, "alice"))
+	sender, err := dial(addr, testserver.Token(t, dir, "alice", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +99,7 @@ func TestKill9DuringBurst(t *testing.T) {
 				l := len(acked)
 				mu.Unlock()
 				if l == n/10 {
-					srv.cmd.Process.Signal(syscall.SIGKILL)
+					srv.Kill()
 				}
 			}
 		}
@@ -226,7 +110,7 @@ func TestKill9DuringBurst(t *testing.T) {
 		}
 	}
 	<-readerDone
-	<-srv.done
+	srv.Wait()
 	mu.Lock()
 	before := len(acked)
 	mu.Unlock()
@@ -236,8 +120,8 @@ func TestKill9DuringBurst(t *testing.T) {
 	t.Logf("%d of %d sends acked before kill -9", before, n)
 
 	// Restart on the same data and resend all, as the outbox would.
-	startServer(t, dir, addr, env...)
-	sender, err = dial(addr, token(t, dir, "alice"))
+	testserver.Start(t, testserver.Options{Addr: addr, DataDir: dir, Env: env})
+	sender, err = dial(addr, testserver.Token(t, dir, "alice", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +147,7 @@ func TestKill9DuringBurst(t *testing.T) {
 		}
 	}
 
-	bob, err := dial(addr, token(t, dir, "bob"))
+	bob, err := dial(addr, testserver.Token(t, dir, "bob", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,10 +182,9 @@ func TestKill9DuringBurst(t *testing.T) {
 // TestTokensRefused: bad, expired and alg=none tokens get HTTP 401 before
 // the upgrade; the server stays up.
 func TestTokensRefused(t *testing.T) {
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	startServer(t, dir, addr)
-	good := token(t, dir, "alice")
+	srv := testserver.Start(t, testserver.Options{})
+	dir, addr := srv.DataDir(), srv.Addr()
+	good := testserver.Token(t, dir, "alice", "")
 	secret, _ := auth.LoadOrCreateSecret(dir)
 	expired, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(-time.Minute).Unix()}).SignedString(secret)
 	noExp, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice"}).SignedString(secret)
@@ -330,10 +213,9 @@ func TestTokensRefused(t *testing.T) {
 // TestGracefulShutdown: SIGTERM closes clients with 1001, exits 0, and
 // keeps everything acked.
 func TestGracefulShutdown(t *testing.T) {
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	srv := startServer(t, dir, addr)
-	c, err := dial(addr, token(t, dir, "alice"))
+	srv := testserver.Start(t, testserver.Options{})
+	dir, addr := srv.DataDir(), srv.Addr()
+	c, err := dial(addr, testserver.Token(t, dir, "alice", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +229,7 @@ func TestGracefulShutdown(t *testing.T) {
 			i++
 		}
 	}
-	srv.cmd.Process.Signal(syscall.SIGTERM)
+	srv.Signal(syscall.SIGTERM)
 	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var code ws.StatusCode
 	for {
@@ -365,11 +247,11 @@ func TestGracefulShutdown(t *testing.T) {
 	if code != 1001 {
 		t.Fatalf("close code %d, want 1001", code)
 	}
-	if err := <-srv.done; err != nil {
+	if err := srv.Wait(); err != nil {
 		t.Fatalf("exit: %v", err)
 	}
-	startServer(t, dir, addr)
-	bob, err := dial(addr, token(t, dir, "bob"))
+	testserver.Start(t, testserver.Options{Addr: addr, DataDir: dir})
+	bob, err := dial(addr, testserver.Token(t, dir, "bob", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
