@@ -44,14 +44,15 @@ func BenchmarkSendFramePath(b *testing.B) {
 }
 
 // BenchmarkDeliveryPath is the per-message path of a live delivery: the
-// bus handler frames the entry once, the user's hub shard checks the
-// connection's cursor and queues the frame into the loop's mailbox, and
-// the loop writes it. It waits until every frame is written.
+// bus handler frames the entry once, finds the user's connections in the
+// registry and pushes the frame into each one's loop mailbox; the loop
+// checks the cursor and writes it (the fake loop runs the drain at once).
 func BenchmarkDeliveryPath(b *testing.B) {
 	g, _ := newFakeGateway(b, Config{}, stubService{})
 	fc := openedFake(b, g, "bob")
-	// The registration runs on the hub; wait for it to place the cursor.
-	g.hub.register(&wsConn{user: "sync-barrier", l: fc.ctx.(*wsConn).l})
+	// A hub worker registers the connection and places its cursor.
+	for c := fc.ctx.(*wsConn); !registeredNow(g, c); {
+	}
 	payload := []byte(`{"type":"msg","seq":1,"msg_id":"01JDQ4ZJ0Y8H2N3K5M6P7Q8R9S","from":"alice","to":"bob","body":"Hey, are we still on for lunch tomorrow at noon?","ts":1732650000000}`)
 	d := chat.Delivery{User: "bob", Frame: payload}
 	b.SetBytes(int64(len(payload)))
@@ -62,9 +63,17 @@ func BenchmarkDeliveryPath(b *testing.B) {
 		d.Seq = seq
 		g.hub.deliver(&d)
 	}
-	for fc.writes.Load() < int64(b.N) {
-		// Drain: the shard goroutine is still writing.
+	if got := fc.writes.Load(); got < int64(b.N) {
+		b.Fatalf("%d frames written for %d deliveries", got, b.N)
 	}
+}
+
+// registeredNow reports whether c's registration has reached its loop.
+func registeredNow(g *Gateway, c *wsConn) bool {
+	s := g.hub.shard(c.user)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.users[c.user]) > 0 && len(g.hub.jobs) == 0 && c.registered
 }
 
 // BenchmarkFanOutFrame: encoding one frame and sharing it across 1,000

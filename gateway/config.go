@@ -58,8 +58,9 @@ type Config struct {
 	// upgrade (scheme://host[:port], or "*" for any); others get 403.
 	// Requests without an Origin header (non-browser clients) are accepted.
 	AllowedOrigins []string `yaml:"allowed_origins" help:"accepted Origin values for browsers (empty: any)"`
-	// HubShards is the number of hub goroutines. Default 64.
-	HubShards int `yaml:"hub_shards" help:"goroutines that own user shards (routes, sync, ordering) (default 64)"`
+	// HubWorkers is the number of goroutines that register routes and read
+	// inboxes for syncs and gap fills. Default 16.
+	HubWorkers int `yaml:"hub_workers" help:"goroutines that register routes and read inboxes for syncs (default 16)"`
 	// SyncPage is how many entries a sync reads from the store at a time.
 	// Default 256.
 	SyncPage int `yaml:"sync_page" help:"inbox entries read per sync page (default 256)"`
@@ -96,7 +97,7 @@ func (c *Config) setDefaults() {
 	defDur(&c.PingInterval, 30*time.Second)
 	defDur(&c.IdleTimeout, 75*time.Second)
 	defDur(&c.CloseTimeout, 3*time.Second)
-	def(&c.HubShards, 64)
+	def(&c.HubWorkers, 16)
 	def(&c.SyncPage, 256)
 }
 
@@ -121,8 +122,8 @@ func (c *Config) Validate() error {
 	if c.MaxOutboundBytes < 2*c.MaxMessageBytes {
 		errs = append(errs, fmt.Errorf("max_outbound_bytes %d: must be at least twice max_message_bytes", c.MaxOutboundBytes))
 	}
-	if c.EventLoops < 0 || c.MaxConnections < 0 || c.HubShards < 0 || c.SyncPage < 0 || c.MaxFragments < 0 {
-		errs = append(errs, errors.New("event_loops, max_connections, hub_shards, sync_page and max_fragments must not be negative"))
+	if c.EventLoops < 0 || c.MaxConnections < 0 || c.HubWorkers < 0 || c.SyncPage < 0 || c.MaxFragments < 0 {
+		errs = append(errs, errors.New("event_loops, max_connections, hub_workers, sync_page and max_fragments must not be negative"))
 	}
 	for _, o := range c.AllowedOrigins {
 		if o != "*" && !strings.Contains(o, "://") {

@@ -34,31 +34,33 @@ type wsConn struct {
 	skip       uint64   // payload bytes still to discard
 	frag       *fragBuf // a fragmented message being assembled
 	pendHead   int32    // during a mailbox drain: c's first and last
-	pendTail   int32    // gathered writes (index+1), 0 for none
+	pendTail   int32    // gathered frames (index+1 in loop.out), 0 for none
 	fragOp     byte
 	fragCount  int
 	tokens     float64 // rate limiter
 	refilled   int64
 	flood      int // messages refused in a row
 
-	// Owned by the hub shard of user. Frames go out in seq order from
-	// cursor on; a gap is filled from the store.
-	cursor    uint64 // highest seq sent in order
-	syncing   bool   // a sync or gap fill is reading the inbox
-	syncReply bool   // send synced when the read reaches the end
-	syncID    []byte
-	queuedCon bool // in the shard's continuation list
+	// Delivery state, owned by the loop too. Frames go out in seq order
+	// from cursor on; a gap is read from the store by a hub worker.
+	registered   bool   // the hub has registered c and set cursor to the inbox head
+	cursor       uint64 // highest seq sent in order
+	reading      bool   // an inbox read (sync or gap fill) is in progress
+	readGen      uint32 // read results from an older generation are dropped
+	readWait     bool   // a read waits for c to drain, or for room in the job queue
+	syncReply    bool   // send synced when the read reaches the end
+	syncID       []byte
+	pendingSync  bool // a sync that arrived before registration
+	pendingAfter uint64
+	pendingID    []byte
 
 	// Shared.
-	closed      atomic.Bool  // set by the loop in OnClose
-	queued      atomic.Int64 // bytes pushed to the mailbox, not yet written
-	outBuffered atomic.Int64 // the loop's last reading of gnet's outbound buffer
+	closed atomic.Bool // set by the loop in OnClose
 }
 
 // send queues f for writing; it takes over the caller's reference.
 // Safe for concurrent use.
 func (c *wsConn) send(f *outFrame) {
-	c.queued.Add(int64(len(f.bytes())))
 	c.l.mb.push(mailItem{kind: itemWrite, c: c, f: f})
 }
 
@@ -66,6 +68,3 @@ func (c *wsConn) send(f *outFrame) {
 func (c *wsConn) closeWith(ce *closeErr) {
 	c.l.mb.push(mailItem{kind: itemClose, c: c, ce: ce})
 }
-
-// pendingOut estimates the bytes waiting to reach c's socket.
-func (c *wsConn) pendingOut() int64 { return c.queued.Load() + c.outBuffered.Load() }

@@ -6,17 +6,18 @@
 // # Threads
 //
 // Each gnet event loop owns its connections: it parses their frames, writes
-// to them and sweeps them for timeouts. Nothing blocking runs on a loop;
-// requests go to the chat Service (Submit never blocks) or to the hub.
+// to them, keeps each one's delivery cursor and sweeps them for timeouts.
+// Nothing blocking runs on a loop; requests go to the chat Service (Submit
+// never blocks) and blocking work about a connection (route registration,
+// inbox reads for syncs and gap fills) goes to the hub's worker pool.
 //
-// The hub is a fixed set of goroutines, each owning a shard of users: it
-// registers routes, serves sync, and orders live deliveries per connection
-// (seq gaps are filled from the store, so a device sees its inbox in order).
-//
-// Other goroutines never write to a socket: they push frames into the
-// owning loop's mailbox, which the loop drains in one wake-up. That keeps
-// gnet's non-concurrent Conn methods on their loop and costs one wake-up per
-// burst rather than one per frame.
+// Other goroutines never write to a socket: they push items into the owning
+// loop's mailbox, which the loop drains in one wake-up, gathering the frames
+// for each connection into one write or writev. A live delivery goes from
+// the Service's post stage straight into the mailbox of each loop holding
+// one of the user's connections (the hub's registry finds them); the loop
+// writes it if it follows the connection's cursor, drops it if it is a
+// duplicate, and asks a worker to read the gap from the store otherwise.
 //
 // # Bounds
 //

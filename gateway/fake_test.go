@@ -106,7 +106,6 @@ func newFakeGateway(tb interface{ Cleanup(func()) }, cfg Config, svc Service) (*
 	if err != nil {
 		panic(err)
 	}
-	g.hub.start()
 	tb.Cleanup(g.hub.stop)
 	return g, fakeLoop{}
 }

@@ -15,8 +15,8 @@ import (
 const fuzzUpgrade = "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 	"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ok:fuzz\r\n\r\n"
 
-// fuzzGateway is a gateway on fake connections whose hub tasks are
-// drained without being run: the fuzz targets exercise the event-loop side
+// fuzzGateway is a gateway on fake connections whose hub jobs are
+// dropped without being run: the fuzz targets exercise the event-loop side
 // (handshake, frames, protocol) single-threaded.
 func fuzzGateway(t testing.TB) *Gateway {
 	g, err := New(Config{MaxFrameBytes: 4096, MaxMessageBytes: 8192, MaxOutboundBytes: 1 << 20, MessageRate: 1e9, MessageBurst: 1e9},
@@ -24,21 +24,20 @@ func fuzzGateway(t testing.TB) *Gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Replace the hub's workers by a drain: jobs are dropped, so nothing
+	// runs off the fuzz goroutine.
+	g.hub.stop()
+	g.hub.jobs = make(chan job, 1024)
 	done := make(chan struct{})
-	for _, s := range g.hub.shards {
-		go func() {
-			for {
-				select {
-				case t := <-s.ch:
-					if t.f != nil {
-						t.f.release()
-					}
-				case <-done:
-					return
-				}
+	go func() {
+		for {
+			select {
+			case <-g.hub.jobs:
+			case <-done:
+				return
 			}
-		}()
-	}
+		}
+	}()
 	t.Cleanup(func() { close(done) })
 	return g
 }

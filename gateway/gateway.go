@@ -102,7 +102,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	}
 	g.m.open = g.open.Load
 	g.maxBody = deps.Service.Config().MaxBodyBytes
-	g.hub = newHub(g, cfg.HubShards)
+	g.hub = newHub(g, cfg.HubWorkers)
 	return g, nil
 }
 
@@ -117,7 +117,6 @@ func (g *Gateway) Run() error {
 		return fmt.Errorf("gateway: subscribe node %q: %w", g.cfg.Node, err)
 	}
 	g.unsub = unsub
-	g.hub.start()
 	opts := []gnet.Option{
 		gnet.WithMulticore(g.cfg.EventLoops == 0),
 		gnet.WithNumEventLoop(g.cfg.EventLoops),
@@ -252,21 +251,29 @@ func (g *Gateway) OnTraffic(gc gnet.Conn) gnet.Action {
 	return c.l.traffic(c, time.Now().UnixNano())
 }
 
-// ticker asks every loop to sweep its connections once a second.
+// ticker asks every loop to sweep its connections once a second, and
+// every 5 ms wakes the loops that have reads waiting for a connection to
+// drain (gnet has no writable callback).
 func (g *Gateway) ticker() {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-g.stopTick:
 			return
 		case <-t.C:
-			g.mu.Lock()
-			for _, l := range g.loops {
-				l.mb.push(mailItem{kind: itemTick})
-			}
-			g.mu.Unlock()
 		}
+		sweep := n%200 == 0
+		g.mu.Lock()
+		for _, l := range g.loops {
+			switch {
+			case sweep:
+				l.mb.push(mailItem{kind: itemTick})
+			case l.paceReq.Load():
+				l.mb.push(mailItem{kind: itemPace})
+			}
+		}
+		g.mu.Unlock()
 	}
 }
 

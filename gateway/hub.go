@@ -5,103 +5,76 @@ import (
 	"errors"
 	"hash/maphash"
 	"sync"
-	"time"
 
 	"github.com/switchboard/switchboard/chat"
-	"github.com/switchboard/switchboard/protocol"
 	"github.com/switchboard/switchboard/router"
 )
 
-// Hub task kinds.
-const (
-	taskRegister = iota
-	taskUnregister
-	taskSync
-	taskDeliver
-)
-
-type hubTask struct {
-	kind  uint8
-	c     *wsConn
-	user  string
-	seq   uint64
-	after uint64
-	id    []byte    // taskSync: the sync frame's id (copied)
-	f     *outFrame // taskDeliver: the task owns one reference
-}
-
-// hub routes work about a user to the shard goroutine that owns the user.
-// Each shard keeps its users' connections and their delivery cursors, so
-// none of that needs a lock.
+// hub knows which connections of each user this gateway holds, and runs
+// the blocking work about them (route registration, inbox reads) on a small
+// pool of workers, so that neither the event loops nor the Service's post
+// stage ever wait on a store or a directory.
+//
+// Deliveries do not go through the workers: the bus handler looks the
+// user's connections up in the registry and pushes the frame straight into
+// each connection's loop mailbox. The loop owns each connection's cursor and
+// decides there whether a frame goes out, is a duplicate, or reveals a gap
+// to be read from the store.
 type hub struct {
 	g      *Gateway
 	seed   maphash.Seed
-	shards []*shard
+	shards [64]regShard
+	jobs   chan job
 	wg     sync.WaitGroup
 }
 
-type shard struct {
-	h     *hub
-	ch    chan hubTask
+// regShard is one shard of the user → connections registry.
+type regShard struct {
+	mu    sync.RWMutex
 	users map[string][]*wsConn
-	conts []*wsConn // connections whose sync or gap fill needs more pages
+	_     [40]byte // keep shards on separate cache lines
 }
 
-func newHub(g *Gateway, n int) *hub {
-	h := &hub{g: g, seed: maphash.MakeSeed(), shards: make([]*shard, n)}
+// Worker job kinds.
+const (
+	jobRegister = iota
+	jobUnregister
+	jobRead
+)
+
+type job struct {
+	kind  uint8
+	c     *wsConn
+	after uint64 // jobRead: read entries after this seq
+	gen   uint32 // jobRead: the connection's read generation
+}
+
+func newHub(g *Gateway, workers int) *hub {
+	h := &hub{g: g, seed: maphash.MakeSeed(), jobs: make(chan job, 16384)}
 	for i := range h.shards {
-		h.shards[i] = &shard{h: h, ch: make(chan hubTask, 4096), users: make(map[string][]*wsConn)}
+		h.shards[i].users = make(map[string][]*wsConn)
+	}
+	h.wg.Add(workers)
+	for range workers {
+		go h.work()
 	}
 	return h
 }
 
-func (h *hub) start() {
-	for _, s := range h.shards {
-		h.wg.Add(1)
-		go s.run()
-	}
-}
-
-// stop ends the shard goroutines once their queues are drained.
+// stop ends the workers once the jobs queued so far are done.
 func (h *hub) stop() {
-	for _, s := range h.shards {
-		close(s.ch)
-	}
+	close(h.jobs)
 	h.wg.Wait()
 }
 
-func (h *hub) shard(user string) *shard {
-	return h.shards[maphash.String(h.seed, user)%uint64(len(h.shards))]
+func (h *hub) shard(user string) *regShard {
+	return &h.shards[maphash.String(h.seed, user)%uint64(len(h.shards))]
 }
 
-// register, unregister and sync are called on event loops, which must not
-// block: when the shard's queue is full, register and sync report false
-// (the caller refuses the work), and unregister, which must not be lost,
-// finishes on a goroutine of its own.
-
-func (h *hub) register(c *wsConn) bool {
-	return h.try(h.shard(c.user), hubTask{kind: taskRegister, c: c})
-}
-
-func (h *hub) unregister(c *wsConn) {
-	s := h.shard(c.user)
-	t := hubTask{kind: taskUnregister, c: c}
-	if !h.try(s, t) {
-		go func() { s.ch <- t }()
-	}
-}
-
-func (h *hub) sync(c *wsConn, after uint64, id []byte) bool {
-	var idc []byte
-	if len(id) > 0 {
-		idc = append([]byte(nil), id...)
-	}
-	return h.try(h.shard(c.user), hubTask{kind: taskSync, c: c, after: after, id: idc})
-}
-
-func (h *hub) try(s *shard, t hubTask) bool {
+// submit queues j without blocking and reports whether it could.
+func (h *hub) submit(j job) bool {
 	select {
-	case s.ch <- t:
+	case h.jobs <- j:
 		return true
 	default:
 		h.g.m.hubFull.Inc()
@@ -109,172 +82,145 @@ func (h *hub) try(s *shard, t hubTask) bool {
 	}
 }
 
-// deliver is the Bus handler: it frames the entry once and gives it to the
-// user's shard, which writes it to each of the user's connections here.
+// unregister queues the removal of c, which must not be lost: when the
+// queue is full it is handed over on a goroutine of its own.
+func (h *hub) unregister(c *wsConn) {
+	j := job{kind: jobUnregister, c: c}
+	if !h.submit(j) {
+		go func() { h.jobs <- j }()
+	}
+}
+
+// deliver is the Bus handler. It frames the entry once and pushes it to
+// the loop of each of the user's connections on this node; the loops check
+// the seq against each connection's cursor.
 func (h *hub) deliver(d *chat.Delivery) {
-	h.shard(d.User).ch <- hubTask{kind: taskDeliver, user: d.User, seq: d.Seq, f: textFrame(d.Frame)}
+	s := h.shard(d.User)
+	s.mu.RLock()
+	conns := s.users[d.User]
+	if len(conns) == 0 {
+		s.mu.RUnlock()
+		return
+	}
+	f := textFrame(d.Frame)
+	for _, c := range conns {
+		c.l.mb.push(mailItem{kind: itemDeliver, c: c, f: f.retain(), seq: d.Seq})
+	}
+	s.mu.RUnlock()
+	f.release()
 }
 
-func (s *shard) run() {
-	defer s.h.wg.Done()
-	retry := time.NewTicker(2 * time.Millisecond)
-	defer retry.Stop()
-	for {
-		if len(s.conts) == 0 {
-			t, ok := <-s.ch
-			if !ok {
-				return
-			}
-			s.handle(t)
-			continue
+func (h *hub) add(c *wsConn) {
+	s := h.shard(c.user)
+	s.mu.Lock()
+	s.users[c.user] = append(s.users[c.user], c)
+	s.mu.Unlock()
+}
+
+func (h *hub) remove(c *wsConn) {
+	s := h.shard(c.user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns := s.users[c.user]
+	for i, x := range conns {
+		if x == c {
+			conns[i] = conns[len(conns)-1]
+			conns[len(conns)-1] = nil
+			conns = conns[:len(conns)-1]
+			break
 		}
-		select {
-		case t, ok := <-s.ch:
-			if !ok {
-				return
+	}
+	if len(conns) == 0 {
+		delete(s.users, c.user)
+	} else {
+		s.users[c.user] = conns
+	}
+}
+
+func (h *hub) work() {
+	defer h.wg.Done()
+	var frames []readFrame
+	for j := range h.jobs {
+		switch j.kind {
+		case jobRegister:
+			h.registerConn(j.c)
+		case jobUnregister:
+			h.remove(j.c)
+			if err := h.g.dir.Unregister(context.Background(), j.c.route(h.g)); err != nil {
+				h.g.log.Warn("route unregister failed", "err", err)
 			}
-			s.handle(t)
-		default:
-			if !s.continueReads() {
-				// Every pending read waits for its connection to drain.
-				select {
-				case t, ok := <-s.ch:
-					if !ok {
-						return
-					}
-					s.handle(t)
-				case <-retry.C:
-				}
-			}
+		case jobRead:
+			frames = h.read(j, frames[:0])
 		}
 	}
 }
 
-func (s *shard) handle(t hubTask) {
-	g := s.h.g
+// registerConn makes c reachable. Live frames start after the inbox head
+// as it is now: entries up to it come through sync. Reading the head
+// before the connection can be found means every later entry is either
+// delivered to it or found as a gap; registering the route before any sync
+// reads the inbox makes offline delivery race-free (docs/design.md).
+func (h *hub) registerConn(c *wsConn) {
+	g := h.g
 	ctx := context.Background()
-	switch t.kind {
-	case taskRegister:
-		c := t.c
-		if c.closed.Load() {
-			return
-		}
-		// Live frames start after the inbox head as it is now: entries up
-		// to it come through sync. Reading the head before registering the
-		// route means every later entry is either published to this node or
-		// found as a gap; registering before any sync reads the inbox makes
-		// offline delivery race-free (docs/design.md).
-		head, err := g.svc.LastSeq(ctx, c.user)
-		if err != nil {
-			g.log.Error("inbox head read failed; closing the connection", "err", err)
-			c.closeWith(errInternal)
-			return
-		}
-		c.cursor = head
-		s.users[c.user] = append(s.users[c.user], c)
-		if err := g.dir.Register(ctx, c.route(g)); err != nil {
-			g.log.Error("route register failed; live delivery may lag until the next sync", "err", err)
-		}
-	case taskUnregister:
-		c := t.c
-		conns := s.users[c.user]
-		for i, x := range conns {
-			if x == c {
-				conns = append(conns[:i], conns[i+1:]...)
-				break
-			}
-		}
-		if len(conns) == 0 {
-			delete(s.users, c.user)
-		} else {
-			s.users[c.user] = conns
-		}
-		if err := g.dir.Unregister(ctx, c.route(g)); err != nil {
-			g.log.Warn("route unregister failed", "err", err)
-		}
-	case taskSync:
-		c := t.c
-		if c.closed.Load() {
-			return
-		}
-		c.cursor, c.syncReply, c.syncID = t.after, true, t.id
-		s.startRead(c)
-	case taskDeliver:
-		for _, c := range s.users[t.user] {
-			switch {
-			case c.syncing, t.seq <= c.cursor:
-				// The running read will send it, or it was sent.
-			case t.seq == c.cursor+1:
-				c.cursor = t.seq
-				c.send(t.f.retain())
-				g.m.deliveries.Inc()
-			default:
-				// A gap: an earlier delivery was lost or is late. The store
-				// has everything up to t.seq, so read the gap from it.
-				g.m.gapFills.Inc()
-				s.startRead(c)
-			}
-		}
-		t.f.release()
+	head, err := g.svc.LastSeq(ctx, c.user)
+	if err != nil {
+		g.log.Error("inbox head read failed; closing the connection", "err", err)
+		c.closeWith(errInternal)
+		return
 	}
+	h.add(c)
+	if err := g.dir.Register(ctx, c.route(g)); err != nil {
+		g.log.Error("route register failed; live delivery may lag until the next sync", "err", err)
+	}
+	if c.closed.Load() {
+		// Closed while registering: its unregister job may already have
+		// run, so undo what this one did.
+		h.remove(c)
+		g.dir.Unregister(ctx, c.route(g))
+		return
+	}
+	c.l.mb.push(mailItem{kind: itemRegistered, c: c, seq: head})
 }
 
-// startRead begins reading c's inbox after c.cursor.
-func (s *shard) startRead(c *wsConn) {
-	c.syncing = true
-	if !c.queuedCon {
-		c.queuedCon = true
-		s.conts = append(s.conts, c)
-	}
+// readFrame is one inbox entry read for a connection.
+type readFrame struct {
+	seq uint64
+	f   *outFrame
 }
 
-// continueReads reads one page for each connection that can take it and
-// reports whether any could.
-func (s *shard) continueReads() bool {
-	g := s.h.g
-	limit := int64(g.cfg.MaxOutboundBytes / 2)
-	progressed := false
-	kept := s.conts[:0]
-	for _, c := range s.conts {
-		if c.closed.Load() {
-			c.queuedCon = false
-			continue
-		}
-		if c.pendingOut() > limit {
-			// Pace the read to what the peer takes; ask the loop for a
-			// fresh reading of the socket's backlog.
-			c.l.mb.push(mailItem{kind: itemProbe, c: c})
-			kept = append(kept, c)
-			continue
-		}
-		progressed = true
-		if s.readPage(c) {
-			kept = append(kept, c)
-		} else {
-			c.queuedCon = false
-		}
-	}
-	clear(s.conts[len(kept):])
-	s.conts = kept
-	return progressed
+// readResult is a page of inbox entries, handed to the connection's loop.
+type readResult struct {
+	gen    uint32
+	frames []readFrame
+	more   bool // the page was full: more may follow
+	err    error
 }
 
-// readPage sends one page of c's inbox and reports whether more may follow.
-func (s *shard) readPage(c *wsConn) bool {
-	g := s.h.g
-	page := g.cfg.SyncPage
-	// A page is bounded in bytes too, so that a sync never queues more
-	// than the connection's outbound bound allows.
-	budget := int64(g.cfg.MaxOutboundBytes/2) - c.pendingOut()
-	n, full := 0, false
-	err := g.svc.ReadInbox(context.Background(), c.user, c.cursor, page, func(seq uint64, frame []byte) error {
-		c.send(textFrame(frame))
-		c.cursor = seq
-		n++
-		if budget -= int64(len(frame)); budget <= 0 {
+var errPageFull = errors.New("page full")
+
+// read reads one page of j.c's inbox after j.after and hands it to the
+// connection's loop. A page holds at most sync_page entries and about half
+// of max_outbound_bytes, so that a sync never queues more than the
+// connection's outbound bound allows.
+func (h *hub) read(j job, frames []readFrame) []readFrame {
+	g := h.g
+	c := j.c
+	if c.closed.Load() {
+		return frames
+	}
+	// The loop asks for a page only while c's socket holds at most half of
+	// max_outbound_bytes; the page fills at most the other half.
+	budget := g.cfg.MaxOutboundBytes / 2
+	full := false
+	err := g.svc.ReadInbox(context.Background(), c.user, j.after, g.cfg.SyncPage, func(seq uint64, frame []byte) error {
+		n := len(frame) + maxHeader
+		if budget < n && len(frames) > 0 {
 			full = true
 			return errPageFull
 		}
+		budget -= n
+		frames = append(frames, readFrame{seq: seq, f: textFrame(frame)})
 		return nil
 	})
 	if errors.Is(err, errPageFull) {
@@ -282,25 +228,13 @@ func (s *shard) readPage(c *wsConn) bool {
 	}
 	if err != nil {
 		g.log.Error("inbox read failed", "err", err)
-		f := getFrame(128)
-		c.send(f.seal(opText, protocol.AppendError(f.payload(), c.syncID, protocol.CodeInternal, "sync failed: retry")))
-		c.syncing, c.syncReply = false, false
-		return false
 	}
-	if n == page || full {
-		return true
-	}
-	c.syncing = false
-	if c.syncReply {
-		c.syncReply = false
-		f := getFrame(48 + len(c.syncID))
-		c.send(f.seal(opText, protocol.AppendSynced(f.payload(), c.syncID, c.cursor)))
-		c.syncID = nil
-	}
-	return false
+	res := &readResult{gen: j.gen, frames: append([]readFrame(nil), frames...), err: err,
+		more: full || len(frames) == g.cfg.SyncPage}
+	clear(frames)
+	c.l.mb.push(mailItem{kind: itemRead, c: c, read: res})
+	return frames
 }
-
-var errPageFull = errors.New("page full")
 
 func (c *wsConn) route(g *Gateway) router.Route {
 	return router.Route{User: c.user, Device: c.device, Node: g.cfg.Node, Conn: c.id}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -22,8 +23,11 @@ type loop struct {
 	head *wsConn // list of the loop's connections
 	n    int
 
-	touched []*wsConn // connections with writes gathered in this drain
+	touched []*wsConn  // connections with frames gathered in this drain
+	out     []outEntry // the gathered frames, chained per connection
 	iov     [][]byte
+	waiting []*wsConn // connections whose next read waits (pacing, full queue)
+	paceReq atomic.Bool
 
 	dec     protocol.Decoder
 	req     protocol.Request
@@ -262,9 +266,7 @@ func (l *loop) message(c *wsConn, data []byte, now int64) gnet.Action {
 			l.writeError(c, r.ID, protocol.CodeBadRequest, msgBadID)
 			return gnet.None
 		}
-		if !g.hub.sync(c, r.After, r.ID) {
-			l.writeError(c, r.ID, protocol.CodeOverloaded, "server overloaded: retry the sync later")
-		}
+		l.sync(c, r.After, r.ID)
 	default:
 		if !r.HasType {
 			l.writeError(c, r.ID, protocol.CodeBadRequest, `missing "type"`)
@@ -315,7 +317,7 @@ func (l *loop) fail(c *wsConn, ce *closeErr, now int64) gnet.Action {
 	return gnet.None
 }
 
-// handleItem runs one mailbox item on the loop.
+// handleItem runs one mailbox item that is not about frames.
 func (l *loop) handleItem(it *mailItem) {
 	c := it.c
 	switch it.kind {
@@ -323,12 +325,10 @@ func (l *loop) handleItem(it *mailItem) {
 		if !c.closed.Load() && l.fail(c, it.ce, time.Now().UnixNano()) == gnet.Close {
 			c.gc.Close()
 		}
-	case itemProbe:
-		if !c.closed.Load() {
-			c.outBuffered.Store(int64(c.gc.OutboundBuffered()))
-		}
 	case itemTick:
 		l.sweep(time.Now().UnixNano())
+	case itemPace:
+		// pace runs after every drain
 	case itemCloseAll:
 		now := time.Now().UnixNano()
 		for c := l.head; c != nil; c = c.next {
@@ -339,54 +339,226 @@ func (l *loop) handleItem(it *mailItem) {
 	}
 }
 
+// outEntry is a frame gathered for a connection during a mailbox drain.
+type outEntry struct {
+	f    *outFrame
+	next int32 // index+1 of the connection's next entry, 0 for none
+}
+
+// open reports whether frames may be written to c.
+func (c *wsConn) open() bool { return c.state == stateOpen && !c.closed.Load() }
+
+// queue gathers f (one reference, taken over) for c; flush writes it.
+func (l *loop) queue(c *wsConn, f *outFrame) {
+	if !c.open() {
+		f.release()
+		return
+	}
+	l.out = append(l.out, outEntry{f: f})
+	i := int32(len(l.out))
+	if c.pendTail == 0 {
+		c.pendHead = i
+		l.touched = append(l.touched, c)
+	} else {
+		l.out[c.pendTail-1].next = i
+	}
+	c.pendTail = i
+}
+
+// deliver handles a live inbox entry for c: in order it is written, a
+// duplicate is dropped, and a gap starts a read of the store (which has
+// every entry up to seq: it was published after being committed).
+func (l *loop) deliver(c *wsConn, seq uint64, f *outFrame) {
+	switch {
+	case !c.open() || !c.registered || c.reading || seq <= c.cursor:
+		// Not registered yet: the entry is above the head read at
+		// registration, so the sync or the next gap brings it. Reading:
+		// the read will reach it.
+		f.release()
+	case seq == c.cursor+1:
+		c.cursor = seq
+		l.queue(c, f)
+		l.g.m.deliveries.Inc()
+	default:
+		f.release()
+		l.g.m.gapFills.Inc()
+		l.startRead(c)
+	}
+}
+
+// registered starts c's delivery at the inbox head, and the sync the
+// client asked for meanwhile, if any.
+func (l *loop) registered(c *wsConn, head uint64) {
+	if !c.open() {
+		return
+	}
+	c.registered, c.cursor = true, head
+	if c.pendingSync {
+		c.pendingSync = false
+		l.beginSync(c, c.pendingAfter, c.pendingID)
+		c.pendingID = nil
+	}
+}
+
+// sync handles a sync frame: send every entry after after, then synced.
+func (l *loop) sync(c *wsConn, after uint64, id []byte) {
+	if len(id) > 0 {
+		id = append([]byte(nil), id...)
+	}
+	if !c.registered {
+		c.pendingSync, c.pendingAfter, c.pendingID = true, after, id
+		return
+	}
+	l.beginSync(c, after, id)
+}
+
+func (l *loop) beginSync(c *wsConn, after uint64, id []byte) {
+	c.cursor, c.syncReply, c.syncID = after, true, id
+	l.startRead(c)
+}
+
+// startRead asks a hub worker for the page after c.cursor. A read already
+// in flight is superseded: its result is dropped.
+func (l *loop) startRead(c *wsConn) {
+	c.reading = true
+	c.readGen++
+	l.requestRead(c)
+}
+
+// requestRead submits c's next page, unless c's socket still holds more
+// than half of max_outbound_bytes or the job queue is full: then c waits
+// and pace retries.
+func (l *loop) requestRead(c *wsConn) {
+	if c.gc.OutboundBuffered() <= l.g.cfg.MaxOutboundBytes/2 &&
+		l.g.hub.submit(job{kind: jobRead, c: c, after: c.cursor, gen: c.readGen}) {
+		c.readWait = false
+		return
+	}
+	if !c.readWait {
+		c.readWait = true
+		l.waiting = append(l.waiting, c)
+		l.paceReq.Store(true)
+	}
+}
+
+// pace retries the reads that wait.
+func (l *loop) pace() {
+	if len(l.waiting) == 0 {
+		return
+	}
+	kept := l.waiting[:0]
+	for _, c := range l.waiting {
+		if !c.open() || !c.reading {
+			c.readWait = false
+			continue
+		}
+		if l.requestRead(c); c.readWait {
+			kept = append(kept, c)
+		}
+	}
+	clear(l.waiting[len(kept):])
+	l.waiting = kept
+	l.paceReq.Store(len(kept) > 0)
+}
+
+// readDone writes a page read for c, in order from its cursor (seqs that
+// expired are skipped), then reads on or ends the sync.
+func (l *loop) readDone(c *wsConn, res *readResult) {
+	if !c.open() || !c.reading || res.gen != c.readGen {
+		for _, rf := range res.frames {
+			rf.f.release()
+		}
+		return
+	}
+	for _, rf := range res.frames {
+		if rf.seq <= c.cursor {
+			rf.f.release()
+			continue
+		}
+		c.cursor = rf.seq
+		l.queue(c, rf.f)
+	}
+	switch {
+	case res.err != nil:
+		c.reading = false
+		f := getFrame(128 + len(c.syncID))
+		l.queue(c, f.seal(opText, protocol.AppendError(f.payload(), c.syncID, protocol.CodeInternal, "sync failed: retry")))
+		c.syncReply, c.syncID = false, nil
+	case res.more:
+		// Ask for the next page after this one is flushed, so that the
+		// drain check sees it in the socket's backlog.
+		if !c.readWait {
+			c.readWait = true
+			l.waiting = append(l.waiting, c)
+		}
+	default:
+		c.reading = false
+		if c.syncReply {
+			f := getFrame(48 + len(c.syncID))
+			l.queue(c, f.seal(opText, protocol.AppendSynced(f.payload(), c.syncID, c.cursor)))
+			c.syncReply, c.syncID = false, nil
+		}
+	}
+}
+
 // maxIOV bounds the buffers of one writev (the kernel's IOV_MAX is 1024).
 const maxIOV = 512
 
-// flush writes the frames gathered per connection during a mailbox
-// drain, one write or writev per connection, and releases them.
-func (l *loop) flush(items []mailItem) {
+// flush writes the frames gathered per connection, one write or writev
+// per connection (per maxIOV frames), and releases them. The slow-consumer
+// bound applies to what stays in gnet's outbound buffer once the kernel
+// has taken what it can: a burst that the socket absorbs is fine.
+func (l *loop) flush() {
+	maxOut := l.g.cfg.MaxOutboundBytes
 	for _, c := range l.touched {
-		open := !c.closed.Load() && c.state == stateOpen
-		total, n := 0, 0
 		l.iov = l.iov[:0]
-		for i := c.pendHead; i != 0; i = items[i-1].next {
-			b := items[i-1].f.bytes()
-			total += len(b)
-			n++
-			if open {
-				l.iov = append(l.iov, b)
+		pending := 0
+		for i := c.pendHead; i != 0; i = l.out[i-1].next {
+			if !c.open() {
+				break
 			}
-		}
-		c.queued.Add(-int64(total))
-		if open {
-			if c.gc.OutboundBuffered()+total > l.g.cfg.MaxOutboundBytes {
+			b := l.out[i-1].f.bytes()
+			if len(l.iov) == maxIOV || (pending > 0 && c.gc.OutboundBuffered()+pending+len(b) > maxOut) {
+				l.writeOut(c)
+				pending = 0
+			}
+			if c.gc.OutboundBuffered()+len(b) > maxOut {
 				if l.fail(c, errSlowConsumer, time.Now().UnixNano()) == gnet.Close {
 					c.gc.Close()
 				}
-			} else {
-				for iov := l.iov; len(iov) > 0; {
-					k := min(len(iov), maxIOV)
-					if k == 1 {
-						c.gc.Write(iov[0])
-					} else {
-						c.gc.Writev(iov[:k])
-					}
-					iov = iov[k:]
-				}
-				l.g.m.framesOut.Add(float64(n))
-				if !c.closed.Load() {
-					c.outBuffered.Store(int64(c.gc.OutboundBuffered()))
-				}
+				break
 			}
+			l.iov = append(l.iov, b)
+			pending += len(b)
 		}
-		for i := c.pendHead; i != 0; i = items[i-1].next {
-			items[i-1].f.release()
+		if c.open() {
+			l.writeOut(c)
+		}
+		for i := c.pendHead; i != 0; i = l.out[i-1].next {
+			l.out[i-1].f.release()
 		}
 		c.pendHead, c.pendTail = 0, 0
 	}
 	clear(l.iov)
+	clear(l.out)
+	l.out = l.out[:0]
 	clear(l.touched)
 	l.touched = l.touched[:0]
+}
+
+// writeOut writes l.iov to c with one write or writev.
+func (l *loop) writeOut(c *wsConn) {
+	switch len(l.iov) {
+	case 0:
+		return
+	case 1:
+		c.gc.Write(l.iov[0])
+	default:
+		c.gc.Writev(l.iov)
+	}
+	l.g.m.framesOut.Add(float64(len(l.iov)))
+	clear(l.iov)
+	l.iov = l.iov[:0]
 }
 
 // sweep enforces the handshake, idle and close timeouts and pings silent

@@ -7,18 +7,22 @@ import (
 
 // What a mailbox item asks the loop to do.
 const (
-	itemWrite    = iota // write f to c
-	itemClose           // fail c with ce
-	itemProbe           // refresh c's view of its socket's outbound bytes
-	itemTick            // sweep the loop's connections for timeouts
-	itemCloseAll        // close every connection with ce (shutdown)
+	itemWrite      = iota // write f to c
+	itemDeliver           // a live inbox entry (seq, f) for c: the loop checks c's cursor
+	itemRegistered        // c is registered; seq is its inbox head
+	itemRead              // a page read from c's inbox
+	itemClose             // fail c with ce
+	itemTick              // sweep the loop's connections for timeouts
+	itemPace              // retry reads that wait for their connection to drain
+	itemCloseAll          // close every connection with ce (shutdown)
 )
 
 type mailItem struct {
 	kind uint8
-	next int32 // itemWrite, during Run: index+1 of c's next write, 0 for none
 	c    *wsConn
-	f    *outFrame // itemWrite: the mailbox owns one reference
+	f    *outFrame // itemWrite, itemDeliver: the mailbox owns one reference
+	seq  uint64
+	read *readResult
 	ce   *closeErr
 }
 
@@ -48,42 +52,55 @@ func (m *mailbox) push(it mailItem) {
 			m.items = nil
 			m.mu.Unlock()
 			for _, it := range items {
-				if it.f != nil {
-					it.f.release()
-				}
+				dropItem(&it)
 			}
 		}
 	}
 }
 
+// dropItem releases what an item holds without acting on it.
+func dropItem(it *mailItem) {
+	if it.f != nil {
+		it.f.release()
+	}
+	if it.read != nil {
+		for _, rf := range it.read.frames {
+			rf.f.release()
+		}
+	}
+}
+
 // Run drains the mailbox on the loop (gnet.Runnable).
+//
+// Frames for a connection are gathered and flushed with one write (or
+// writev) per connection at the end of the drain; any item that is not
+// about frames first flushes what is gathered, so each connection sees its
+// items in push order.
 func (m *mailbox) Run(context.Context) error {
 	m.mu.Lock()
 	items := m.items
 	m.items = m.spare[:0]
 	m.scheduled = false
 	m.mu.Unlock()
-	// Writes are gathered per connection and flushed with one write (or
-	// writev) each; any other item first flushes what is gathered, so each
-	// connection sees its items in push order.
 	l := m.l
 	for i := range items {
 		it := &items[i]
-		if it.kind != itemWrite {
-			l.flush(items)
+		switch it.kind {
+		case itemWrite:
+			l.queue(it.c, it.f)
+		case itemDeliver:
+			l.deliver(it.c, it.seq, it.f)
+		case itemRegistered:
+			l.registered(it.c, it.seq)
+		case itemRead:
+			l.readDone(it.c, it.read)
+		default:
+			l.flush()
 			l.handleItem(it)
-			continue
 		}
-		c := it.c
-		if c.pendTail == 0 {
-			c.pendHead = int32(i + 1)
-			l.touched = append(l.touched, c)
-		} else {
-			items[c.pendTail-1].next = int32(i + 1)
-		}
-		c.pendTail = int32(i + 1)
 	}
-	l.flush(items)
+	l.flush()
+	l.pace()
 	clear(items)
 	m.spare = items[:0]
 	return nil

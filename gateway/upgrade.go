@@ -147,7 +147,7 @@ func (l *loop) handshake(c *wsConn, now int64) gnet.Action {
 	g.m.upgrades("ok").Inc()
 	c.state = stateOpen
 	g.open.Add(1)
-	if !g.hub.register(c) {
+	if !g.hub.submit(job{kind: jobRegister, c: c}) {
 		c.user = "" // not registered: nothing to unregister
 		g.open.Add(-1)
 		return l.fail(c, errTryAgain, now)
