@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard/switchboard/backends/memory"
 	"github.com/switchboard/switchboard/chat"
+	"github.com/switchboard/switchboard/internal/testserver"
 )
 
 // testAuth accepts tokens of the form "ok:<user>[:<device>]".
@@ -36,15 +37,6 @@ type server struct {
 	addr string
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // startServer runs a gateway on the memory backends (or store, if given).
 func startServer(t testing.TB, cfg Config, store chat.Store) *server {
@@ -58,7 +50,7 @@ func startServer(t testing.TB, cfg Config, store chat.Store) *server {
 		t.Fatal(err)
 	}
 	if cfg.Listen == "" {
-		cfg.Listen = freeAddr(t)
+		cfg.Listen = testserver.FreeAddr(t)
 	}
 	if cfg.EventLoops == 0 {
 		cfg.EventLoops = 2
