@@ -37,7 +37,6 @@ type server struct {
 	addr string
 }
 
-
 // startServer runs a gateway on the memory backends (or store, if given).
 func startServer(t testing.TB, cfg Config, store chat.Store) *server {
 	t.Helper()
