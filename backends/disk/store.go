@@ -78,12 +78,6 @@ type Options struct {
 	// open-file limit with client connections. Default 1000.
 	MaxOpenFiles int `yaml:"max_open_files" help:"sstables held open; shares the open-file limit with connections (default 1000)"`
 
-	// ValueSeparation stores values of 64 bytes and more (inbox frames,
-	// message metadata) in blob files that compactions do not rewrite.
-	// Pebble marks the feature experimental. Measured here: +20% highest
-	// sustained message rate. Default false.
-	ValueSeparation bool `yaml:"value_separation" help:"keep values in blob files that compactions do not rewrite (experimental in Pebble; default false)"`
-
 	// Logger receives Pebble's log. Default slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -146,12 +140,6 @@ func (o *Options) pebble() *pebble.Options {
 	}
 	n := o.Compactions
 	po.CompactionConcurrencyRange = func() (int, int) { return 1, n }
-	if o.ValueSeparation {
-		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
-			return pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: 64, MaxBlobReferenceDepth: 10,
-				RewriteMinimumAge: 10 * time.Minute, TargetGarbageRatio: 0.2}
-		}
-	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(o.BloomBitsPerKey)
 		po.Levels[i].FilterType = pebble.TableFilter

@@ -42,22 +42,6 @@ func TestStoreDurable(t *testing.T) {
 	storetest.RunDurable(t, func(t *testing.T, dir string) chat.Store { return openTest(t, dir) })
 }
 
-// The suites again with Pebble's value separation on (Options.ValueSeparation).
-func TestStoreValueSeparation(t *testing.T) {
-	open := func(t *testing.T, dir string) chat.Store {
-		o := testOptions
-		o.ValueSeparation = true
-		s, err := Open(dir, o)
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	storetest.Run(t, func(t *testing.T) chat.Store { return open(t, t.TempDir()) })
-	storetest.RunDurable(t, open)
-}
-
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func TestApplyRejectsInvalid(t *testing.T) {
