@@ -15,8 +15,13 @@ func openedFake(b *testing.B, g *Gateway, user string) *fakeConn {
 	fc.in = []byte(fmt.Sprintf("GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ok:%s\r\n\r\n", user))
 	g.OnTraffic(fc)
-	if fc.ctx.(*wsConn).state != stateOpen {
+	c := fc.ctx.(*wsConn)
+	if c.state != stateOpen {
 		b.Fatal("upgrade failed")
+	}
+	// A hub worker registers the connection and runs the fake loop's
+	// drain; wait for it, so that the benchmark owns the loop alone.
+	for !registeredNow(g, c) {
 	}
 	return fc
 }
@@ -50,9 +55,6 @@ func BenchmarkSendFramePath(b *testing.B) {
 func BenchmarkDeliveryPath(b *testing.B) {
 	g, _ := newFakeGateway(b, Config{}, stubService{})
 	fc := openedFake(b, g, "bob")
-	// A hub worker registers the connection and places its cursor.
-	for c := fc.ctx.(*wsConn); !registeredNow(g, c); {
-	}
 	payload := []byte(`{"type":"msg","seq":1,"msg_id":"01JDQ4ZJ0Y8H2N3K5M6P7Q8R9S","from":"alice","to":"bob","body":"Hey, are we still on for lunch tomorrow at noon?","ts":1732650000000}`)
 	d := chat.Delivery{User: "bob", Frame: payload}
 	b.SetBytes(int64(len(payload)))

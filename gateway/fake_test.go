@@ -63,6 +63,14 @@ func (f *fakeConn) Write(p []byte) (int, error) {
 	f.writes.Add(1)
 	return len(p), nil
 }
+func (f *fakeConn) Writev(bs [][]byte) (int, error) {
+	n := 0
+	for _, b := range bs {
+		m, _ := f.Write(b)
+		n += m
+	}
+	return n, nil
+}
 func (f *fakeConn) Close() error                                { f.closed = true; return nil }
 func (f *fakeConn) Context() any                                { return f.ctx }
 func (f *fakeConn) SetContext(v any)                            { f.ctx = v }
