@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/backends/memory"
 )
 
 func TestSendAckDeliverReceipt(t *testing.T) {
@@ -65,5 +69,39 @@ func TestOfflineSync(t *testing.T) {
 	}
 	if f := carol.read(); f.Type != "synced" || f.Seq != 600 || f.ID != "s1" {
 		t.Fatalf("synced: %+v", f)
+	}
+}
+
+// After retention deleted the oldest entries, a sync from 0 starts at the
+// first entry that still exists and goes on in order; live frames then
+// continue from there.
+func TestSyncAcrossExpiredEntries(t *testing.T) {
+	store := memory.NewStore()
+	s := startServer(t, Config{}, store)
+	alice := s.dial(t, "ok:alice")
+	for i := range 5 {
+		alice.send(map[string]any{"type": "send", "id": fmt.Sprint("old", i), "to": "dora", "body": "old"})
+		alice.readType("ack")
+	}
+	if n, err := store.Expire(context.Background(), time.Now().Add(time.Second)); err != nil || n == 0 {
+		t.Fatalf("Expire: %d batches, %v", n, err)
+	}
+	for i := range 2 {
+		alice.send(map[string]any{"type": "send", "id": fmt.Sprint("new", i), "to": "dora", "body": fmt.Sprint("new", i)})
+		alice.readType("ack")
+	}
+	dora := s.dial(t, "ok:dora")
+	dora.send(map[string]any{"type": "sync", "after": 0})
+	for _, want := range []uint64{6, 7} {
+		if f := dora.read(); f.Type != "msg" || f.Seq != want {
+			t.Fatalf("want msg seq %d, got %+v", want, f)
+		}
+	}
+	if f := dora.read(); f.Type != "synced" || f.Seq != 7 {
+		t.Fatalf("synced: %+v", f)
+	}
+	alice.send(map[string]any{"type": "send", "id": "live", "to": "dora", "body": "live"})
+	if f := dora.read(); f.Type != "msg" || f.Seq != 8 || f.Body != "live" {
+		t.Fatalf("live after the jump: %+v", f)
 	}
 }
