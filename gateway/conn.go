@@ -48,6 +48,7 @@ type wsConn struct {
 	reading      bool   // an inbox read (sync or gap fill) is in progress
 	readGen      uint32 // read results from an older generation are dropped
 	readWait     bool   // a read waits for c to drain, or for room in the job queue
+	seenMax      uint64 // highest seq delivered while unregistered or reading
 	syncReply    bool   // send synced when the read reaches the end
 	syncID       []byte
 	pendingSync  bool // a sync that arrived before registration

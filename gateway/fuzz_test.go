@@ -28,6 +28,7 @@ func fuzzGateway(t testing.TB) *Gateway {
 	// runs off the fuzz goroutine.
 	g.hub.stop()
 	g.hub.jobs = make(chan job, 1024)
+	g.hub.stopped = false
 	done := make(chan struct{})
 	go func() {
 		for {

@@ -26,6 +26,9 @@ type hub struct {
 	shards [64]regShard
 	jobs   chan job
 	wg     sync.WaitGroup
+
+	mu      sync.RWMutex // guards stopped against sends on the closed jobs
+	stopped bool
 }
 
 // regShard is one shard of the user → connections registry.
@@ -61,9 +64,15 @@ func newHub(g *Gateway, workers int) *hub {
 	return h
 }
 
-// stop ends the workers once the jobs queued so far are done.
+// stop ends the workers once the jobs queued so far are done. Jobs
+// submitted afterwards are dropped.
 func (h *hub) stop() {
-	close(h.jobs)
+	h.mu.Lock()
+	if !h.stopped {
+		h.stopped = true
+		close(h.jobs)
+	}
+	h.mu.Unlock()
 	h.wg.Wait()
 }
 
@@ -73,6 +82,11 @@ func (h *hub) shard(user string) *regShard {
 
 // submit queues j without blocking and reports whether it could.
 func (h *hub) submit(j job) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.stopped {
+		return false
+	}
 	select {
 	case h.jobs <- j:
 		return true
@@ -86,9 +100,16 @@ func (h *hub) submit(j job) bool {
 // queue is full it is handed over on a goroutine of its own.
 func (h *hub) unregister(c *wsConn) {
 	j := job{kind: jobUnregister, c: c}
-	if !h.submit(j) {
-		go func() { h.jobs <- j }()
+	if h.submit(j) {
+		return
 	}
+	go func() {
+		h.mu.RLock()
+		defer h.mu.RUnlock()
+		if !h.stopped {
+			h.jobs <- j
+		}
+	}()
 }
 
 // deliver is the Bus handler. It frames the entry once and pushes it to

@@ -370,10 +370,15 @@ func (l *loop) queue(c *wsConn, f *outFrame) {
 // every entry up to seq: it was published after being committed).
 func (l *loop) deliver(c *wsConn, seq uint64, f *outFrame) {
 	switch {
-	case !c.open() || !c.registered || c.reading || seq <= c.cursor:
-		// Not registered yet: the entry is above the head read at
-		// registration, so the sync or the next gap brings it. Reading:
-		// the read will reach it.
+	case !c.open():
+		f.release()
+	case !c.registered || c.reading:
+		// Not registered yet, or a read is in flight: that read (or the
+		// one registration starts) may have looked before this entry was
+		// committed, so remember it and read on until the cursor passes it.
+		c.seenMax = max(c.seenMax, seq)
+		f.release()
+	case seq <= c.cursor:
 		f.release()
 	case seq == c.cursor+1:
 		c.cursor = seq
@@ -393,10 +398,13 @@ func (l *loop) registered(c *wsConn, head uint64) {
 		return
 	}
 	c.registered, c.cursor = true, head
-	if c.pendingSync {
+	switch {
+	case c.pendingSync:
 		c.pendingSync = false
 		l.beginSync(c, c.pendingAfter, c.pendingID)
 		c.pendingID = nil
+	case c.seenMax > c.cursor:
+		l.startRead(c) // entries were delivered while registering
 	}
 }
 
@@ -484,9 +492,10 @@ func (l *loop) readDone(c *wsConn, res *readResult) {
 		f := getFrame(128 + len(c.syncID))
 		l.queue(c, f.seal(opText, protocol.AppendError(f.payload(), c.syncID, protocol.CodeInternal, "sync failed: retry")))
 		c.syncReply, c.syncID = false, nil
-	case res.more:
-		// Ask for the next page after this one is flushed, so that the
-		// drain check sees it in the socket's backlog.
+	case res.more || c.seenMax > c.cursor:
+		// More pages, or entries delivered during the read that it may
+		// not have seen. Ask for the next page after this one is flushed,
+		// so that the drain check sees it in the socket's backlog.
 		if !c.readWait {
 			c.readWait = true
 			l.waiting = append(l.waiting, c)
