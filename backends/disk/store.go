@@ -74,6 +74,18 @@ type Options struct {
 	// Default 4.
 	Compactions int `yaml:"compactions" help:"concurrent background compactions (default 4)"`
 
+	// L0CompactionThreshold is how many L0 sublevels accumulate before
+	// they are compacted into Lbase. An inbox is append-heavy: letting L0
+	// grow and keeping Lbase large (LBaseMaxBytes) rewrites each entry
+	// fewer times. Measured here, highest sustained message rate: 2 → 60k,
+	// 8 → 72k, 16 → 84k msg/s; with LBaseMaxBytes 512 MiB, 94k. The cost is
+	// more files for an inbox read to merge. Default 16.
+	L0CompactionThreshold int `yaml:"l0_compaction_threshold" help:"L0 sublevels before compacting into Lbase (default 16)"`
+
+	// LBaseMaxBytes is the size of Lbase, the first level below L0.
+	// Default 512 MiB.
+	LBaseMaxBytes int64 `yaml:"lbase_max_bytes" help:"size of the first level below L0 (bytes, default 512 MiB)"`
+
 	// MaxOpenFiles bounds the sstables held open. They share the process's
 	// open-file limit with client connections. Default 1000.
 	MaxOpenFiles int `yaml:"max_open_files" help:"sstables held open; shares the open-file limit with connections (default 1000)"`
@@ -89,6 +101,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("disk: CacheSize %d is negative", o.CacheSize)
 	case o.MemTableSize < 0 || o.MemTableSize >= 4<<30:
 		return fmt.Errorf("disk: MemTableSize %d is not in [0, 4 GiB)", o.MemTableSize)
+	case o.L0CompactionThreshold < 0 || o.LBaseMaxBytes < 0:
+		return fmt.Errorf("disk: L0CompactionThreshold %d and LBaseMaxBytes %d must not be negative", o.L0CompactionThreshold, o.LBaseMaxBytes)
 	case o.MemTables < 0:
 		return fmt.Errorf("disk: MemTables %d is negative", o.MemTables)
 	case o.BloomBitsPerKey < 0:
@@ -117,6 +131,12 @@ func (o *Options) setDefaults() {
 	if o.Compactions == 0 {
 		o.Compactions = 4
 	}
+	if o.L0CompactionThreshold == 0 {
+		o.L0CompactionThreshold = 16
+	}
+	if o.LBaseMaxBytes == 0 {
+		o.LBaseMaxBytes = 512 << 20
+	}
 	if o.MaxOpenFiles == 0 {
 		o.MaxOpenFiles = 1000
 	}
@@ -132,9 +152,11 @@ func (o *Options) pebble() *pebble.Options {
 		MemTableStopWritesThreshold: o.MemTables,
 		MaxOpenFiles:                o.MaxOpenFiles,
 		FormatMajorVersion:          pebble.FormatNewest,
-		// Compact L0 early, and never stop writes for L0 file count:
-		// sends back up behind the WAL instead of stalling outright.
-		L0CompactionThreshold: 2,
+		// Let L0 grow before compacting it into a large Lbase, and never
+		// stop writes for L0 file count: sends back up behind the WAL
+		// instead of stalling outright. See Options.L0CompactionThreshold.
+		L0CompactionThreshold: o.L0CompactionThreshold,
+		LBaseMaxBytes:         o.LBaseMaxBytes,
 		L0StopWritesThreshold: 1000,
 		Logger:                pebbleLogger{o.Logger},
 	}
