@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/protocol"
@@ -62,9 +63,11 @@ type Completer interface {
 // seq, answers requests once durable, and publishes deliveries to the
 // gateway nodes that hold the recipients' connections.
 //
-// A single committer goroutine owns seq allocation, so each inbox is
-// gap-free and in commit order. A second goroutine answers and delivers the
-// previous batch while the committer builds and writes the next.
+// Three goroutines form a pipeline: the builder (the only owner of seq
+// allocation, so each inbox is gap-free and in commit order) builds batch
+// n+2 while the applier writes and syncs batch n+1 and the post stage
+// answers and delivers batch n. Batches are applied in the order they were
+// built.
 type Service struct {
 	cfg   Config
 	store Store
@@ -86,8 +89,16 @@ type Service struct {
 	senders  *genCache[string, *idSet]      // sender -> hashes of its client ids
 	seed     maphash.Seed
 
-	free chan *commit // batches ready for reuse
-	post chan *commit // batches applied, to answer and deliver
+	free  chan *commit // batches ready for reuse
+	apply chan *commit // batches built, to write to the store in order
+	post  chan *commit // batches applied, to answer and deliver
+
+	// epoch counts failed Applies. A batch is built on the caches of one
+	// epoch; the applier fails, without writing, every batch built in an
+	// epoch that a failed Apply has ended (it may use seqs of the failed
+	// batch), and the builder starts the next epoch with empty caches.
+	epoch      atomic.Uint64
+	builtEpoch uint64 // owned by the builder
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -101,8 +112,13 @@ type commit struct {
 	results []Result
 	batch   Batch
 	arena   []byte // frames of batch.Entries point into it
+	epoch   uint64
 	err     error
 }
+
+// errEarlierBatch fails the batches built on top of a batch whose Apply
+// failed.
+var errEarlierBatch = errors.New("switchboard: an earlier batch failed to commit")
 
 // New returns a Service. It starts its goroutines; call Close to stop them.
 func New(cfg Config, store Store, bus Bus, dir router.Directory, log *slog.Logger, m *Metrics) (*Service, error) {
@@ -124,16 +140,18 @@ func New(cfg Config, store Store, bus Bus, dir router.Directory, log *slog.Logge
 		clientIx: newGenCache[clientKey, string](cfg.CacheEntries),
 		senders:  newGenCache[string, *idSet](max(cfg.CacheEntries/100, 1000)),
 		seed:     maphash.MakeSeed(),
-		free:     make(chan *commit, 2),
+		free:     make(chan *commit, 3),
+		apply:    make(chan *commit, 1),
 		post:     make(chan *commit, 1),
 		stop:     make(chan struct{}),
 	}
 	s.lister, _ = store.(ClientIDLister)
-	for range 2 {
+	for range 3 {
 		s.free <- &commit{}
 	}
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.commitLoop()
+	go s.applyLoop()
 	go s.postLoop()
 	go s.expireLoop()
 	return s, nil
@@ -191,7 +209,7 @@ func (s *Service) Close() error {
 
 func (s *Service) commitLoop() {
 	defer s.wg.Done()
-	defer close(s.post)
+	defer close(s.apply)
 	for {
 		r, ok := <-s.queue
 		if !ok {
@@ -211,13 +229,52 @@ func (s *Service) commitLoop() {
 				break drain
 			}
 		}
-		s.commit(c)
+		if e := s.epoch.Load(); e != s.builtEpoch {
+			s.resetCaches() // an Apply failed: forget what it may have held
+			s.builtEpoch = e
+		}
+		c.epoch = s.builtEpoch
+		s.build(c)
+		s.apply <- c
+	}
+}
+
+// applyLoop writes the built batches to the store, in order.
+func (s *Service) applyLoop() {
+	defer s.wg.Done()
+	defer close(s.post)
+	ctx := context.Background()
+	for c := range s.apply {
+		switch {
+		case len(c.batch.Messages) == 0 && len(c.batch.Entries) == 0:
+		case c.epoch != s.epoch.Load():
+			c.err = errEarlierBatch
+		default:
+			start := time.Now()
+			err := s.store.Apply(ctx, &c.batch)
+			s.m.commitSeconds.Observe(time.Since(start).Seconds())
+			s.m.batchRequests.Observe(float64(len(c.reqs)))
+			if err != nil {
+				s.log.Error("store apply failed", "err", err, "requests", len(c.reqs))
+				c.err = err
+				s.epoch.Add(1)
+			}
+		}
 		s.post <- c
 	}
 }
 
-// commit builds c's batch, applies it and updates the caches.
-func (s *Service) commit(c *commit) {
+func (s *Service) resetCaches() {
+	n := s.cfg.CacheEntries
+	s.heads = newGenCache[string, uint64](n)
+	s.metas = newGenCache[string, MessageMeta](n)
+	s.clientIx = newGenCache[clientKey, string](n)
+	s.senders = newGenCache[string, *idSet](max(n/100, 1000))
+}
+
+// build turns c's requests into a batch and records what it adds in the
+// caches, so that the batches built after it, before it is applied, see it.
+func (s *Service) build(c *commit) {
 	now := time.Now()
 	c.batch.Reset()
 	c.batch.Time = now
@@ -226,9 +283,7 @@ func (s *Service) commit(c *commit) {
 	c.results = c.results[:0]
 	ctx := context.Background()
 
-	// What this batch adds, so that requests within it see each other and
-	// so that a failed Apply can be undone in the caches.
-	var touched []string        // users whose head moved
+	// What this batch adds, so that requests within it see each other.
 	pending := map[string]int{} // msg id -> index in batch.Messages
 	newClient := map[clientKey]string{}
 
@@ -236,9 +291,9 @@ func (s *Service) commit(c *commit) {
 		var res Result
 		switch r.Kind {
 		case KindSend:
-			res = s.addSend(ctx, c, r, now, &touched, pending, newClient)
+			res = s.addSend(ctx, c, r, now, pending, newClient)
 		case KindReceipt:
-			res.Err = s.addReceipt(ctx, c, r, now, &touched, pending)
+			res.Err = s.addReceipt(ctx, c, r, now, pending)
 		default:
 			res.Err = errors.New("switchboard: unknown request kind")
 		}
@@ -253,24 +308,6 @@ func (s *Service) commit(c *commit) {
 		off += n
 	}
 
-	if len(c.batch.Messages) == 0 && len(c.batch.Entries) == 0 {
-		return
-	}
-	start := time.Now()
-	err := s.store.Apply(ctx, &c.batch)
-	s.m.commitSeconds.Observe(time.Since(start).Seconds())
-	s.m.batchRequests.Observe(float64(len(c.reqs)))
-	if err != nil {
-		s.log.Error("store apply failed", "err", err, "requests", len(c.reqs))
-		c.err = err
-		for _, u := range touched {
-			s.heads.del(u)
-		}
-		for id := range pending {
-			s.metas.del(id)
-		}
-		return
-	}
 	for k, id := range newClient {
 		s.clientIx.put(k, id)
 	}
@@ -279,7 +316,7 @@ func (s *Service) commit(c *commit) {
 	}
 }
 
-func (s *Service) nextSeq(ctx context.Context, user string, touched *[]string) (uint64, error) {
+func (s *Service) nextSeq(ctx context.Context, user string) (uint64, error) {
 	seq, ok := s.heads.get(user)
 	if !ok {
 		var err error
@@ -289,7 +326,6 @@ func (s *Service) nextSeq(ctx context.Context, user string, touched *[]string) (
 	}
 	seq++
 	s.heads.put(user, seq)
-	*touched = append(*touched, user)
 	return seq, nil
 }
 
@@ -307,7 +343,7 @@ func (s *Service) lookupMeta(ctx context.Context, c *commit, id string, pending 
 	return m, ok, err
 }
 
-func (s *Service) addSend(ctx context.Context, c *commit, r *Request, now time.Time, touched *[]string,
+func (s *Service) addSend(ctx context.Context, c *commit, r *Request, now time.Time,
 	pending map[string]int, newClient map[clientKey]string) Result {
 	key := clientKey{r.From, string(r.ClientID)}
 	// Idempotency: the same client id from the same user is the same message.
@@ -335,7 +371,7 @@ func (s *Service) addSend(ctx context.Context, c *commit, r *Request, now time.T
 	}
 
 	to := string(r.To)
-	seq, err := s.nextSeq(ctx, to, touched)
+	seq, err := s.nextSeq(ctx, to)
 	if err != nil {
 		return Result{Err: err}
 	}
@@ -383,7 +419,7 @@ func (s *Service) maybeSent(ctx context.Context, from string, clientID []byte) (
 // r.From, and adds one receipt entry to each of their senders' inboxes.
 // Ids that are unknown, expired, not addressed to r.From or already at
 // that status are skipped: receipts are idempotent.
-func (s *Service) addReceipt(ctx context.Context, c *commit, r *Request, now time.Time, touched *[]string,
+func (s *Service) addReceipt(ctx context.Context, c *commit, r *Request, now time.Time,
 	pending map[string]int) error {
 	type group struct {
 		sender string
@@ -419,7 +455,7 @@ func (s *Service) addReceipt(ctx context.Context, c *commit, r *Request, now tim
 		groups[g].ids = append(groups[g].ids, m.ID)
 	}
 	for _, g := range groups {
-		seq, err := s.nextSeq(ctx, g.sender, touched)
+		seq, err := s.nextSeq(ctx, g.sender)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -277,5 +278,74 @@ func TestIDGenMonotonic(t *testing.T) {
 	}
 	if ts, ok := chat.IDTime(g.Next(now.Add(time.Hour))); !ok || !ts.Equal(now.Add(time.Hour)) {
 		t.Fatalf("IDTime: %v %v", ts, ok)
+	}
+}
+
+// gatedStore holds its first Apply until release, then fails it.
+type gatedStore struct {
+	chat.Store
+	entered chan struct{}
+	release chan struct{}
+	calls   atomic.Int32
+}
+
+func (g *gatedStore) Apply(ctx context.Context, b *chat.Batch) error {
+	if g.calls.Add(1) == 1 {
+		close(g.entered)
+		<-g.release
+		return errDisk
+	}
+	return g.Store.Apply(ctx, b)
+}
+
+// While batch n is being applied the builder builds n+1 on top of it. If n
+// fails, n+1 fails too without being written (its seqs follow n's), and
+// the next batch starts again from the store's head: no gap, nothing
+// acked that was not stored.
+func TestPipelinedFailureFailsLaterBatches(t *testing.T) {
+	store := &gatedStore{Store: memory.NewStore(), entered: make(chan struct{}), release: make(chan struct{})}
+	svc, _, _ := newService(t, store, chat.Config{})
+	c := newCompleter()
+	svc.Submit(send("alice", "1", "bob", "in the failing batch", c))
+	<-store.entered // batch n is in Apply
+	svc.Submit(send("alice", "2", "bob", "built on top of it", c))
+	svc.Submit(send("carol", "x", "bob", "also on top", c))
+	// Wait until the builder has built batch n+1 and handed it on.
+	for deadline := time.Now().Add(5 * time.Second); chat.BuiltWaiting(svc) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("batch n+1 was not built while n was applying")
+		}
+		runtime.Gosched()
+	}
+	close(store.release)
+	c.wait(t, 3)
+	if !errors.Is(c.got["1"].Err, errDisk) {
+		t.Fatalf("failing batch: %+v", c.got["1"])
+	}
+	for _, id := range []string{"2", "x"} {
+		if r := c.got[id]; r.Err == nil {
+			t.Fatalf("%s was built on the failed batch but acked: %+v", id, r)
+		}
+	}
+	svc.Submit(send("alice", "3", "bob", "after", c))
+	c.wait(t, 1)
+	if err := c.got["3"].Err; err != nil {
+		t.Fatal(err)
+	}
+	// Whatever was acked is stored, in a gap-free inbox that starts at 1.
+	entries := inbox(t, svc, "bob")
+	for i, e := range entries {
+		if e["seq"].(float64) != float64(i+1) {
+			t.Fatalf("entry %d has seq %v: %v", i, e["seq"], entries)
+		}
+	}
+	acked := 0
+	for _, id := range []string{"2", "x", "3"} {
+		if c.got[id].Err == nil {
+			acked++
+		}
+	}
+	if len(entries) != acked {
+		t.Fatalf("%d entries stored, %d sends acked: %v", len(entries), acked, entries)
 	}
 }
