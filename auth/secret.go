@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/switchboard/switchboard/internal/fsutil"
 )
 
 // SecretFile is the name of the generated secret inside the data directory.
@@ -83,22 +85,10 @@ func createSecret(dir, path string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("auth: install secret: %w", err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return nil, fmt.Errorf("auth: install secret: %w", err)
 	}
 	return secret, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // LoadSecret reads a secret from an operator-provided file: hex, at least

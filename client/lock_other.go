@@ -12,7 +12,3 @@ import (
 func lockDir(dir string) (*os.File, error) {
 	return os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
 }
-
-// syncDir is a no-op: directories cannot be fsynced on these platforms, and
-// rename there is as durable as it gets.
-func syncDir(string) error { return nil }
