@@ -363,17 +363,10 @@ func (cr *chatRun) schedule() {
 }
 
 func (cr *chatRun) progress(env *Env, done chan struct{}) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			env.log.Info("chat", "sent", cr.sent.Load(), "acked", cr.acked.Load(),
-				"delivered", cr.delivered.Load(), "in_flight", cr.open.Load(), "errors", cr.errs.total())
-		}
-	}
+	every(done, progressEvery, func() {
+		env.log.Info("chat", "sent", cr.sent.Load(), "acked", cr.acked.Load(),
+			"delivered", cr.delivered.Load(), "in_flight", cr.open.Load(), "errors", cr.errs.total())
+	})
 }
 
 // openLoopWriter sends the scheduled sends of its senders. Send k belongs

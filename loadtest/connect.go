@@ -64,18 +64,9 @@ func (s *Connect) Run(ctx context.Context, env *Env, r *Report) error {
 	cpu := env.StartCPU(ctx)
 	start := time.Now()
 	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				env.log.Info("connect", "upgraded", ok.Load(), "failed", fails.total(), "of", s.Conns)
-			}
-		}
-	}()
+	go every(done, progressEvery, func() {
+		env.log.Info("connect", "upgraded", ok.Load(), "failed", fails.total(), "of", s.Conns)
+	})
 	var wg sync.WaitGroup
 	for range conc {
 		wg.Add(1)

@@ -175,18 +175,9 @@ func (e *Env) openConns(ctx context.Context, from, to int, user func(int) string
 	start := time.Now()
 	var wg sync.WaitGroup
 	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				e.log.Info("connecting", "up", st.up.Load(), "failed", st.fails.total(), "of", to-from)
-			}
-		}
-	}()
+	go every(done, progressEvery, func() {
+		e.log.Info("connecting", "up", st.up.Load(), "failed", st.fails.total(), "of", to-from)
+	})
 	for range min(e.cfg.Concurrency, to-from) {
 		wg.Add(1)
 		go func() {
@@ -250,4 +241,21 @@ func environment() Environment {
 	env.Hostname, _ = os.Hostname()
 	_, env.FileLimit, _ = RaiseFileLimit()
 	return env
+}
+
+// progressEvery is how often a running scenario logs its progress.
+const progressEvery = 5 * time.Second
+
+// every calls fn every d until done is closed.
+func every(done <-chan struct{}, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			fn()
+		}
+	}
 }
