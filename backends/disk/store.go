@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -24,6 +25,10 @@ var (
 	_ chat.ClientIDLister = (*Store)(nil)
 	_ io.Closer           = (*Store)(nil)
 )
+
+// ErrLocked is returned by Open when another process holds the store (one
+// process per data directory).
+var ErrLocked = errors.New("disk: store is in use by another process")
 
 // Errors returned by Store. Those from Apply mean that nothing of the batch
 // was written.
@@ -257,6 +262,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	opts.setDefaults()
 	db, err := pebble.Open(dir, opts.pebble())
 	if err != nil {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
 		return nil, fmt.Errorf("disk: open %s: %w", dir, err)
 	}
 	s := &Store{db: db, log: opts.Logger}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -374,5 +375,35 @@ read:
 				t.Fatalf("client id of acknowledged message %s lost (%+v, %v, %v)", id, m, ok, err)
 			}
 		}
+	}
+}
+
+// A second Open of a directory that another process holds fails with
+// ErrLocked. (Within one process Pebble refuses with an error of its own.)
+func TestOpenLocked(t *testing.T) {
+	if dir := os.Getenv("DISK_TEST_HOLD"); dir != "" {
+		if _, err := Open(dir, testOptions); err != nil {
+			fmt.Println("open failed:", err)
+			os.Exit(1)
+		}
+		fmt.Println("holding")
+		io.Copy(io.Discard, os.Stdin) // until the parent closes our stdin
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOpenLocked$")
+	cmd.Env = append(os.Environ(), "DISK_TEST_HOLD="+dir)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "holding\n" {
+		t.Fatalf("child: %q, %v", line, err)
+	}
+	if _, err := Open(dir, testOptions); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Open of a held store: %v, want ErrLocked", err)
 	}
 }

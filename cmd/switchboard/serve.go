@@ -150,7 +150,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	storeDir := filepath.Join(cfg.DataDir, "store")
-	cfg.Store.Logger = log.With("component", "pebble")
+	cfg.Store.Logger = log
 	store, err := disk.Open(storeDir, cfg.Store)
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", storeDir, err)
