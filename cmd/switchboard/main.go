@@ -41,6 +41,9 @@ func run(ctx context.Context, args []string) error {
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Print(usage)
+		return nil
 	}
 	switch cmd {
 	case "serve":
