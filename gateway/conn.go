@@ -24,39 +24,45 @@ type wsConn struct {
 	user   string
 	device string
 
-	// Owned by the loop.
-	state      uint8
-	prev, next *wsConn // the loop's list of connections
-	accepted   int64   // unix nanos
-	lastRead   int64   // unix nanos of the last bytes read
-	pinged     bool    // a ping is out since lastRead
-	closingAt  int64
-	skip       uint64   // payload bytes still to discard
+	// Owned by the loop. (Fields are ordered by size to keep the struct,
+	// which every connection pays for, small.)
+	prev, next *wsConn  // the loop's list of connections
 	frag       *fragBuf // a fragmented message being assembled
-	pendHead   int32    // during a mailbox drain: c's first and last
-	pendTail   int32    // gathered frames (index+1 in loop.out), 0 for none
-	fragOp     byte
-	fragCount  int
+	accepted   int64    // unix nanos
+	lastRead   int64    // unix nanos of the last bytes read
+	closingAt  int64
+	skip       uint64  // payload bytes still to discard
 	tokens     float64 // rate limiter
 	refilled   int64
-	flood      int // messages refused in a row
+	pendHead   int32 // during a mailbox drain: c's first and last
+	pendTail   int32 // gathered frames (index+1 in loop.out), 0 for none
+	fragCount  int32
+	flood      int32 // messages refused in a row
+	state      uint8
+	fragOp     byte
+	pinged     bool // a ping is out since lastRead
 
 	// Delivery state, owned by the loop too. Frames go out in seq order
 	// from cursor on; a gap is read from the store by a hub worker.
-	registered   bool   // the hub has registered c and set cursor to the inbox head
-	cursor       uint64 // highest seq sent in order
-	reading      bool   // an inbox read (sync or gap fill) is in progress
-	readGen      uint32 // read results from an older generation are dropped
-	readWait     bool   // a read waits for c to drain, or for room in the job queue
-	seenMax      uint64 // highest seq delivered while unregistered or reading
-	syncReply    bool   // send synced when the read reaches the end
-	syncID       []byte
-	pendingSync  bool // a sync that arrived before registration
-	pendingAfter uint64
-	pendingID    []byte
+	registered bool // the hub has registered c and set cursor to the inbox head
+	reading    bool // an inbox read (sync or gap fill) is in progress
+	readWait   bool // a read waits for c to drain, or for room in the job queue
+	syncReply  bool // send synced when the read reaches the end
+	readGen    uint32
+	cursor     uint64       // highest seq sent in order
+	seenMax    uint64       // highest seq delivered while unregistered or reading
+	syncID     []byte       // the id of the sync being answered
+	pending    *pendingSync // a sync that arrived before registration
 
 	// Shared.
 	closed atomic.Bool // set by the loop in OnClose
+}
+
+// pendingSync is a sync frame received before the connection was
+// registered; it runs once registration places the cursor.
+type pendingSync struct {
+	after uint64
+	id    []byte
 }
 
 // send queues f for writing; it takes over the caller's reference.

@@ -180,7 +180,7 @@ func (l *loop) frame(c *wsConn, h *header, payload []byte, now int64) gnet.Actio
 			return l.fail(c, errContinuation, now)
 		}
 		c.fragCount++
-		if c.fragCount > g.cfg.MaxFragments {
+		if int(c.fragCount) > g.cfg.MaxFragments {
 			return l.fail(c, errTooManyFrags, now)
 		}
 		if len(c.frag.b)+len(payload) > g.cfg.MaxMessageBytes {
@@ -209,7 +209,7 @@ func (l *loop) message(c *wsConn, data []byte, now int64) gnet.Action {
 	}
 	if !c.allow(now, g.cfg.MessageRate, g.cfg.MessageBurst) {
 		c.flood++
-		if c.flood > g.cfg.MessageBurst {
+		if int(c.flood) > g.cfg.MessageBurst {
 			return l.fail(c, errRateFlood, now)
 		}
 		l.writeError(c, r.ID, protocol.CodeRateLimited, "over the message rate limit: retry later with the same id")
@@ -399,10 +399,10 @@ func (l *loop) registered(c *wsConn, head uint64) {
 	}
 	c.registered, c.cursor = true, head
 	switch {
-	case c.pendingSync:
-		c.pendingSync = false
-		l.beginSync(c, c.pendingAfter, c.pendingID)
-		c.pendingID = nil
+	case c.pending != nil:
+		p := c.pending
+		c.pending = nil
+		l.beginSync(c, p.after, p.id)
 	case c.seenMax > c.cursor:
 		l.startRead(c) // entries were delivered while registering
 	}
@@ -414,7 +414,7 @@ func (l *loop) sync(c *wsConn, after uint64, id []byte) {
 		id = append([]byte(nil), id...)
 	}
 	if !c.registered {
-		c.pendingSync, c.pendingAfter, c.pendingID = true, after, id
+		c.pending = &pendingSync{after: after, id: id}
 		return
 	}
 	l.beginSync(c, after, id)
