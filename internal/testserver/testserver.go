@@ -120,6 +120,8 @@ type Options struct {
 	DataDir string
 	// Env is extra KEY=VALUE environment, after the test process's own.
 	Env []string
+	// Args are extra arguments to `serve`, after --listen and --data-dir.
+	Args []string
 	// StopTimeout bounds the stop at cleanup: a server still running this
 	// long after SIGTERM is killed and the test fails. Default: 15s.
 	StopTimeout time.Duration
@@ -154,7 +156,7 @@ func Start(t testing.TB, opts Options) *Server {
 		opts.StopTimeout = defaultStopTimeout
 	}
 	s := &Server{addr: opts.Addr, dataDir: opts.DataDir, done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve", "--listen", s.addr, "--data-dir", s.dataDir)
+	s.cmd = exec.Command(bin, append([]string{"serve", "--listen", s.addr, "--data-dir", s.dataDir}, opts.Args...)...)
 	s.cmd.Env = append(os.Environ(), opts.Env...)
 	s.cmd.Stdout, s.cmd.Stderr = &s.log, &s.log
 	if err := s.cmd.Start(); err != nil {
