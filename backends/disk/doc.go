@@ -28,11 +28,16 @@
 // An x/ key orders batches by Time: <time> is Batch.Time in unix
 // nanoseconds with the sign bit flipped (so that the order holds before
 // 1970 too), then the Open count and a per-Open counter that tell apart
-// batches with the same Time. Its value lists every i/, m/ and c/ key the
-// batch wrote, each as a uvarint length and the key. Expire scans x/ up to
-// its cut, deletes the listed keys and the x/ key, and commits every
-// expireBatchKeys deletions. A message written again by a later batch (a
-// status upsert) is listed by both and goes with the first to expire.
+// batches with the same Time. Its value lists what the batch wrote, each
+// item as a uvarint length and bytes: M/<id> for a message whose inbox
+// entry is in the same batch (Expire reads its metadata and deletes m/<id>,
+// its c/ key and its i/ entry: one item instead of three keys, a third of
+// the bytes a message costs), the m/ and c/ keys of any other message (a
+// status upsert), and the i/ key of any other entry (receipts). Expire scans x/ up
+// to its cut, deletes what the items name and the x/ key, and commits every
+// expireBatchKeys deletions. A message written again by a later batch goes
+// with the first of its batches to expire. (Stores written before M/ items
+// existed list every key; Expire handles both.)
 //
 // A MessageMeta is encoded as a version byte (1), then ID, From, To and
 // ClientID each as a uvarint length and bytes, TS as a varint, Seq as a
@@ -40,7 +45,8 @@
 //
 // # Tuning
 //
-// Options defaults suit a 24 GiB box that also runs the gateway: a 4 GiB
-// block cache, 64 MiB memtables, and a 10-bit bloom filter on every level,
-// because most client-id lookups (one per send, for idempotency) miss.
+// Options defaults suit a 24 GiB box that also runs the gateway: a 512 MiB
+// block cache, eight 64 MiB memtables, L0 compacted at 16 sublevels into a
+// 512 MiB Lbase, one compaction per two CPUs, and a 10-bit bloom filter on
+// every level. Options documents what each was measured to do.
 package disk

@@ -329,14 +329,22 @@ func (s *Store) acquire() (*pebble.DB, error) {
 
 // scratch is the per-Apply working memory, pooled.
 type scratch struct {
-	key   []byte
-	val   []byte
-	index []byte            // the x/ value: the keys this batch writes
-	heads map[string]uint64 // user → last seq in this batch
+	key     []byte
+	val     []byte
+	index   []byte                // the x/ value: what this batch writes
+	heads   map[string]uint64     // user → last seq in this batch
+	entries map[inboxRef]struct{} // inbox entries written by this batch
+	covered map[inboxRef]struct{} // entries an M/ item of the x/ value covers
+}
+
+type inboxRef struct {
+	user string
+	seq  uint64
 }
 
 var scratchPool = sync.Pool{New: func() any {
-	return &scratch{heads: make(map[string]uint64)}
+	return &scratch{heads: make(map[string]uint64), entries: make(map[inboxRef]struct{}),
+		covered: make(map[inboxRef]struct{})}
 }}
 
 // Apply writes b in one Pebble batch committed with Sync. It validates b
@@ -354,6 +362,8 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 	sc := scratchPool.Get().(*scratch)
 	defer func() {
 		clear(sc.heads)
+		clear(sc.entries)
+		clear(sc.covered)
 		scratchPool.Put(sc)
 	}()
 	size := 64
@@ -386,24 +396,42 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 
 	wb := db.NewBatchWithSize(size)
 	defer wb.Close()
+	// The retention index lists what this batch wrote. A message whose
+	// inbox entry is in the batch is listed once, as M/<id>: Expire
+	// derives its c/ and i/ keys from the metadata. Any other message
+	// (a status upsert) lists m/<id> and its c/ key, and any other inbox
+	// entry (a receipt) its i/ key.
+	for _, e := range b.Entries {
+		sc.entries[inboxRef{e.User, e.Seq}] = struct{}{}
+	}
 	sc.index = sc.index[:0]
 	for i := range b.Messages {
 		m := &b.Messages[i]
 		sc.key = appendMessageKey(sc.key[:0], m.ID)
 		sc.val = appendMeta(sc.val[:0], m)
 		wb.Set(sc.key, sc.val, nil)
+		ref := inboxRef{m.To, m.Seq}
+		_, withEntry := sc.entries[ref]
+		if withEntry {
+			sc.covered[ref] = struct{}{}
+			sc.key[0] = 'M'
+		}
 		sc.index = appendIndexKey(sc.index, sc.key)
 		if m.ClientID != "" {
 			sc.key = appendClientKey(sc.key[:0], m.From, m.ClientID)
 			sc.val = append(sc.val[:0], m.ID...)
 			wb.Set(sc.key, sc.val, nil)
-			sc.index = appendIndexKey(sc.index, sc.key)
+			if !withEntry {
+				sc.index = appendIndexKey(sc.index, sc.key)
+			}
 		}
 	}
 	for _, e := range b.Entries {
 		sc.key = appendInboxKey(sc.key[:0], e.User, e.Seq)
 		wb.Set(sc.key, e.Frame, nil)
-		sc.index = appendIndexKey(sc.index, sc.key)
+		if _, ok := sc.covered[inboxRef{e.User, e.Seq}]; !ok {
+			sc.index = appendIndexKey(sc.index, sc.key)
+		}
 	}
 	for user, seq := range sc.heads {
 		sc.key = appendHeadKey(sc.key[:0], user)
@@ -638,8 +666,16 @@ func (s *Store) Expire(ctx context.Context, before time.Time) (int, error) {
 			if w <= 0 || n > uint64(len(keys)-w) {
 				return done, fmt.Errorf("%w: retention index %x", ErrCorrupt, it.Key())
 			}
-			wb.Delete(keys[w:w+int(n)], nil)
+			key := keys[w : w+int(n)]
 			keys = keys[w+int(n):]
+			if len(key) > 2 && key[0] == 'M' && key[1] == '/' {
+				// A message and what Apply derived from it in the same batch.
+				if err := s.expireMessage(db, wb, key[2:]); err != nil {
+					return done, err
+				}
+			} else {
+				wb.Delete(key, nil)
+			}
 			if wb.Count() >= expireBatchKeys {
 				if err := commit(); err != nil {
 					return done, err
@@ -663,6 +699,24 @@ func (s *Store) Expire(ctx context.Context, before time.Time) (int, error) {
 		s.applyMu.Unlock()
 	}
 	return done, nil
+}
+
+// expireMessage deletes message id with its client-id index entry and its
+// inbox entry, read from its metadata.
+func (s *Store) expireMessage(db *pebble.DB, wb *pebble.Batch, id []byte) error {
+	key := appendMessageKey(nil, string(id))
+	m, found, err := message(db, key)
+	if err != nil {
+		return fmt.Errorf("disk: expire: %w", err)
+	}
+	if found {
+		if m.ClientID != "" {
+			wb.Delete(appendClientKey(nil, m.From, m.ClientID), nil)
+		}
+		wb.Delete(appendInboxKey(nil, m.To, m.Seq), nil)
+	}
+	wb.Delete(key, nil)
+	return nil
 }
 
 func validUser(u string) bool {

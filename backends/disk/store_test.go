@@ -407,3 +407,45 @@ func TestOpenLocked(t *testing.T) {
 		t.Fatalf("Open of a held store: %v, want ErrLocked", err)
 	}
 }
+
+// Expire of M/ items: a message written with its inbox entry goes with
+// its client-id index entry, and a later status upsert neither brings it
+// back nor loses the later batch's own entries.
+func TestExpireDerivedKeys(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	ctx := context.Background()
+	m := chat.MessageMeta{ID: "01AAAAAAAAAAAAAAAAAAAAAAAA", From: "alice", To: "bob", ClientID: "c1", TS: 1, Seq: 1, Status: chat.StatusSent}
+	if err := s.Apply(ctx, &chat.Batch{Time: t0, Messages: []chat.MessageMeta{m},
+		Entries: []chat.Entry{{User: "bob", Seq: 1, Frame: []byte(`{"seq":1}`)}}}); err != nil {
+		t.Fatal(err)
+	}
+	read := m
+	read.Status = chat.StatusRead
+	if err := s.Apply(ctx, &chat.Batch{Time: t0.Add(time.Hour), Messages: []chat.MessageMeta{read},
+		Entries: []chat.Entry{{User: "alice", Seq: 1, Frame: []byte(`{"receipt":1}`)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Expire(ctx, t0.Add(time.Minute)); err != nil || n != 1 {
+		t.Fatalf("Expire: %d, %v", n, err)
+	}
+	if _, ok, _ := s.Message(ctx, m.ID); ok {
+		t.Fatal("message still there after its first batch expired")
+	}
+	if _, ok, _ := s.MessageByClientID(ctx, "alice", "c1"); ok {
+		t.Fatal("client-id index entry still there")
+	}
+	var bob, alice int
+	s.ReadInbox(ctx, "bob", 0, 10, func(uint64, []byte) error { bob++; return nil })
+	s.ReadInbox(ctx, "alice", 0, 10, func(uint64, []byte) error { alice++; return nil })
+	if bob != 0 || alice != 1 {
+		t.Fatalf("inboxes after the first expiry: bob %d (want 0), alice %d (want 1)", bob, alice)
+	}
+	if n, err := s.Expire(ctx, t0.Add(2*time.Hour)); err != nil || n != 1 {
+		t.Fatalf("second Expire: %d, %v", n, err)
+	}
+	alice = 0
+	s.ReadInbox(ctx, "alice", 0, 10, func(uint64, []byte) error { alice++; return nil })
+	if alice != 0 {
+		t.Fatal("receipt entry still there after its batch expired")
+	}
+}
