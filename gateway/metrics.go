@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		handshakeTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "handshake_timeouts_total", Help: "Connections closed for not completing the upgrade in time."}),
 		hubFull: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
-			Name: "hub_queue_full_total", Help: "Registrations and syncs refused because a hub shard's queue was full."}),
+			Name: "hub_queue_full_total", Help: "Hub jobs (registrations, inbox reads) not queued at once because the job queue was full: upgrades are refused with 1013, reads are retried."}),
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "live_deliveries_total", Help: "Inbox entries (msg, receipt) written live to a connection, without a sync."}),
 		gapFills: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
