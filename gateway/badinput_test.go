@@ -96,6 +96,10 @@ func TestProtocolViolationsClose(t *testing.T) {
 		{"text inside fragments", [][]byte{rawFrame(ws.OpText, false, 0, true, []byte("{")), rawFrame(ws.OpText, true, 0, true, []byte("}"))}, 1002},
 		{"bad close code", [][]byte{rawFrame(ws.OpClose, true, 0, true, []byte{0x03, 0xED})}, 1002},
 		{"one-byte close", [][]byte{rawFrame(ws.OpClose, true, 0, true, []byte{0x03})}, 1002},
+		{"reserved close code 1006", [][]byte{rawFrame(ws.OpClose, true, 0, true, []byte{0x03, 0xEE})}, 1002},
+		{"close code 5000", [][]byte{rawFrame(ws.OpClose, true, 0, true, []byte{0x13, 0x88})}, 1002},
+		{"close reason not UTF-8", [][]byte{rawFrame(ws.OpClose, true, 0, true, []byte{0x03, 0xE8, 0xff, 0xfe})}, 1007},
+		{"RSV1 without permessage-deflate", [][]byte{rawFrame(ws.OpText, true, 0x4, true, []byte(`{}`))}, 1002},
 		{"binary", [][]byte{rawFrame(ws.OpBinary, true, 0, true, []byte(`{}`))}, 1003},
 		{"invalid utf-8", [][]byte{rawFrame(ws.OpText, true, 0, true, []byte("{\"body\":\"\xff\"}"))}, 1007},
 		{"invalid utf-8 across fragments", [][]byte{rawFrame(ws.OpText, false, 0, true, []byte("\xe2\x82")), rawFrame(ws.OpContinuation, true, 0, true, []byte("\x28"))}, 1007},
@@ -274,4 +278,29 @@ func TestHandshakeRefusals(t *testing.T) {
 		t.Fatal("half-sent handshake: connection still open after the handshake timeout")
 	}
 	s.healthy(t)
+}
+
+// A client that offers permessage-deflate gets no extension: RSV bits stay
+// reserved (docs/protocol.md).
+func TestNoExtensionNegotiated(t *testing.T) {
+	s := startServer(t, Config{}, nil)
+	conn, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn.Write([]byte("GET " + Path + " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+		"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\nAuthorization: Bearer ok:alice\r\n\r\n"))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
+		t.Fatalf("server accepted extension %q", ext)
+	}
 }
