@@ -62,6 +62,8 @@ func TestBadFramesGetErrorFrames(t *testing.T) {
 		{`{"type":"send","id":"x7","to":5,"body":"hi"}`, "x7", "bad_request", `"to" must be a string`},
 		{`{"type":"receipt","id":"x8","status":"seen","msg_ids":["a"]}`, "x8", "bad_request", `"status" must be`},
 		{`{"type":"receipt","id":"x9","status":"read","msg_ids":[]}`, "x9", "bad_request", `"msg_ids" must list`},
+		{`{"type":"receipt","id":"x10","status":"read","msg_ids":["not-a-message-id"]}`, "x10", "bad_request", `"msg_ids" entries must be message ids`},
+		{`{"type":"receipt","id":"x11","status":"read","msg_ids":["01M8CND54KEF1ZK68S0KKP86Vu"]}`, "x11", "bad_request", `"msg_ids" entries must be message ids`},
 		{`{"type":"sync","after":-3}`, "", "bad_request", `"after" must be`},
 	}
 	for _, tc := range cases {

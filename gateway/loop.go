@@ -246,6 +246,9 @@ func (l *loop) message(c *wsConn, data []byte, now int64) gnet.Action {
 		case r.HasID && !validID(r.ID):
 			l.writeError(c, r.ID, protocol.CodeBadRequest, msgBadID)
 			return gnet.None
+		case !validMsgIDs(r.MsgIDs):
+			l.writeError(c, r.ID, protocol.CodeBadRequest, `"msg_ids" entries must be message ids: 26 characters of Crockford base32`)
+			return gnet.None
 		}
 		need := len(r.ID)
 		for _, id := range r.MsgIDs {
@@ -638,6 +641,22 @@ func (g *Gateway) checkSend(r *protocol.Request) string {
 }
 
 func validID(b []byte) bool { return len(b) > 0 && len(b) <= 128 }
+
+// validMsgIDs checks that every id has the shape of a message id, so that
+// a receipt cannot make the committer look up arbitrary keys.
+func validMsgIDs(ids [][]byte) bool {
+	for _, id := range ids {
+		if len(id) != chat.IDLen {
+			return false
+		}
+		for _, c := range id {
+			if !('0' <= c && c <= '9' || 'A' <= c && c <= 'Z' && c != 'I' && c != 'L' && c != 'O' && c != 'U') {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // validUser accepts what auth accepts as a token subject: 1 to 128 bytes
 // of UTF-8 without control characters.
