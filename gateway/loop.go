@@ -207,7 +207,10 @@ func (l *loop) message(c *wsConn, data []byte, now int64) gnet.Action {
 		l.writeError(c, r.ID, e.Code, e.Message)
 		return gnet.None
 	}
-	if !c.allow(now, g.cfg.MessageRate, g.cfg.MessageBurst) {
+	// A receipt costs one message per 16 ids it names: each id is a store
+	// lookup for the committer.
+	cost := min(1+float64(len(r.MsgIDs)/16), float64(g.cfg.MessageBurst))
+	if !c.allow(now, g.cfg.MessageRate, g.cfg.MessageBurst, cost) {
 		c.flood++
 		if int(c.flood) > g.cfg.MessageBurst {
 			return l.fail(c, errRateFlood, now)
@@ -602,17 +605,17 @@ func (l *loop) sweep(now int64) {
 	}
 }
 
-// allow takes a token from c's bucket.
-func (c *wsConn) allow(now int64, rate float64, burst int) bool {
+// allow takes cost tokens from c's bucket.
+func (c *wsConn) allow(now int64, rate float64, burst int, cost float64) bool {
 	if c.refilled == 0 {
 		c.tokens, c.refilled = float64(burst), now
 	}
 	c.tokens = min(float64(burst), c.tokens+float64(now-c.refilled)*rate/1e9)
 	c.refilled = now
-	if c.tokens < 1 {
+	if c.tokens < cost {
 		return false
 	}
-	c.tokens--
+	c.tokens -= cost
 	return true
 }
 
