@@ -306,3 +306,25 @@ func TestNoExtensionNegotiated(t *testing.T) {
 		t.Fatalf("server accepted extension %q", ext)
 	}
 }
+
+// A receipt naming many ids costs more of the rate limit: one per 16 ids.
+func TestReceiptRateCost(t *testing.T) {
+	s := startServer(t, Config{MessageRate: 0.001, MessageBurst: 20}, nil)
+	c := s.dial(t, "ok:bob")
+	ids := make([]string, 256) // costs 1 + 16 = 17 of the 20 tokens
+	for i := range ids {
+		ids[i] = fmt.Sprintf("01M8CND54KEF1ZK68S0KK%05d", i)
+	}
+	c.send(map[string]any{"type": "receipt", "id": "r1", "status": "read", "msg_ids": ids})
+	if f := c.read(); f.Type != "ack" || f.ID != "r1" {
+		t.Fatalf("first receipt: %+v", f)
+	}
+	c.send(map[string]any{"type": "receipt", "id": "r2", "status": "read", "msg_ids": ids})
+	if f := c.read(); f.Type != "error" || f.Code != "rate_limited" || f.ID != "r2" {
+		t.Fatalf("second receipt: %+v, want rate_limited", f)
+	}
+	c.send(map[string]any{"type": "send", "id": "s1", "to": "alice", "body": "one token left"})
+	if f := c.read(); f.Type != "ack" || f.ID != "s1" {
+		t.Fatalf("send with the tokens left: %+v", f)
+	}
+}
