@@ -328,3 +328,24 @@ func TestReceiptRateCost(t *testing.T) {
 		t.Fatalf("send with the tokens left: %+v", f)
 	}
 }
+
+// Pings and malformed frames count against the rate limit: a peer cannot
+// make the server write without bound by flooding either.
+func TestPingAndGarbageFloodsClose(t *testing.T) {
+	s := startServer(t, Config{MessageRate: 1, MessageBurst: 5}, nil)
+	for name, frame := range map[string][]byte{
+		"ping":    rawFrame(ws.OpPing, true, 0, true, []byte("x")),
+		"garbage": rawFrame(ws.OpText, true, 0, true, []byte("not json")),
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := s.dial(t, "ok:flooder-"+name)
+			for range 5 + 5 + 1 { // the burst, then more refusals than the burst
+				c.write(frame)
+			}
+			if code := c.readClose(); code != ClosePolicy {
+				t.Fatalf("close code %d, want %d", code, ClosePolicy)
+			}
+		})
+	}
+	s.healthy(t)
+}

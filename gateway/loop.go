@@ -144,9 +144,14 @@ func (l *loop) frame(c *wsConn, h *header, payload []byte, now int64) gnet.Actio
 	g.m.framesIn.Inc()
 	switch h.op {
 	case opPing:
+		// Pings count against the message rate: a peer must not make us
+		// write without bound.
+		if ok, act, _ := l.charge(c, 1, now); !ok {
+			return act // no pong for a ping over the rate
+		}
 		l.scratch = appendHeader(l.scratch[:0], opPong, len(payload))
 		l.scratch = append(l.scratch, payload...)
-		c.gc.Write(l.scratch)
+		l.writeDirect(c, l.scratch)
 		return gnet.None
 	case opPong:
 		return gnet.None
@@ -203,22 +208,19 @@ func (l *loop) message(c *wsConn, data []byte, now int64) gnet.Action {
 	}
 	g := l.g
 	r := &l.req
-	if e := l.dec.Decode(data, r); e != nil {
+	e := l.dec.Decode(data, r)
+	// Every message counts against the rate, malformed ones too; a receipt
+	// costs one more per 16 ids it names (each is a store lookup).
+	if ok, act, failed := l.charge(c, 1+float64(len(r.MsgIDs)/16), now); !ok {
+		if !failed {
+			l.writeError(c, r.ID, protocol.CodeRateLimited, "over the message rate limit: retry later with the same id")
+		}
+		return act
+	}
+	if e != nil {
 		l.writeError(c, r.ID, e.Code, e.Message)
 		return gnet.None
 	}
-	// A receipt costs one message per 16 ids it names: each id is a store
-	// lookup for the committer.
-	cost := min(1+float64(len(r.MsgIDs)/16), float64(g.cfg.MessageBurst))
-	if !c.allow(now, g.cfg.MessageRate, g.cfg.MessageBurst, cost) {
-		c.flood++
-		if int(c.flood) > g.cfg.MessageBurst {
-			return l.fail(c, errRateFlood, now)
-		}
-		l.writeError(c, r.ID, protocol.CodeRateLimited, "over the message rate limit: retry later with the same id")
-		return gnet.None
-	}
-	c.flood = 0
 	if g.draining.Load() {
 		l.writeError(c, r.ID, protocol.CodeShuttingDown, "server shutting down: reconnect and retry")
 		return gnet.None
@@ -283,6 +285,34 @@ func (l *loop) message(c *wsConn, data []byte, now int64) gnet.Action {
 	return gnet.None
 }
 
+// charge takes cost tokens (at most a burst's worth) from c's rate limit
+// and reports whether it could. Refused more than message_burst times in a
+// row, c is failed with 1008: failed is true and act is what to return.
+func (l *loop) charge(c *wsConn, cost float64, now int64) (ok bool, act gnet.Action, failed bool) {
+	cfg := &l.g.cfg
+	if c.allow(now, cfg.MessageRate, cfg.MessageBurst, min(cost, float64(cfg.MessageBurst))) {
+		c.flood = 0
+		return true, gnet.None, false
+	}
+	c.flood++
+	if int(c.flood) > cfg.MessageBurst {
+		return false, l.fail(c, errRateFlood, now), true
+	}
+	return false, gnet.None, false
+}
+
+// writeDirect writes b to c now (we are on its loop), unless that would
+// take c past max_outbound_bytes: then c is failed as a slow consumer.
+func (l *loop) writeDirect(c *wsConn, b []byte) {
+	if c.gc.OutboundBuffered()+len(b) > l.g.cfg.MaxOutboundBytes {
+		if l.fail(c, errSlowConsumer, time.Now().UnixNano()) == gnet.Close {
+			c.gc.Close()
+		}
+		return
+	}
+	c.gc.Write(b)
+}
+
 func (l *loop) submit(c *wsConn, q *request, id []byte) {
 	err := l.g.svc.Submit(&q.Request)
 	if err == nil {
@@ -304,7 +334,7 @@ func (l *loop) writeError(c *wsConn, id []byte, code, message string) {
 	off := maxHeader - headerLen(n)
 	appendHeader(p[off:off], opText, n)
 	l.scratch = p
-	c.gc.Write(p[off:])
+	l.writeDirect(c, p[off:])
 }
 
 // fail sends a close frame with ce and starts the closing handshake: the
