@@ -1,7 +1,6 @@
 package chatcli
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,38 +8,21 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/switchboard/switchboard/client"
 	"github.com/switchboard/switchboard/client/internal/fakeserver"
+
+	"github.com/switchboard/switchboard/internal/testserver"
 )
-
-// syncBuffer is an io.Writer safe to read while Run writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // term is one running chat: what the user types goes to in, the screen is out.
 type term struct {
 	t    *testing.T
 	in   *io.PipeWriter
-	out  *syncBuffer
+	out  *testserver.SyncBuffer
 	done chan error
 }
 
@@ -49,7 +31,7 @@ var clock = time.Date(2025, 1, 2, 12, 4, 5, 0, time.UTC)
 func startChat(t *testing.T, fs *fakeserver.Server, user string, mods ...func(*Options)) *term {
 	t.Helper()
 	pr, pw := io.Pipe()
-	tm := &term{t: t, in: pw, out: &syncBuffer{}, done: make(chan error, 1)}
+	tm := &term{t: t, in: pw, out: &testserver.SyncBuffer{}, done: make(chan error, 1)}
 	opts := Options{
 		User:       user,
 		Server:     fs.URL,
@@ -189,7 +171,7 @@ func TestAutoReadOff(t *testing.T) {
 // Run returns at the end of input.
 func TestPipedInputIsSentBeforeExit(t *testing.T) {
 	fs := fakeserver.New(t)
-	out := &syncBuffer{}
+	out := &testserver.SyncBuffer{}
 	opts := Options{User: "alice", Token: "alice", Server: fs.URL, StateDir: t.TempDir(), Now: func() time.Time { return clock }}
 	if err := Run(context.Background(), opts, strings.NewReader("bob: piped\n"), out); err != nil {
 		t.Fatal(err)
@@ -236,7 +218,7 @@ func TestDisconnectShown(t *testing.T) {
 
 func TestBadTokenEndsRun(t *testing.T) {
 	fs := fakeserver.New(t)
-	out := &syncBuffer{}
+	out := &testserver.SyncBuffer{}
 	pr, pw := io.Pipe() // input that never ends: only the 401 can stop Run
 	defer pw.Close()
 	err := Run(context.Background(), Options{User: "mallory", Token: "bad", Server: fs.URL, StateDir: t.TempDir()}, pr, out)

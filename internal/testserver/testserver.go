@@ -132,7 +132,7 @@ type Options struct {
 type Server struct {
 	addr, dataDir string
 	cmd           *exec.Cmd
-	log           syncBuffer
+	log           SyncBuffer
 
 	done    chan struct{} // closed when the process has exited
 	exitErr error         // cmd.Wait's result; read after done is closed
@@ -265,20 +265,20 @@ func (s *Server) Kill() {
 	<-s.done
 }
 
-// syncBuffer is a bytes.Buffer that the process's output copier writes
-// while tests read it.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer that one goroutine may write while others
+// read it (a process's output copier, a terminal program under test).
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
