@@ -57,10 +57,32 @@ type MessageMeta struct {
 
 // Entry is one item of a user's inbox: a server frame (a JSON object,
 // without WebSocket framing) stored under the user's next seq.
+//
+// A frame that many entries share (a message, stored once for its
+// recipient, the sender's other devices and every member of a group) is
+// split: Frame holds the entry's own start (`{"type":"msg","seq":42`) and
+// Shared names a Batch.Shared part, of the same batch, that holds the rest.
+// Readers get the two concatenated.
 type Entry struct {
-	User  string
-	Seq   uint64
-	Frame []byte
+	User   string
+	Seq    uint64
+	Frame  []byte
+	Shared string // key of a Batch.Shared part appended to Frame; "" for none
+}
+
+// SharedPart is the common tail of the frames of several entries, stored
+// once. Key is unique (the Service uses the message id).
+type SharedPart struct {
+	Key  string
+	Data []byte
+}
+
+// KV is a small record of the Service's state (a group, a member's
+// receipt watermarks, a user's list of groups). A nil Value deletes Key.
+// State is not subject to retention.
+type KV struct {
+	Key   string
+	Value []byte
 }
 
 // Batch is a set of writes that a Store applies atomically and durably.
@@ -71,10 +93,20 @@ type Entry struct {
 // is also indexed by (From, ClientID). Entries are inserts keyed by (User,
 // Seq); within one batch a user's entries are in increasing seq order and
 // continue that user's LastSeq without a gap.
+//
+// Shared parts expire with their batch; an entry's Shared key names a part
+// of the same batch. State records are upserts (or deletes) in order.
 type Batch struct {
 	Time     time.Time // when the batch was built; drives retention
 	Messages []MessageMeta
 	Entries  []Entry
+	Shared   []SharedPart
+	State    []KV
+}
+
+// Empty reports whether b writes nothing.
+func (b *Batch) Empty() bool {
+	return len(b.Messages) == 0 && len(b.Entries) == 0 && len(b.Shared) == 0 && len(b.State) == 0
 }
 
 // Reset empties b for reuse, keeping its capacity.
@@ -84,6 +116,10 @@ func (b *Batch) Reset() {
 	b.Messages = b.Messages[:0]
 	clear(b.Entries)
 	b.Entries = b.Entries[:0]
+	clear(b.Shared)
+	b.Shared = b.Shared[:0]
+	clear(b.State)
+	b.State = b.State[:0]
 }
 
 // ErrClosed is returned by a Store, Bus or Directory used after Close.
@@ -114,8 +150,9 @@ type Store interface {
 
 	// ReadInbox calls fn for the entries of user's inbox with seq > after,
 	// in increasing seq order, at most limit of them. The frame passed to
-	// fn is valid only during the call. An error from fn stops the read and
-	// is returned.
+	// fn (Frame and Shared part concatenated) is valid only during the call.
+	// An entry whose shared part is gone (expired) is skipped. An error from
+	// fn stops the read and is returned.
 	ReadInbox(ctx context.Context, user string, after uint64, limit int,
 		fn func(seq uint64, frame []byte) error) error
 
@@ -125,6 +162,16 @@ type Store interface {
 	// whose status a later batch updated still goes with its first batch.
 	// LastSeq is unaffected.
 	Expire(ctx context.Context, before time.Time) (int, error)
+
+	// GetState calls fn with the value of the state record key, if there
+	// is one, and reports whether there was. The value is valid only
+	// during the call.
+	GetState(ctx context.Context, key string, fn func(value []byte)) (bool, error)
+
+	// ScanState calls fn for each state record whose key starts with
+	// prefix, in key order. Key and value are valid only during the call.
+	// An error from fn stops the scan and is returned.
+	ScanState(ctx context.Context, prefix string, fn func(key, value []byte) error) error
 }
 
 // ClientIDLister is an optional Store ability: listing the client ids that

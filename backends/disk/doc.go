@@ -15,6 +15,10 @@
 // readers reject ids with a NUL (ErrInvalidUser).
 //
 //	i/<user>\x00<seq u64>           → frame                one per inbox entry
+//	                                  or 0, key, frame start one with a shared part
+//	                                  or 1, frame            a frame starting with byte 0 or 1
+//	h/<key>                         → shared frame tail    one per message (chat.SharedPart)
+//	k/<key>                         → state record         groups, watermarks (chat.KV)
 //	s/<user>                        → last seq (u64)       the inbox head
 //	m/<id>                          → MessageMeta (below)  one per message
 //	c/<from>\x00<clientID>          → id                   idempotency index

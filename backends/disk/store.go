@@ -45,6 +45,9 @@ var (
 	// ErrNoTime is returned by Apply for a non-empty batch with a zero
 	// Time, which would make it expire at once.
 	ErrNoTime = errors.New("disk: batch has no Time")
+	// ErrNoShared is returned by Apply for an entry whose Shared key names
+	// no part of its batch.
+	ErrNoShared = errors.New("disk: entry names a shared part its batch does not have")
 	// ErrCorrupt is returned when a stored value cannot be decoded.
 	ErrCorrupt = errors.New("disk: corrupt value")
 )
@@ -353,7 +356,7 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if len(b.Messages) == 0 && len(b.Entries) == 0 {
+	if b.Empty() {
 		return nil
 	}
 	if b.Time.IsZero() {
@@ -375,7 +378,16 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 			return fmt.Errorf("%w: user %q seq %d after %d", ErrSeq, e.User, e.Seq, last)
 		}
 		sc.heads[e.User] = e.Seq
-		size += 2*len(e.User) + len(e.Frame) + 32
+		size += 2*len(e.User) + len(e.Frame) + 2*len(e.Shared) + 40
+		if e.Shared != "" && !hasShared(b.Shared, e.Shared) {
+			return fmt.Errorf("%w: %q", ErrNoShared, e.Shared)
+		}
+	}
+	for _, p := range b.Shared {
+		size += 2*len(p.Key) + len(p.Data) + 16
+	}
+	for _, kv := range b.State {
+		size += len(kv.Key) + len(kv.Value) + 16
 	}
 	for i := range b.Messages {
 		m := &b.Messages[i]
@@ -428,9 +440,32 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 	}
 	for _, e := range b.Entries {
 		sc.key = appendInboxKey(sc.key[:0], e.User, e.Seq)
-		wb.Set(sc.key, e.Frame, nil)
+		switch {
+		case e.Shared == "" && (len(e.Frame) == 0 || e.Frame[0] > escapeMark):
+			wb.Set(sc.key, e.Frame, nil)
+		case e.Shared == "":
+			wb.Set(sc.key, append(append(sc.val[:0], escapeMark), e.Frame...), nil)
+		default:
+			sc.val = append(sc.val[:0], sharedMark)
+			sc.val = binary.AppendUvarint(sc.val, uint64(len(e.Shared)))
+			sc.val = append(append(sc.val, e.Shared...), e.Frame...)
+			wb.Set(sc.key, sc.val, nil)
+		}
 		if _, ok := sc.covered[inboxRef{e.User, e.Seq}]; !ok {
 			sc.index = appendIndexKey(sc.index, sc.key)
+		}
+	}
+	for _, p := range b.Shared {
+		sc.key = appendSharedKey(sc.key[:0], p.Key)
+		wb.Set(sc.key, p.Data, nil)
+		sc.index = appendIndexKey(sc.index, sc.key)
+	}
+	for _, kv := range b.State {
+		sc.key = appendStateKey(sc.key[:0], kv.Key)
+		if kv.Value == nil {
+			wb.Delete(sc.key, nil)
+		} else {
+			wb.Set(sc.key, kv.Value, nil)
 		}
 	}
 	for user, seq := range sc.heads {
@@ -586,6 +621,7 @@ func (s *Store) ReadInbox(ctx context.Context, user string, after uint64, limit 
 	}
 	seqAt := len(lower) - 8
 	n := 0
+	var buf []byte // a frame with a shared part, joined
 	for valid := it.First(); valid && n < limit; valid = it.Next() {
 		key := it.Key()
 		if len(key) != seqAt+8 {
@@ -593,6 +629,16 @@ func (s *Store) ReadInbox(ctx context.Context, user string, after uint64, limit 
 			return fmt.Errorf("%w: inbox key %q", ErrCorrupt, key)
 		}
 		frame, err := it.ValueAndErr()
+		if err == nil && len(frame) > 0 && frame[0] == escapeMark {
+			frame = frame[1:]
+		} else if err == nil && len(frame) > 0 && frame[0] == sharedMark {
+			var found bool
+			buf, found, err = joinShared(v.snap, buf[:0], frame)
+			if err == nil && !found {
+				continue // the shared part expired first
+			}
+			frame = buf
+		}
 		if err == nil {
 			err = fn(binary.BigEndian.Uint64(key[seqAt:]), frame)
 		}
@@ -717,6 +763,127 @@ func (s *Store) expireMessage(db *pebble.DB, wb *pebble.Batch, id []byte) error 
 	}
 	wb.Delete(key, nil)
 	return nil
+}
+
+// The first byte of an inbox value says how to read it. A JSON frame starts
+// with '{' and is stored as is. sharedMark starts an entry with a shared
+// part: then come the part's key as a uvarint length and bytes, and the
+// entry's own start of the frame. A frame that itself starts with one of
+// the two marks is stored behind escapeMark.
+const (
+	sharedMark = 0
+	escapeMark = 1
+)
+
+func hasShared(parts []chat.SharedPart, key string) bool {
+	for i := range parts {
+		if parts[i].Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// joinShared appends to dst the frame of the inbox value v, which starts
+// with sharedMark: its own bytes, then its shared part.
+func joinShared(db reader, dst, v []byte) ([]byte, bool, error) {
+	n, w := binary.Uvarint(v[1:])
+	if w <= 0 || n > uint64(len(v)-1-w) {
+		return dst, false, fmt.Errorf("%w: inbox value", ErrCorrupt)
+	}
+	key := v[1+w : 1+w+int(n)]
+	dst = append(dst, v[1+w+int(n):]...)
+	part, closer, err := db.Get(appendSharedKey(make([]byte, 0, 2+len(key)), string(key)))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return dst, false, nil
+	}
+	if err != nil {
+		return dst, false, fmt.Errorf("disk: get shared part: %w", err)
+	}
+	dst = append(dst, part...)
+	closer.Close()
+	return dst, true, nil
+}
+
+// GetState calls fn with the value of the state record key, read from the
+// published view. Safe for concurrent use.
+func (s *Store) GetState(ctx context.Context, key string, fn func(value []byte)) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	v, err := s.read()
+	if err != nil {
+		return false, err
+	}
+	defer s.done(v)
+	val, closer, err := v.snap.Get(appendStateKey(nil, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("disk: get state: %w", err)
+	}
+	defer closer.Close()
+	fn(val)
+	return true, nil
+}
+
+// ScanState calls fn for the state records under prefix, in key order,
+// with one bounded iterator over the published view. Safe for concurrent
+// use.
+func (s *Store) ScanState(ctx context.Context, prefix string, fn func(key, value []byte) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	v, err := s.read()
+	if err != nil {
+		return err
+	}
+	defer s.done(v)
+	lower := appendStateKey(nil, prefix)
+	o := &pebble.IterOptions{LowerBound: lower}
+	if upper := prefixEnd(lower); upper != nil {
+		o.UpperBound = upper
+	}
+	it, err := v.snap.NewIterWithContext(ctx, o)
+	if err != nil {
+		return fmt.Errorf("disk: scan state: %w", err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		val, err := it.ValueAndErr()
+		if err == nil {
+			err = fn(it.Key()[2:], val)
+		}
+		if err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("disk: scan state: %w", err)
+	}
+	return nil
+}
+
+// prefixEnd returns the smallest key above every key that starts with p,
+// or nil if there is none.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func appendSharedKey(dst []byte, key string) []byte {
+	return append(append(dst, "h/"...), key...)
+}
+
+func appendStateKey(dst []byte, key string) []byte {
+	return append(append(dst, "k/"...), key...)
 }
 
 func validUser(u string) bool {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,10 @@ var ErrSeq = errors.New("memory: entry seq does not continue the inbox")
 // Time, which would make it expire at once.
 var ErrNoTime = errors.New("memory: batch has no Time")
 
+// ErrNoShared is returned by Store.Apply for an entry whose Shared key
+// names no part of its batch.
+var ErrNoShared = errors.New("memory: entry names a shared part its batch does not have")
+
 // Store is an in-memory chat.Store. It is not durable: it exists for tests
 // and benchmarks. It is stricter than the contract requires: Apply rejects
 // entries that do not continue their user's LastSeq exactly.
@@ -33,7 +38,8 @@ type Store struct {
 	inboxes  map[string]*inbox
 	messages map[string]chat.MessageMeta
 	byClient map[clientKey]string // (from, client id) → message id
-	batches  []*batchRecord       // in Apply order
+	state    map[string][]byte
+	batches  []*batchRecord // in Apply order
 }
 
 type inbox struct {
@@ -42,8 +48,9 @@ type inbox struct {
 }
 
 type entry struct {
-	seq   uint64
-	frame []byte // owned, never modified
+	seq    uint64
+	frame  []byte // owned, never modified
+	shared []byte // appended to frame when read; shared with other entries
 }
 
 type clientKey struct{ from, clientID string }
@@ -67,6 +74,7 @@ func NewStore() *Store {
 		inboxes:  make(map[string]*inbox),
 		messages: make(map[string]chat.MessageMeta),
 		byClient: make(map[clientKey]string),
+		state:    make(map[string][]byte),
 	}
 }
 
@@ -76,7 +84,7 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if len(b.Messages) == 0 && len(b.Entries) == 0 {
+	if b.Empty() {
 		return nil
 	}
 	if b.Time.IsZero() {
@@ -87,7 +95,21 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 	for _, e := range b.Entries {
 		frames += len(e.Frame)
 	}
+	shared := make(map[string][]byte, len(b.Shared))
+	for _, p := range b.Shared {
+		frames += len(p.Data)
+	}
 	arena := make([]byte, 0, frames) // one allocation for the batch's frames
+	for _, p := range b.Shared {
+		start := len(arena)
+		arena = append(arena, p.Data...)
+		shared[p.Key] = arena[start:len(arena):len(arena)]
+	}
+	for _, e := range b.Entries {
+		if _, ok := shared[e.Shared]; e.Shared != "" && !ok {
+			return fmt.Errorf("%w: %q", ErrNoShared, e.Shared)
+		}
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -119,7 +141,8 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 		}
 		start := len(arena)
 		arena = append(arena, e.Frame...)
-		ib.entries = append(ib.entries, entry{seq: e.Seq, frame: arena[start:len(arena):len(arena)]})
+		ib.entries = append(ib.entries, entry{seq: e.Seq, frame: arena[start:len(arena):len(arena)],
+			shared: shared[e.Shared]})
 		ib.head = e.Seq
 	}
 	for _, m := range b.Messages {
@@ -131,7 +154,55 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 			rec.clientIDs = append(rec.clientIDs, k)
 		}
 	}
+	for _, kv := range b.State {
+		if kv.Value == nil {
+			delete(s.state, kv.Key)
+		} else {
+			s.state[kv.Key] = slices.Clone(kv.Value)
+		}
+	}
 	s.batches = append(s.batches, rec)
+	return nil
+}
+
+// GetState calls fn with the value of key, if any. Safe for concurrent use.
+func (s *Store) GetState(ctx context.Context, key string, fn func(value []byte)) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.RLock()
+	v, ok := s.state[key]
+	s.mu.RUnlock()
+	if ok {
+		fn(v) // values are replaced, never modified
+	}
+	return ok, nil
+}
+
+// ScanState calls fn for the state records under prefix, in key order,
+// without holding the store's lock. Safe for concurrent use.
+func (s *Store) ScanState(ctx context.Context, prefix string, fn func(key, value []byte) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	type kv struct {
+		k string
+		v []byte
+	}
+	var found []kv
+	s.mu.RLock()
+	for k, v := range s.state {
+		if strings.HasPrefix(k, prefix) {
+			found = append(found, kv{k, v})
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(found, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+	for _, x := range found {
+		if err := fn([]byte(x.k), x.v); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -192,8 +263,14 @@ func (s *Store) ReadInbox(ctx context.Context, user string, after uint64, limit 
 	s.mu.RUnlock()
 
 	i := sort.Search(len(entries), func(i int) bool { return entries[i].seq > after })
+	var buf []byte
 	for _, e := range entries[i:min(len(entries), i+max(limit, 0))] {
-		if err := fn(e.seq, e.frame); err != nil {
+		frame := e.frame
+		if e.shared != nil {
+			buf = append(append(buf[:0], e.frame...), e.shared...)
+			frame = buf
+		}
+		if err := fn(e.seq, frame); err != nil {
 			return err
 		}
 	}

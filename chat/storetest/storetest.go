@@ -48,6 +48,112 @@ func Run(t *testing.T, open func(t *testing.T) chat.Store) {
 	t.Run("ConcurrentReaders", func(t *testing.T) { testConcurrentReaders(t, open(t)) })
 	t.Run("ConcurrentApply", func(t *testing.T) { testConcurrentApply(t, open(t)) })
 	t.Run("ClientIDs", func(t *testing.T) { testClientIDs(t, open(t)) })
+	t.Run("SharedParts", func(t *testing.T) { testSharedParts(t, open(t)) })
+	t.Run("SharedPartMissing", func(t *testing.T) { testSharedPartMissing(t, open(t)) })
+	t.Run("State", func(t *testing.T) { testState(t, open(t)) })
+}
+
+// testSharedParts checks that an entry with a shared part reads back as
+// its own bytes followed by the part's, for every entry sharing it, and
+// that parts expire with their batch.
+func testSharedParts(t *testing.T, s chat.Store) {
+	tail := []byte(`,"msg_id":"m1","body":"hello"}`)
+	b := &chat.Batch{Time: base,
+		Messages: []chat.MessageMeta{msg("m1", "alice", "bob", "c1", 1)},
+		Shared:   []chat.SharedPart{{Key: "m1", Data: tail}},
+	}
+	for _, u := range []string{"bob", "alice", "carol"} {
+		b.Entries = append(b.Entries, chat.Entry{User: u, Seq: 1, Frame: []byte(`{"type":"msg","seq":1`), Shared: "m1"})
+	}
+	b.Entries = append(b.Entries, chat.Entry{User: "bob", Seq: 2, Frame: []byte(`{"plain":2}`)})
+	apply(t, s, b)
+	tail[2] = 'X' // the store must have copied the part
+	want := `{"type":"msg","seq":1,"msg_id":"m1","body":"hello"}`
+	for _, u := range []string{"bob", "alice", "carol"} {
+		got := read(t, s, u, 0, 10)
+		if len(got) == 0 || string(got[0].frame) != want {
+			t.Fatalf("ReadInbox(%s) = %v, want first frame %s", u, got, want)
+		}
+	}
+	if got := read(t, s, "bob", 0, 10); len(got) != 2 || string(got[1].frame) != `{"plain":2}` {
+		t.Fatalf("ReadInbox(bob) = %v, want the shared entry then {\"plain\":2}", got)
+	}
+	if _, err := s.Expire(context.Background(), base.Add(time.Minute)); err != nil {
+		t.Fatalf("Expire: %v", err)
+	}
+	for _, u := range []string{"bob", "alice", "carol"} {
+		if got := read(t, s, u, 0, 10); len(got) != 0 {
+			t.Fatalf("ReadInbox(%s) after Expire = %v, want nothing", u, got)
+		}
+	}
+}
+
+// testSharedPartMissing checks that Apply refuses, writing nothing, an
+// entry that names a shared part its batch does not carry.
+func testSharedPartMissing(t *testing.T, s chat.Store) {
+	err := s.Apply(context.Background(), &chat.Batch{Time: base, Entries: []chat.Entry{
+		{User: "bob", Seq: 1, Frame: []byte(`{"a":1`), Shared: "nope"}}})
+	if err == nil {
+		t.Fatal("Apply of an entry naming a missing shared part succeeded")
+	}
+	wantLastSeq(t, s, "bob", 0)
+}
+
+// testState checks state records: upsert, delete, prefix scans in key
+// order that do not spill past the prefix, and no retention.
+func testState(t *testing.T, s chat.Store) {
+	ctx := context.Background()
+	get := func(key string) (string, bool) {
+		t.Helper()
+		var v string
+		ok, err := s.GetState(ctx, key, func(b []byte) { v = string(b) })
+		if err != nil {
+			t.Fatalf("GetState(%q): %v", key, err)
+		}
+		return v, ok
+	}
+	scan := func(prefix string) []string {
+		t.Helper()
+		var got []string
+		err := s.ScanState(ctx, prefix, func(k, v []byte) error {
+			got = append(got, string(k)+"="+string(v))
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("ScanState(%q): %v", prefix, err)
+		}
+		return got
+	}
+	if _, ok := get("g/1"); ok {
+		t.Fatal("GetState on an empty store found a value")
+	}
+	apply(t, s, &chat.Batch{Time: base, State: []chat.KV{
+		{Key: "g/1", Value: []byte("one")}, {Key: "g/2", Value: []byte("two")},
+		{Key: "g/10", Value: []byte("ten")}, {Key: "g0", Value: []byte("next")},
+		{Key: "u/alice", Value: []byte{}}}})
+	if v, ok := get("g/1"); !ok || v != "one" {
+		t.Fatalf("GetState(g/1) = %q, %v", v, ok)
+	}
+	if v, ok := get("u/alice"); !ok || v != "" {
+		t.Fatalf("GetState(u/alice) = %q, %v; an empty value is a value", v, ok)
+	}
+	if got, want := scan("g/"), []string{"g/1=one", "g/10=ten", "g/2=two"}; !slices.Equal(got, want) {
+		t.Fatalf("ScanState(g/) = %q, want %q", got, want)
+	}
+	apply(t, s, &chat.Batch{Time: base.Add(time.Hour), State: []chat.KV{
+		{Key: "g/1", Value: []byte("uno")}, {Key: "g/2", Value: nil}}})
+	if got, want := scan("g/"), []string{"g/1=uno", "g/10=ten"}; !slices.Equal(got, want) {
+		t.Fatalf("ScanState(g/) after upsert and delete = %q, want %q", got, want)
+	}
+	if _, err := s.Expire(ctx, base.Add(24*time.Hour)); err != nil {
+		t.Fatalf("Expire: %v", err)
+	}
+	if v, ok := get("g/10"); !ok || v != "ten" {
+		t.Fatalf("GetState(g/10) after Expire = %q, %v: state is not subject to retention", v, ok)
+	}
+	if got := scan(""); len(got) != 4 {
+		t.Fatalf("ScanState(\"\") = %q, want 4 records", got)
+	}
 }
 
 // testClientIDs checks chat.ClientIDLister, for stores that have it: each
