@@ -2,12 +2,29 @@ package chat
 
 import "context"
 
-// Delivery tells the gateway node that holds a user's connections that an
-// entry is now durable in that user's inbox.
+// Delivery tells the gateway node that holds users' connections that
+// entries are now durable in those users' inboxes, or carries ephemeral
+// frames (typing, presence) for their open connections.
+//
+// The frame of each item is its Head followed by Shared: a message to a
+// group of a thousand is one Delivery per node, its body encoded once in
+// Shared, each member's item only the head that carries its own seq. All
+// slices are valid only during the handler call.
 type Delivery struct {
-	User  string
-	Seq   uint64
-	Frame []byte // the entry's frame; valid only during the handler call
+	Shared []byte
+	Items  []Item
+}
+
+// Item is one frame of a Delivery, for one user.
+type Item struct {
+	User string
+	// Seq is the entry's seq in User's inbox, or 0 for an ephemeral frame:
+	// never stored, written to the open connections at once.
+	Seq uint64
+	// Conn, for an ephemeral frame, is the one connection (router.Route's
+	// Conn) to write it to; 0 means all of User's connections on the node.
+	Conn uint64
+	Head []byte
 }
 
 // DeliveryHandler receives deliveries for one node. It is called from the

@@ -24,6 +24,12 @@ type Config struct {
 	CacheEntries int `yaml:"cache_entries" help:"entries in each in-memory cache (default 1000000)"`
 	// MaxBodyBytes is the largest message body accepted. Default 65536.
 	MaxBodyBytes int `yaml:"max_body_bytes" help:"largest message body accepted (default 65536)"`
+	// MaxGroupMembers is the most members a group may have. Default 1024
+	// (WhatsApp's limit).
+	MaxGroupMembers int `yaml:"max_group_members" help:"most members a group may have (default 1024)"`
+	// GroupCacheEntries bounds the groups whose state (members, receipt
+	// watermarks) the committer keeps in memory. Default 100,000.
+	GroupCacheEntries int `yaml:"group_cache_entries" help:"groups whose state is kept in memory (default 100000)"`
 }
 
 func (c *Config) setDefaults() {
@@ -45,6 +51,12 @@ func (c *Config) setDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 64 << 10
 	}
+	if c.MaxGroupMembers == 0 {
+		c.MaxGroupMembers = 1024
+	}
+	if c.GroupCacheEntries == 0 {
+		c.GroupCacheEntries = 100_000
+	}
 }
 
 // Validate reports settings that cannot work.
@@ -56,8 +68,8 @@ func (c *Config) Validate() error {
 	if c.ExpireInterval < 0 {
 		errs = append(errs, fmt.Errorf("expire_interval %v: must be positive", c.ExpireInterval))
 	}
-	if c.QueueSize < 0 || c.MaxBatch < 0 || c.CacheEntries < 0 || c.MaxBodyBytes < 0 {
-		errs = append(errs, errors.New("queue_size, max_batch, cache_entries and max_body_bytes must not be negative"))
+	if c.QueueSize < 0 || c.MaxBatch < 0 || c.CacheEntries < 0 || c.MaxBodyBytes < 0 || c.MaxGroupMembers < 0 || c.GroupCacheEntries < 0 {
+		errs = append(errs, errors.New("queue_size, max_batch, cache_entries, max_body_bytes, max_group_members and group_cache_entries must not be negative"))
 	}
 	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,20 +27,28 @@ type Kind uint8
 
 // Request kinds.
 const (
-	KindSend    Kind = iota + 1 // store a message in To's inbox
+	KindSend    Kind = iota + 1 // store a message for To, or for every member of Group
 	KindReceipt                 // mark MsgIDs delivered or read
+	KindGroup                   // a group operation (Op)
+	KindMsgInfo                 // per-member delivered/read of MsgIDs[0], one of From's messages
+	KindTyping                  // tell To, or Group's members, that From is typing (Stop: stopped)
 )
 
 // Request is one client request for the committer. The caller owns it
 // again once Done.Complete has been called; until then it must not touch it.
 type Request struct {
 	Kind     Kind
-	From     string // the authenticated user: the sender, or the reader for receipts
-	ClientID []byte // the client's id (send: required, for idempotency)
-	To       []byte // KindSend
-	Body     []byte // KindSend
-	Status   Status // KindReceipt
+	Op       GroupOp // KindGroup
+	From     string  // the authenticated user: the sender, or the reader for receipts
+	ClientID []byte  // the client's id (send: required, for idempotency)
+	To       []byte  // KindSend, KindTyping: a user
+	Group    []byte  // KindSend, KindTyping (instead of To), KindGroup: a group id
+	Name     []byte  // KindGroup: GroupCreate, GroupRename
+	Body     []byte  // KindSend
+	Status   Status  // KindReceipt
 	MsgIDs   [][]byte
+	Members  [][]byte // KindGroup: the users an operation names
+	Stop     bool     // KindTyping
 	Done     Completer
 }
 
@@ -48,7 +57,10 @@ type Result struct {
 	MsgID string // KindSend: the server id of the message
 	TS    int64  // KindSend: unix ms at which the message was accepted
 	Dup   bool   // KindSend: the ClientID was seen before; nothing new was stored
-	Err   error
+	// Data holds the result fields for the client's ack, as a run of
+	// ,"key":value JSON pairs (KindGroup, KindMsgInfo); nil for none.
+	Data []byte
+	Err  error
 }
 
 // Completer receives the result of a Request. Complete is called exactly
@@ -88,6 +100,9 @@ type Service struct {
 	lister   ClientIDLister                 // nil: every new client id costs a store lookup
 	senders  *genCache[string, *idSet]      // sender -> hashes of its client ids
 	seed     maphash.Seed
+	groups   *genCache[string, *groupState] // group id -> state (groups.go)
+	ugroups  *genCache[string, []string]    // user -> ids of the groups they are in
+	dec      protocol.Decoder               // reads group log frames
 
 	free  chan *commit // batches ready for reuse
 	apply chan *commit // batches built, to write to the store in order
@@ -112,8 +127,16 @@ type commit struct {
 	results []Result
 	batch   Batch
 	arena   []byte // frames of batch.Entries point into it
+	eph     []ephemeral
 	epoch   uint64
 	err     error
+}
+
+// ephemeral is a frame for users' open connections that is never stored
+// (typing), published with the batch's deliveries.
+type ephemeral struct {
+	frame []byte
+	users []string
 }
 
 // errEarlierBatch fails the batches built on top of a batch whose Apply
@@ -140,6 +163,8 @@ func New(cfg Config, store Store, bus Bus, dir router.Directory, log *slog.Logge
 		clientIx: newGenCache[clientKey, string](cfg.CacheEntries),
 		senders:  newGenCache[string, *idSet](max(cfg.CacheEntries/100, 1000)),
 		seed:     maphash.MakeSeed(),
+		groups:   newGenCache[string, *groupState](cfg.GroupCacheEntries),
+		ugroups:  newGenCache[string, []string](max(cfg.CacheEntries/10, 1000)),
 		free:     make(chan *commit, 3),
 		apply:    make(chan *commit, 1),
 		post:     make(chan *commit, 1),
@@ -246,7 +271,7 @@ func (s *Service) applyLoop() {
 	ctx := context.Background()
 	for c := range s.apply {
 		switch {
-		case len(c.batch.Messages) == 0 && len(c.batch.Entries) == 0:
+		case c.batch.Empty():
 		case c.epoch != s.epoch.Load():
 			c.err = errEarlierBatch
 		default:
@@ -270,6 +295,8 @@ func (s *Service) resetCaches() {
 	s.metas = newGenCache[string, MessageMeta](n)
 	s.clientIx = newGenCache[clientKey, string](n)
 	s.senders = newGenCache[string, *idSet](max(n/100, 1000))
+	s.groups = newGenCache[string, *groupState](s.cfg.GroupCacheEntries)
+	s.ugroups = newGenCache[string, []string](max(n/10, 1000))
 }
 
 // build turns c's requests into a batch and records what it adds in the
@@ -279,35 +306,51 @@ func (s *Service) build(c *commit) {
 	c.batch.Reset()
 	c.batch.Time = now
 	c.arena = c.arena[:0]
+	clear(c.eph)
+	c.eph = c.eph[:0]
 	c.err = nil
 	c.results = c.results[:0]
 	ctx := context.Background()
 
 	// What this batch adds, so that requests within it see each other.
-	pending := map[string]int{} // msg id -> index in batch.Messages
-	newClient := map[clientKey]string{}
+	b := &building{c: c, now: now, pending: map[string]int{}, newClient: map[clientKey]string{}}
 
 	for _, r := range c.reqs {
 		var res Result
 		switch r.Kind {
 		case KindSend:
-			res = s.addSend(ctx, c, r, now, pending, newClient)
+			res = s.addSend(ctx, b, r)
 		case KindReceipt:
-			res.Err = s.addReceipt(ctx, c, r, now, pending)
+			res.Err = s.addReceipt(ctx, b, r)
+		case KindGroup:
+			res = s.groupOp(ctx, b, r)
+		case KindMsgInfo:
+			res = s.msgInfo(ctx, b, r)
+		case KindTyping:
+			res.Err = s.typing(ctx, b, r)
 		default:
 			res.Err = errors.New("switchboard: unknown request kind")
 		}
 		c.results = append(c.results, res)
 	}
-	// Frames were appended to the arena, which may have moved while
-	// growing: point the entries at their final bytes now.
-	off := 0
-	for i := range c.batch.Entries {
-		n := len(c.batch.Entries[i].Frame)
-		c.batch.Entries[i].Frame = c.arena[off : off+n : off+n]
-		off += n
+	if err := s.finishGroups(ctx, b); err != nil {
+		// The receipts' watermarks are in memory but not in the batch:
+		// fail the batch, which resets the caches.
+		s.log.Error("group receipts failed", "err", err)
+		for i := range c.results {
+			if c.results[i].Err == nil {
+				c.results[i] = Result{Err: err}
+			}
+		}
+		c.batch.Reset()
+		c.batch.Time = now
+		c.eph = c.eph[:0]
+		s.epoch.Add(1)
+		return
 	}
-
+	// Frames point into the arena, or into an earlier array of it that
+	// growth left behind (still valid: nothing writes to it again).
+	newClient := b.newClient
 	for k, id := range newClient {
 		s.clientIx.put(k, id)
 	}
@@ -329,8 +372,22 @@ func (s *Service) nextSeq(ctx context.Context, user string) (uint64, error) {
 	return seq, nil
 }
 
-func (s *Service) lookupMeta(ctx context.Context, c *commit, id string, pending map[string]int) (MessageMeta, bool, error) {
-	if i, ok := pending[id]; ok {
+// building is what one batch adds while it is built, so that the
+// requests within it see each other.
+type building struct {
+	c         *commit
+	now       time.Time
+	pending   map[string]int // msg id -> index in batch.Messages
+	newClient map[clientKey]string
+	touched   []*groupState   // groups whose receipts moved (groups.go)
+	dirty     []*groupState   // groups whose state records must be written
+	users     map[string]bool // users whose list of groups changed
+	fatal     error           // a store failure midway through a request: fail the batch
+}
+
+func (s *Service) lookupMeta(ctx context.Context, b *building, id string) (MessageMeta, bool, error) {
+	c := b.c
+	if i, ok := b.pending[id]; ok {
 		return c.batch.Messages[i], true, nil
 	}
 	if m, ok := s.metas.get(id); ok {
@@ -343,16 +400,16 @@ func (s *Service) lookupMeta(ctx context.Context, c *commit, id string, pending 
 	return m, ok, err
 }
 
-func (s *Service) addSend(ctx context.Context, c *commit, r *Request, now time.Time,
-	pending map[string]int, newClient map[clientKey]string) Result {
+func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
+	c := b.c
 	key := clientKey{r.From, string(r.ClientID)}
 	// Idempotency: the same client id from the same user is the same message.
-	id, ok := newClient[key]
+	id, ok := b.newClient[key]
 	if !ok {
 		id, ok = s.clientIx.get(key)
 	}
 	if ok {
-		if m, found, err := s.lookupMeta(ctx, c, id, pending); err != nil {
+		if m, found, err := s.lookupMeta(ctx, b, id); err != nil {
 			return Result{Err: err}
 		} else if found {
 			return Result{MsgID: m.ID, TS: m.TS, Dup: true}
@@ -370,20 +427,42 @@ func (s *Service) addSend(ctx context.Context, c *commit, r *Request, now time.T
 		}
 	}
 
+	if len(r.Group) > 0 {
+		return s.addGroupSend(ctx, b, r, key)
+	}
 	to := string(r.To)
 	seq, err := s.nextSeq(ctx, to)
 	if err != nil {
 		return Result{Err: err}
 	}
+	var echo uint64 // the seq of the copy in the sender's inbox, for their other devices
+	if to != r.From {
+		if echo, err = s.nextSeq(ctx, r.From); err != nil {
+			return Result{Err: err}
+		}
+	}
+	now := b.now
 	m := MessageMeta{ID: s.ids.Next(now), From: r.From, To: to, ClientID: key.id,
 		TS: now.UnixMilli(), Seq: seq, Status: StatusSent}
-	pending[m.ID] = len(c.batch.Messages)
+	b.pending[m.ID] = len(c.batch.Messages)
 	c.batch.Messages = append(c.batch.Messages, m)
-	newClient[key] = m.ID
+	b.newClient[key] = m.ID
 	n := len(c.arena)
-	c.arena = protocol.AppendMsg(c.arena, seq, m.ID, m.From, m.To, r.Body, m.TS)
-	c.batch.Entries = append(c.batch.Entries, Entry{User: to, Seq: seq, Frame: c.arena[n:]})
+	c.arena = protocol.AppendMsgTail(c.arena, m.ID, m.From, m.To, "", r.Body, m.TS)
+	c.batch.Shared = append(c.batch.Shared, SharedPart{Key: m.ID, Data: c.arena[n:]})
+	s.addHead(c, to, seq, "msg", m.ID)
+	if echo != 0 {
+		s.addHead(c, r.From, echo, "msg", m.ID)
+	}
 	return Result{MsgID: m.ID, TS: m.TS}
+}
+
+// addHead adds an entry for user at seq whose frame is the head of a typ
+// frame followed by the shared part key.
+func (s *Service) addHead(c *commit, user string, seq uint64, typ, key string) {
+	n := len(c.arena)
+	c.arena = protocol.AppendHead(c.arena, typ, seq)
+	c.batch.Entries = append(c.batch.Entries, Entry{User: user, Seq: seq, Frame: c.arena[n:], Shared: key})
 }
 
 // idSet holds the hashes of one sender's client ids.
@@ -418,27 +497,34 @@ func (s *Service) maybeSent(ctx context.Context, from string, clientID []byte) (
 // addReceipt advances the status of the messages r names that were sent to
 // r.From, and adds one receipt entry to each of their senders' inboxes.
 // Ids that are unknown, expired, not addressed to r.From or already at
-// that status are skipped: receipts are idempotent.
-func (s *Service) addReceipt(ctx context.Context, c *commit, r *Request, now time.Time,
-	pending map[string]int) error {
+// that status are skipped: receipts are idempotent. Group messages move
+// r.From's watermarks in their group instead (groups.go).
+func (s *Service) addReceipt(ctx context.Context, b *building, r *Request) error {
+	c := b.c
 	type group struct {
 		sender string
 		ids    []string
 	}
 	var groups []group
 	for _, raw := range r.MsgIDs {
-		m, ok, err := s.lookupMeta(ctx, c, string(raw), pending)
+		m, ok, err := s.lookupMeta(ctx, b, string(raw))
 		if err != nil {
 			return err
+		}
+		if ok && isGroupInbox(m.To) {
+			if err := s.groupReceipt(ctx, b, r.From, &m, r.Status); err != nil {
+				return err
+			}
+			continue
 		}
 		if !ok || m.To != r.From || m.Status >= r.Status {
 			continue
 		}
 		m.Status = r.Status
-		if i, ok := pending[m.ID]; ok {
+		if i, ok := b.pending[m.ID]; ok {
 			c.batch.Messages[i] = m
 		} else {
-			pending[m.ID] = len(c.batch.Messages)
+			b.pending[m.ID] = len(c.batch.Messages)
 			c.batch.Messages = append(c.batch.Messages, m)
 		}
 		g := -1
@@ -460,7 +546,7 @@ func (s *Service) addReceipt(ctx context.Context, c *commit, r *Request, now tim
 			return err
 		}
 		n := len(c.arena)
-		c.arena = protocol.AppendReceipt(c.arena, seq, r.Status.String(), g.ids, r.From, now.UnixMilli())
+		c.arena = protocol.AppendReceipt(c.arena, seq, r.Status.String(), g.ids, r.From, b.now.UnixMilli())
 		c.batch.Entries = append(c.batch.Entries, Entry{User: g.sender, Seq: seq, Frame: c.arena[n:]})
 	}
 	return nil
@@ -471,9 +557,7 @@ func (s *Service) addReceipt(ctx context.Context, c *commit, r *Request, now tim
 func (s *Service) postLoop() {
 	defer s.wg.Done()
 	ctx := context.Background()
-	var routes []router.Route
-	var nodes []string
-	var d Delivery
+	var p publisher
 	for c := range s.post {
 		for i, r := range c.reqs {
 			res := c.results[i]
@@ -490,40 +574,112 @@ func (s *Service) postLoop() {
 			r.Done.Complete(r, res)
 		}
 		if c.err == nil {
-			for i := range c.batch.Entries {
-				e := &c.batch.Entries[i]
-				var err error
-				routes, err = s.dir.Lookup(ctx, e.User, routes[:0])
-				if err != nil {
-					s.log.Warn("route lookup failed; the entry waits in the inbox", "err", err)
-					continue
-				}
-				nodes = nodes[:0]
-				for _, rt := range routes {
-					if !contains(nodes, rt.Node) {
-						nodes = append(nodes, rt.Node)
-					}
-				}
-				d = Delivery{User: e.User, Seq: e.Seq, Frame: e.Frame}
-				for _, n := range nodes {
-					if err := s.bus.Publish(ctx, n, &d); err != nil {
-						s.log.Warn("publish failed; the entry waits in the inbox", "node", n, "err", err)
-					}
-				}
-			}
+			s.deliver(ctx, c, &p)
 		}
 		clear(c.reqs)
 		s.free <- c
 	}
 }
 
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
+// publisher is the post stage's reusable working memory for deliveries.
+type publisher struct {
+	routes []router.Route
+	nodes  []string
+	byNode map[string]*Delivery
+}
+
+// deliver publishes the entries of an applied batch, and its ephemeral
+// frames, to the nodes that hold their users. Entries that share a part
+// (a message and its copies) go as one Delivery per node, the part once.
+func (s *Service) deliver(ctx context.Context, c *commit, p *publisher) {
+	if p.byNode == nil {
+		p.byNode = make(map[string]*Delivery)
+	}
+	entries := c.batch.Entries
+	part := 0 // runs of shared entries come in the order of their parts
+	for i := 0; i < len(entries); {
+		j := i + 1
+		if key := entries[i].Shared; key != "" {
+			for j < len(entries) && entries[j].Shared == key {
+				j++
+			}
+		}
+		var shared []byte
+		if key := entries[i].Shared; key != "" {
+			for part < len(c.batch.Shared) && c.batch.Shared[part].Key != key {
+				part++
+			}
+			if part == len(c.batch.Shared) {
+				part = 0
+				shared = c.batch.sharedPart(key)
+			} else {
+				shared = c.batch.Shared[part].Data
+			}
+		}
+		for _, e := range entries[i:j] {
+			p.add(ctx, s, e.User, Item{User: e.User, Seq: e.Seq, Head: e.Frame})
+		}
+		p.publish(ctx, s, shared)
+		i = j
+	}
+	for _, e := range c.eph {
+		for _, u := range e.users {
+			p.add(ctx, s, u, Item{User: u, Head: e.frame})
+		}
+		p.publish(ctx, s, nil)
+	}
+}
+
+// add queues it for every node that holds user.
+func (p *publisher) add(ctx context.Context, s *Service, user string, it Item) {
+	var err error
+	p.routes, err = s.dir.Lookup(ctx, user, p.routes[:0])
+	if err != nil {
+		s.log.Warn("route lookup failed; the entry waits in the inbox", "err", err)
+		return
+	}
+	p.nodes = p.nodes[:0]
+	for _, rt := range p.routes {
+		if slices.Contains(p.nodes, rt.Node) {
+			continue
+		}
+		p.nodes = append(p.nodes, rt.Node)
+		d := p.byNode[rt.Node]
+		if d == nil {
+			d = &Delivery{}
+			p.byNode[rt.Node] = d
+		}
+		d.Items = append(d.Items, it)
+	}
+}
+
+// publish sends what add queued, with shared as the common part.
+func (p *publisher) publish(ctx context.Context, s *Service, shared []byte) {
+	for n, d := range p.byNode {
+		if len(d.Items) == 0 {
+			continue
+		}
+		d.Shared = shared
+		if err := s.bus.Publish(ctx, n, d); err != nil {
+			s.log.Warn("publish failed; the entries wait in the inbox", "node", n, "err", err)
+		}
+		clear(d.Items)
+		d.Items = d.Items[:0]
+		d.Shared = nil
+	}
+	if len(p.byNode) > 1024 {
+		clear(p.byNode) // nodes come and go: do not keep every one ever seen
+	}
+}
+
+// sharedPart returns the data of the shared part key.
+func (b *Batch) sharedPart(key string) []byte {
+	for i := len(b.Shared) - 1; i >= 0; i-- {
+		if b.Shared[i].Key == key {
+			return b.Shared[i].Data
 		}
 	}
-	return false
+	return nil
 }
 
 func (s *Service) expireLoop() {

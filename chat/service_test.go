@@ -54,7 +54,9 @@ type recorder struct {
 func (r *recorder) Publish(_ context.Context, node string, d *chat.Delivery) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.seen[d.User] = append(r.seen[d.User], d.Seq)
+	for _, it := range d.Items {
+		r.seen[it.User] = append(r.seen[it.User], it.Seq)
+	}
 	return nil
 }
 
@@ -165,14 +167,17 @@ func TestReceipts(t *testing.T) {
 	receipt("bob", chat.StatusDelivered, a1)                   // already delivered: ignored
 	receipt("bob", chat.StatusRead, a1)
 	receipt("bob", chat.StatusDelivered, a1) // backwards: ignored
+	// Each sender's inbox holds its own message (for its other devices),
+	// then the receipts.
 	alice := inbox(t, svc, "alice")
-	if len(alice) != 2 || alice[0]["status"] != "delivered" || alice[1]["status"] != "read" ||
-		alice[0]["by"] != "bob" || alice[0]["msg_ids"].([]any)[0] != a1 {
-		t.Fatalf("alice's receipts: %v", alice)
+	if len(alice) != 3 || alice[0]["type"] != "msg" || alice[0]["msg_id"] != a1 || alice[0]["from"] != "alice" ||
+		alice[1]["status"] != "delivered" || alice[2]["status"] != "read" ||
+		alice[1]["by"] != "bob" || alice[1]["msg_ids"].([]any)[0] != a1 {
+		t.Fatalf("alice's inbox: %v", alice)
 	}
 	carol := inbox(t, svc, "carol")
-	if len(carol) != 1 || carol[0]["status"] != "delivered" || carol[0]["msg_ids"].([]any)[0] != c1 {
-		t.Fatalf("carol's receipts: %v", carol)
+	if len(carol) != 2 || carol[1]["status"] != "delivered" || carol[1]["msg_ids"].([]any)[0] != c1 {
+		t.Fatalf("carol's inbox: %v", carol)
 	}
 	if m, _, _ := memoryMeta(svc, a1); m.Status != chat.StatusRead {
 		t.Fatalf("a1 status %v, want read", m.Status)

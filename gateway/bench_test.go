@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 
@@ -56,13 +57,14 @@ func BenchmarkDeliveryPath(b *testing.B) {
 	g, _ := newFakeGateway(b, Config{}, stubService{})
 	fc := openedFake(b, g, "bob")
 	payload := []byte(`{"type":"msg","seq":1,"msg_id":"01JDQ4ZJ0Y8H2N3K5M6P7Q8R9S","from":"alice","to":"bob","body":"Hey, are we still on for lunch tomorrow at noon?","ts":1732650000000}`)
-	d := chat.Delivery{User: "bob", Frame: payload}
+	head := bytes.IndexByte(payload, ',') + 9 // {"type":"msg","seq":1
+	d := chat.Delivery{Shared: payload[head:], Items: []chat.Item{{User: "bob", Head: payload[:head]}}}
 	b.SetBytes(int64(len(payload)))
 	b.ReportAllocs()
 	var seq uint64
 	for b.Loop() {
 		seq++
-		d.Seq = seq
+		d.Items[0].Seq = seq
 		g.hub.deliver(&d)
 	}
 	if got := fc.writes.Load(); got < int64(b.N) {

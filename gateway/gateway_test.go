@@ -28,14 +28,15 @@ func TestSendAckDeliverReceipt(t *testing.T) {
 	}
 	bob.send(map[string]any{"type": "receipt", "status": "delivered", "msg_ids": []string{m.MsgID}})
 	r := alice.read()
-	if r.Type != "receipt" || r.Status != "delivered" || r.By != "bob" || r.Seq != 1 || len(r.MsgIDs) != 1 || r.MsgIDs[0] != ack.MsgID {
+	// Alice's inbox holds her own message at seq 1 (for her other devices).
+	if r.Type != "receipt" || r.Status != "delivered" || r.By != "bob" || r.Seq != 2 || len(r.MsgIDs) != 1 || r.MsgIDs[0] != ack.MsgID {
 		t.Fatalf("receipt: %+v", r)
 	}
 	bob.send(map[string]any{"type": "receipt", "id": "r2", "status": "read", "msg_ids": []string{m.MsgID}})
 	if f := bob.read(); f.Type != "ack" || f.ID != "r2" {
 		t.Fatalf("receipt ack: %+v", f)
 	}
-	if r := alice.read(); r.Status != "read" || r.Seq != 2 {
+	if r := alice.read(); r.Status != "read" || r.Seq != 3 {
 		t.Fatalf("read receipt: %+v", r)
 	}
 	// Idempotent resend: same id, same msg_id, not delivered again.

@@ -84,6 +84,11 @@ func startServer(t testing.TB, cfg Config, store chat.Store) *server {
 type wsClient struct {
 	t    testing.TB
 	conn net.Conn
+	user string
+	// echoes: next returns the copies of this user's own messages, which
+	// the server puts in their inbox for their other devices. Off by
+	// default: tests of one device skip them.
+	echoes bool
 }
 
 func (s *server) dial(t testing.TB, token string) *wsClient {
@@ -93,7 +98,8 @@ func (s *server) dial(t testing.TB, token string) *wsClient {
 		t.Fatalf("dial as %q: %v", token, err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &wsClient{t: t, conn: c}
+	user, _, _ := strings.Cut(strings.TrimPrefix(token, "ok:"), ":")
+	return &wsClient{t: t, conn: c, user: user}
 }
 
 func (s *server) tryDial(token string) (net.Conn, error) {
@@ -135,6 +141,14 @@ type frame struct {
 	By      string   `json:"by"`
 	Code    string   `json:"code"`
 	Message string   `json:"message"`
+	Group   string   `json:"group"`
+	Event   string   `json:"event"`
+	Members []string `json:"members"`
+	All     bool     `json:"all"`
+	Stop    bool     `json:"stop"`
+	GroupID string   `json:"group_id"`
+
+	raw []byte
 }
 
 // read returns the next text frame, failing the test on anything else.
@@ -149,16 +163,22 @@ func (c *wsClient) read() frame {
 
 // next returns the next text frame; safe to use off the test goroutine.
 func (c *wsClient) next() (frame, error) {
-	var f frame
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, err := wsutil.ReadServerText(c.conn)
-	if err != nil {
-		return f, err
+	for {
+		var f frame
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, err := wsutil.ReadServerText(c.conn)
+		if err != nil {
+			return f, err
+		}
+		if err := json.Unmarshal(b, &f); err != nil {
+			return f, fmt.Errorf("server sent invalid JSON %q: %w", b, err)
+		}
+		f.raw = b
+		if !c.echoes && f.Type == "msg" && f.From == c.user && f.To != c.user && c.user != "" {
+			continue
+		}
+		return f, nil
 	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return f, fmt.Errorf("server sent invalid JSON %q: %w", b, err)
-	}
-	return f, nil
 }
 
 func writeJSON(conn net.Conn, v any) error {

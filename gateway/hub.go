@@ -112,23 +112,44 @@ func (h *hub) unregister(c *wsConn) {
 	}()
 }
 
-// deliver is the Bus handler. It frames the entry once and pushes it to
-// the loop of each of the user's connections on this node; the loops check
-// the seq against each connection's cursor.
+// deliver is the Bus handler. The shared part of the delivery is copied
+// once; each item gets its own small head frame (the WebSocket header and
+// the start of the payload that carries its seq) and a reference to the
+// shared part, and goes to the loop of each of the user's connections on
+// this node. For inbox entries the loops check the seq against each
+// connection's cursor; ephemeral frames (seq 0) are written as they come.
 func (h *hub) deliver(d *chat.Delivery) {
-	s := h.shard(d.User)
-	s.mu.RLock()
-	conns := s.users[d.User]
-	if len(conns) == 0 {
+	var tail *outFrame
+	if len(d.Shared) > 0 {
+		tail = tailFrame(d.Shared)
+	}
+	for i := range d.Items {
+		it := &d.Items[i]
+		s := h.shard(it.User)
+		s.mu.RLock()
+		conns := s.users[it.User]
+		if len(conns) == 0 {
+			s.mu.RUnlock()
+			continue
+		}
+		f := headFrame(it.Head, len(d.Shared))
+		for _, c := range conns {
+			if it.Seq == 0 && it.Conn != 0 && it.Conn != c.id {
+				continue
+			}
+			mi := mailItem{kind: itemDeliver, c: c, f: f.retain(), seq: it.Seq}
+			if it.Seq == 0 {
+				mi.kind = itemWrite
+			}
+			if tail != nil {
+				mi.tail = tail.retain()
+			}
+			c.l.mb.push(mi)
+		}
 		s.mu.RUnlock()
-		return
+		f.release()
 	}
-	f := textFrame(d.Frame)
-	for _, c := range conns {
-		c.l.mb.push(mailItem{kind: itemDeliver, c: c, f: f.retain(), seq: d.Seq})
-	}
-	s.mu.RUnlock()
-	f.release()
+	tail.releaseIf()
 }
 
 func (h *hub) add(c *wsConn) {

@@ -375,22 +375,26 @@ func (l *loop) handleItem(it *mailItem) {
 	}
 }
 
-// outEntry is a frame gathered for a connection during a mailbox drain.
+// outEntry is a frame gathered for a connection during a mailbox drain:
+// f, followed by tail (a payload shared by many frames) when not nil.
 type outEntry struct {
-	f    *outFrame
-	next int32 // index+1 of the connection's next entry, 0 for none
+	f, tail *outFrame
+	seq     uint64 // an inbox entry's seq; 0 for other frames
+	next    int32  // index+1 of the connection's next entry, 0 for none
 }
 
 // open reports whether frames may be written to c.
 func (c *wsConn) open() bool { return c.state == stateOpen && !c.closed.Load() }
 
-// queue gathers f (one reference, taken over) for c; flush writes it.
-func (l *loop) queue(c *wsConn, f *outFrame) {
+// queue gathers f, and tail if not nil (one reference each, taken over),
+// for c; flush writes them.
+func (l *loop) queue(c *wsConn, f, tail *outFrame, seq uint64) {
 	if !c.open() {
 		f.release()
+		tail.releaseIf()
 		return
 	}
-	l.out = append(l.out, outEntry{f: f})
+	l.out = append(l.out, outEntry{f: f, tail: tail, seq: seq})
 	i := int32(len(l.out))
 	if c.pendTail == 0 {
 		c.pendHead = i
@@ -404,24 +408,28 @@ func (l *loop) queue(c *wsConn, f *outFrame) {
 // deliver handles a live inbox entry for c: in order it is written, a
 // duplicate is dropped, and a gap starts a read of the store (which has
 // every entry up to seq: it was published after being committed).
-func (l *loop) deliver(c *wsConn, seq uint64, f *outFrame) {
+func (l *loop) deliver(c *wsConn, seq uint64, f, tail *outFrame) {
 	switch {
 	case !c.open():
 		f.release()
+		tail.releaseIf()
 	case !c.registered || c.reading:
 		// Not registered yet, or a read is in flight: that read (or the
 		// one registration starts) may have looked before this entry was
 		// committed, so remember it and read on until the cursor passes it.
 		c.seenMax = max(c.seenMax, seq)
 		f.release()
+		tail.releaseIf()
 	case seq <= c.cursor:
 		f.release()
+		tail.releaseIf()
 	case seq == c.cursor+1:
 		c.cursor = seq
-		l.queue(c, f)
+		l.queue(c, f, tail, seq)
 		l.g.m.deliveries.Inc()
 	default:
 		f.release()
+		tail.releaseIf()
 		l.g.m.gapFills.Inc()
 		l.startRead(c)
 	}
@@ -520,13 +528,13 @@ func (l *loop) readDone(c *wsConn, res *readResult) {
 			continue
 		}
 		c.cursor = rf.seq
-		l.queue(c, rf.f)
+		l.queue(c, rf.f, nil, rf.seq)
 	}
 	switch {
 	case res.err != nil:
 		c.reading = false
 		f := getFrame(128 + len(c.syncID))
-		l.queue(c, f.seal(opText, protocol.AppendError(f.payload(), c.syncID, protocol.CodeInternal, "sync failed: retry")))
+		l.queue(c, f.seal(opText, protocol.AppendError(f.payload(), c.syncID, protocol.CodeInternal, "sync failed: retry")), nil, 0)
 		c.syncReply, c.syncID = false, nil
 	case res.more || c.seenMax > c.cursor:
 		// More pages, or entries delivered during the read that it may
@@ -540,7 +548,7 @@ func (l *loop) readDone(c *wsConn, res *readResult) {
 		c.reading = false
 		if c.syncReply {
 			f := getFrame(48 + len(c.syncID))
-			l.queue(c, f.seal(opText, protocol.AppendSynced(f.payload(), c.syncID, c.cursor)))
+			l.queue(c, f.seal(opText, protocol.AppendSynced(f.payload(), c.syncID, c.cursor)), nil, 0)
 			c.syncReply, c.syncID = false, nil
 		}
 	}
@@ -550,39 +558,74 @@ func (l *loop) readDone(c *wsConn, res *readResult) {
 const maxIOV = 512
 
 // flush writes the frames gathered per connection, one write or writev
-// per connection (per maxIOV frames), and releases them. The slow-consumer
+// per connection (per maxIOV buffers), and releases them. The outbound
 // bound applies to what stays in gnet's outbound buffer once the kernel
 // has taken what it can: a burst that the socket absorbs is fine.
+//
+// Past half the bound, inbox entries are not written but left in the store:
+// the connection's cursor goes back to before the first one held back,
+// and a paced read fetches them once the socket has drained (a device
+// that sends a burst of messages, and gets their copies back, keeps up
+// without buffering them all). Only other frames (acks, errors, typing)
+// past the bound fail the connection as a slow consumer.
 func (l *loop) flush() {
 	maxOut := l.g.cfg.MaxOutboundBytes
 	for _, c := range l.touched {
 		l.iov = l.iov[:0]
 		pending := 0
+		var heldFrom uint64 // the first inbox entry held back
 		for i := c.pendHead; i != 0; i = l.out[i-1].next {
 			if !c.open() {
 				break
 			}
-			b := l.out[i-1].f.bytes()
-			if len(l.iov) == maxIOV || (pending > 0 && c.gc.OutboundBuffered()+pending+len(b) > maxOut) {
+			e := &l.out[i-1]
+			if e.seq != 0 && heldFrom != 0 {
+				continue // after one entry is held back, all later ones are
+			}
+			b := e.f.bytes()
+			n := len(b)
+			if e.tail != nil {
+				n += len(e.tail.bytes())
+			}
+			// Inbox entries stop at half the bound, which leaves the other
+			// half to acks and errors.
+			limit := maxOut
+			if e.seq != 0 {
+				limit = maxOut / 2
+			}
+			if len(l.iov) >= maxIOV-1 || (pending > 0 && c.gc.OutboundBuffered()+pending+n > limit) {
 				l.writeOut(c)
 				pending = 0
 			}
-			if c.gc.OutboundBuffered()+len(b) > maxOut {
+			if c.gc.OutboundBuffered()+n > limit {
+				if e.seq != 0 {
+					heldFrom = e.seq
+					continue
+				}
 				if l.fail(c, errSlowConsumer, time.Now().UnixNano()) == gnet.Close {
 					c.gc.Close()
 				}
 				break
 			}
 			l.iov = append(l.iov, b)
-			pending += len(b)
+			if e.tail != nil {
+				l.iov = append(l.iov, e.tail.bytes())
+			}
+			pending += n
 		}
 		if c.open() {
 			l.writeOut(c)
 		}
 		for i := c.pendHead; i != 0; i = l.out[i-1].next {
 			l.out[i-1].f.release()
+			l.out[i-1].tail.releaseIf()
 		}
 		c.pendHead, c.pendTail = 0, 0
+		if heldFrom != 0 && c.open() {
+			l.g.m.heldBack.Inc()
+			c.cursor = heldFrom - 1
+			l.startRead(c) // paced: waits until the socket has drained
+		}
 	}
 	clear(l.iov)
 	clear(l.out)

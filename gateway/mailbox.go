@@ -21,6 +21,7 @@ type mailItem struct {
 	kind uint8
 	c    *wsConn
 	f    *outFrame // itemWrite, itemDeliver: the mailbox owns one reference
+	tail *outFrame // itemWrite, itemDeliver: the shared rest of f's payload, or nil (one reference)
 	seq  uint64
 	read *readResult
 	ce   *closeErr
@@ -63,6 +64,9 @@ func dropItem(it *mailItem) {
 	if it.f != nil {
 		it.f.release()
 	}
+	if it.tail != nil {
+		it.tail.release()
+	}
 	if it.read != nil {
 		for _, rf := range it.read.frames {
 			rf.f.release()
@@ -87,9 +91,9 @@ func (m *mailbox) Run(context.Context) error {
 		it := &items[i]
 		switch it.kind {
 		case itemWrite:
-			l.queue(it.c, it.f)
+			l.queue(it.c, it.f, it.tail, 0)
 		case itemDeliver:
-			l.deliver(it.c, it.seq, it.f)
+			l.deliver(it.c, it.seq, it.f, it.tail)
 		case itemRegistered:
 			l.registered(it.c, it.seq)
 		case itemRead:

@@ -22,6 +22,7 @@ type metrics struct {
 	hubFull           prometheus.Counter
 	deliveries        prometheus.Counter
 	gapFills          prometheus.Counter
+	heldBack          prometheus.Counter
 	ackSeconds        prometheus.Histogram
 
 	upgradeVec *prometheus.CounterVec
@@ -55,6 +56,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "live_deliveries_total", Help: "Inbox entries (msg, receipt) written live to a connection, without a sync."}),
 		gapFills: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "gap_fills_total", Help: "Live deliveries that found a seq gap and read it from the store."}),
+		heldBack: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "held_back_total", Help: "Times a connection's outbound buffer was full, so inbox entries were left in the store, to be read once it drains."}),
 		ackSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "ack_latency_seconds", Help: "From a send frame's arrival to its ack being queued (durable store included).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
@@ -81,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.closeOther = m.closeVec.WithLabelValues("other")
 	if reg != nil {
-		reg.MustRegister(m.accepted, m.framesIn, m.framesOut, m.sends, m.receipts, m.syncs, m.handshakeTimeouts, m.hubFull, m.deliveries, m.gapFills,
+		reg.MustRegister(m.accepted, m.framesIn, m.framesOut, m.sends, m.receipts, m.syncs, m.handshakeTimeouts, m.hubFull, m.deliveries, m.gapFills, m.heldBack,
 			m.ackSeconds, m.upgradeVec, m.errorVec, m.closeVec,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "gateway",
 				Name: "connections", Help: "Open WebSocket connections."},

@@ -76,6 +76,33 @@ func (f *outFrame) release() {
 	framePools[f.class].Put(f)
 }
 
+// releaseIf releases f unless it is nil.
+func (f *outFrame) releaseIf() {
+	if f != nil {
+		f.release()
+	}
+}
+
+// headFrame returns the start of a text frame whose payload is head
+// followed by tailLen more bytes, sent from a shared tail frame (tailFrame).
+func headFrame(head []byte, tailLen int) *outFrame {
+	f := getFrame(len(head))
+	p := append(f.payload(), head...)
+	f.off = maxHeader - headerLen(len(head)+tailLen)
+	appendHeader(p[f.off:f.off], opText, len(head)+tailLen)
+	f.buf = p
+	return f
+}
+
+// tailFrame returns a copy of b with no header: the shared tail of frames
+// started by headFrame.
+func tailFrame(b []byte) *outFrame {
+	f := getFrame(len(b))
+	f.buf = append(f.payload(), b...)
+	f.off = maxHeader
+	return f
+}
+
 // textFrame returns a text frame carrying a copy of payload.
 func textFrame(payload []byte) *outFrame {
 	f := getFrame(len(payload))

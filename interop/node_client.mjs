@@ -74,6 +74,10 @@ function describeClose(code, reason, error) {
 class Peer {
   constructor(name, ws, timeout) {
     this.name = name;
+    // The server also stores each message in its sender's inbox, so the
+    // sender's other devices see it: recv sets those copies aside here.
+    this.user = null;
+    this.copies = [];
     this.ws = ws;
     this.timeout = timeout;
     this.queue = [];
@@ -140,6 +144,10 @@ class Peer {
     }
     if (frame === null || typeof frame !== 'object' || typeof frame.type !== 'string') {
       throw new Failure(`${this.name}: server frame has no string type: ${text}`);
+    }
+    if (frame.type === 'msg' && this.user !== null && frame.from === this.user && frame.to !== this.user) {
+      this.copies.push(frame);
+      return this.recv(what);
     }
     return frame;
   }
@@ -226,6 +234,7 @@ async function scenario(args) {
   ];
 
   const a = await open('A', args, args['token-a'], true);
+  a.user = ua;
   step(`A (${ua}) connected with Authorization: Bearer (HTTP ${a.upgradeStatus}, extensions ${show(a.ws.extensions)})`);
   const b = await open('B', args, args['token-b'], false);
   step(`B (${ub}) connected with ?access_token= (HTTP ${b.upgradeStatus})`);
@@ -272,11 +281,17 @@ async function scenario(args) {
   }
   step('B sent delivered and read receipts, both acked');
 
+  // A's inbox holds the copies of its 3 messages (for its other devices),
+  // then the receipts.
   for (const [i, status] of ['delivered', 'read'].entries()) {
-    const r = await a.expect('receipt', `the ${status} receipt`, { seq: curA + i + 1, status, by: ub });
+    const r = await a.expect('receipt', `the ${status} receipt`, { seq: curA + 3 + i + 1, status, by: ub });
     if (show(r.msg_ids) !== show(msgIds)) throw new Failure(`A: ${status} receipt msg_ids = ${show(r.msg_ids)}, want ${show(msgIds)}`);
   }
-  curA += 2;
+  const copies = a.copies.map((c) => [c.seq, c.msg_id]);
+  const wantCopies = msgIds.map((m, i) => [curA + i + 1, m]);
+  if (show(copies) !== show(wantCopies)) throw new Failure(`A: copies of its own messages ${show(copies)}, want ${show(wantCopies)}`);
+  step(`A got the copies of its 3 messages, kept in its inbox for its other devices (seq ${curA + 1}-${curA + 3})`);
+  curA += 5;
   step(`A got receipt frames delivered (seq ${curA - 1}) and read (seq ${curA}) by ${ub}`);
 
   const payload = Buffer.from('interop-node');

@@ -74,6 +74,9 @@ class Peer:
 
     def __init__(self, name, ws, frames, timeout):
         self.name, self.ws, self.frames, self.timeout = name, ws, frames, timeout
+        # The server also stores each message in its sender's inbox, so the
+        # sender's other devices see it: recv sets those copies aside here.
+        self.user, self.copies = None, []
 
     async def send(self, obj, ensure_ascii=False):
         await self.ws.send(json.dumps(obj, ensure_ascii=ensure_ascii))
@@ -96,6 +99,9 @@ class Peer:
             raise Failure(f"{self.name}: server sent invalid JSON ({e}): {data!r}")
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             raise Failure(f"{self.name}: server frame has no string type: {data!r}")
+        if frame["type"] == "msg" and self.user is not None and frame.get("from") == self.user and frame.get("to") != self.user:
+            self.copies.append(frame)
+            return await self.recv(what)
         return frame
 
     async def expect(self, type_, what, **fields):
@@ -178,6 +184,7 @@ async def scenario(args):
     ascii_escaped = [False, True, False]
 
     a = await open_peer("A", args, args.token_a, by_header=True, keepalive=True)
+    a.user = ua
     step(f"A ({ua}) connected with Authorization: Bearer (keepalive pings every 0.5s)")
     b = await open_peer("B", args, args.token_b, by_header=False, keepalive=False)
     step(f"B ({ub}) connected with ?access_token= (no client pings)")
@@ -220,11 +227,17 @@ async def scenario(args):
         await b.expect("ack", f"ack for the {status} receipt", id=rid)
     step("B sent delivered and read receipts, both acked")
 
+    # A's inbox holds the copies of its 3 messages (for its other devices),
+    # then the receipts.
     for i, status in enumerate(("delivered", "read")):
-        r = await a.expect("receipt", f"the {status} receipt", seq=cur_a + i + 1, status=status, by=ub)
+        r = await a.expect("receipt", f"the {status} receipt", seq=cur_a + 3 + i + 1, status=status, by=ub)
         if r.get("msg_ids") != msg_ids:
             raise Failure(f"A: {status} receipt msg_ids = {r.get('msg_ids')!r}, want {msg_ids!r}")
-    cur_a += 2
+    copies = [(c.get("seq"), c.get("msg_id")) for c in a.copies]
+    if copies != [(cur_a + i + 1, m) for i, m in enumerate(msg_ids)]:
+        raise Failure(f"A: copies of its own messages {copies!r}, want seqs {cur_a + 1}.. with {msg_ids!r}")
+    step(f"A got the copies of its 3 messages, kept in its inbox for its other devices (seq {cur_a + 1}-{cur_a + 3})")
+    cur_a += 5
     step(f"A got receipt frames delivered (seq {cur_a - 1}) and read (seq {cur_a}) by {ub}")
 
     try:

@@ -196,6 +196,7 @@ type chatRun struct {
 	sent, acked, delivered, failed           atomic.Int64
 	open, unacked                            atomic.Int64
 	dupAcks, dupDeliveries, misrouted, stray atomic.Int64
+	copies                                   atomic.Int64 // senders' copies of their own messages
 	perSec                                   []atomic.Int64
 
 	ackH, recvH, lagH histShards
@@ -569,6 +570,10 @@ func (cr *chatRun) readSender(sd *sender) {
 			if k, ok := ackIndex(p); ok && k < cr.n && cr.state[k].Load()&stSent != 0 {
 				cr.fail(k)
 			}
+		case typeMsg:
+			// The server keeps each message in its sender's inbox too, for
+			// the sender's other devices; this device gets it as well.
+			cr.copies.Add(1)
 		default:
 			cr.stray.Add(1)
 		}
@@ -658,6 +663,7 @@ func (cr *chatRun) report(r *Report, loadEnd, drained time.Duration, deliveredIn
 	r.Add("duplicate acks", float64(cr.dupAcks.Load()), "")
 	r.Add("misrouted deliveries", float64(cr.misrouted.Load()), "")
 	r.Add("unexpected frames", float64(cr.stray.Load()), "")
+	r.Add("copies of own messages", float64(cr.copies.Load()), "")
 	r.Add("load phase", load, "s")
 	r.Add("drain used", drained.Seconds(), "s")
 	if !s.Max {

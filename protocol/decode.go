@@ -14,12 +14,49 @@ const (
 	TypeSend                // "send"
 	TypeReceipt             // "receipt"
 	TypeSync                // "sync"
+
+	TypeGroupCreate    // "group.create"
+	TypeGroupAdd       // "group.add"
+	TypeGroupRemove    // "group.remove"
+	TypeGroupLeave     // "group.leave"
+	TypeGroupPromote   // "group.promote"
+	TypeGroupDemote    // "group.demote"
+	TypeGroupRename    // "group.rename"
+	TypeGroupInfo      // "group.info"
+	TypeGroupList      // "group.list"
+	TypeMsgInfo        // "msg.info"
+	TypePresenceSub    // "presence.sub"
+	TypePresenceUnsub  // "presence.unsub"
+	TypeActive         // "active"
+	TypeInactive       // "inactive"
+	TypeTyping         // "typing"
+	TypePrivacySet     // "privacy.set"
+	TypePrivacyGet     // "privacy.get"
+	TypeContactsAdd    // "contacts.add"
+	TypeContactsRemove // "contacts.remove"
+	TypeContactsList   // "contacts.list"
+	TypeDevicesList    // "devices.list"
 )
+
+// types maps wire names to types.
+var types = map[string]Type{
+	"send": TypeSend, "receipt": TypeReceipt, "sync": TypeSync,
+	"group.create": TypeGroupCreate, "group.add": TypeGroupAdd, "group.remove": TypeGroupRemove,
+	"group.leave": TypeGroupLeave, "group.promote": TypeGroupPromote, "group.demote": TypeGroupDemote,
+	"group.rename": TypeGroupRename, "group.info": TypeGroupInfo, "group.list": TypeGroupList,
+	"msg.info": TypeMsgInfo, "presence.sub": TypePresenceSub, "presence.unsub": TypePresenceUnsub,
+	"active": TypeActive, "inactive": TypeInactive, "typing": TypeTyping,
+	"privacy.set": TypePrivacySet, "privacy.get": TypePrivacyGet,
+	"contacts.add": TypeContactsAdd, "contacts.remove": TypeContactsRemove, "contacts.list": TypeContactsList,
+	"devices.list": TypeDevicesList,
+}
 
 // Limits of the decoder. Frames beyond them are refused with bad_request.
 const (
 	// MaxMsgIDs is the most msg_ids one receipt frame may carry.
 	MaxMsgIDs = 256
+	// MaxUsers is the most entries one "members" or "users" list may carry.
+	MaxUsers = 1024
 	// MaxDepth is the deepest nesting of unknown fields that is skipped.
 	MaxDepth = 32
 )
@@ -35,19 +72,30 @@ type Request struct {
 	Status   []byte
 	MsgIDs   [][]byte
 	After    uint64
+	Group    []byte
+	Name     []byte
+	Members  [][]byte
+	Users    [][]byte
+	MsgID    []byte
+	LastSeen []byte // privacy.set
+	Online   []byte // privacy.set
+	Stop     bool   // typing
 
-	HasType, HasID, HasTo, HasBody, HasStatus, HasMsgIDs, HasAfter bool
+	HasType, HasID, HasTo, HasBody, HasStatus, HasMsgIDs, HasAfter            bool
+	HasGroup, HasName, HasMembers, HasUsers, HasMsgID, HasLastSeen, HasOnline bool
 }
 
 func (r *Request) reset() {
-	ids := r.MsgIDs[:0]
-	*r = Request{MsgIDs: ids}
+	ids, members, users := r.MsgIDs[:0], r.Members[:0], r.Users[:0]
+	*r = Request{MsgIDs: ids, Members: members, Users: users}
 }
 
 // Decoder decodes client frames. The zero value is ready to use.
 type Decoder struct {
 	scratch []byte
 	ids     [MaxMsgIDs][]byte
+	members [MaxUsers][]byte
+	users   [MaxUsers][]byte
 }
 
 // Decode parses one client frame into r. data must be valid UTF-8 (the
@@ -58,6 +106,8 @@ func (d *Decoder) Decode(data []byte, r *Request) *Error {
 	d.scratch = d.scratch[:0]
 	if r.MsgIDs == nil {
 		r.MsgIDs = d.ids[:0:MaxMsgIDs]
+		r.Members = d.members[:0:MaxUsers]
+		r.Users = d.users[:0:MaxUsers]
 	}
 	p := parser{data: data, d: d}
 	p.ws()
@@ -152,16 +202,7 @@ func (p *parser) field(key []byte, r *Request) *Error {
 			return e
 		}
 		r.TypeName, r.HasType = v, true
-		switch string(v) {
-		case "send":
-			r.Type = TypeSend
-		case "receipt":
-			r.Type = TypeReceipt
-		case "sync":
-			r.Type = TypeSync
-		default:
-			r.Type = TypeUnknown
-		}
+		r.Type = types[string(v)] // no allocation; TypeUnknown when absent
 	case "id":
 		v, e := p.strField(errTypeID)
 		if e != nil {
@@ -187,35 +228,58 @@ func (p *parser) field(key []byte, r *Request) *Error {
 		}
 		r.Status, r.HasStatus = v, true
 	case "msg_ids":
-		if !p.consume('[') {
-			return errTypeMsgIDs
+		var e *Error
+		r.MsgIDs, e = p.strList(r.MsgIDs[:0], errTypeMsgIDs, errTooManyIDs)
+		r.HasMsgIDs = true
+		return e
+	case "members":
+		var e *Error
+		r.Members, e = p.strList(r.Members[:0], errTypeMembers, errTooManyMembers)
+		r.HasMembers = true
+		return e
+	case "users":
+		var e *Error
+		r.Users, e = p.strList(r.Users[:0], errTypeUsers, errTooManyUsers)
+		r.HasUsers = true
+		return e
+	case "group":
+		v, e := p.strField(errTypeGroup)
+		if e != nil {
+			return e
 		}
-		r.MsgIDs, r.HasMsgIDs = r.MsgIDs[:0], true
-		p.ws()
-		if p.consume(']') {
-			return nil
+		r.Group, r.HasGroup = v, true
+	case "name":
+		v, e := p.strField(errTypeName)
+		if e != nil {
+			return e
 		}
-		for {
-			p.ws()
-			if p.peek() != '"' {
-				return errTypeMsgIDs
-			}
-			v, ok := p.str()
-			if !ok {
-				return p.fail()
-			}
-			if len(r.MsgIDs) == cap(r.MsgIDs) {
-				return errTooManyIDs
-			}
-			r.MsgIDs = append(r.MsgIDs, v)
-			p.ws()
-			if p.consume(',') {
-				continue
-			}
-			if p.consume(']') {
-				return nil
-			}
-			return errSyntax
+		r.Name, r.HasName = v, true
+	case "msg_id":
+		v, e := p.strField(errTypeMsgID)
+		if e != nil {
+			return e
+		}
+		r.MsgID, r.HasMsgID = v, true
+	case "last_seen":
+		v, e := p.strField(errTypeLastSeen)
+		if e != nil {
+			return e
+		}
+		r.LastSeen, r.HasLastSeen = v, true
+	case "online":
+		v, e := p.strField(errTypeOnline)
+		if e != nil {
+			return e
+		}
+		r.Online, r.HasOnline = v, true
+	case "stop":
+		switch {
+		case p.literal("true"):
+			r.Stop = true
+		case p.literal("false"):
+			r.Stop = false
+		default:
+			return errTypeStop
 		}
 	case "after":
 		v, ok := p.uint()
@@ -229,6 +293,40 @@ func (p *parser) field(key []byte, r *Request) *Error {
 		}
 	}
 	return nil
+}
+
+// strList parses an array of strings into dst, which must have the
+// capacity of the list's limit: one more entry is tooMany.
+func (p *parser) strList(dst [][]byte, typeErr, tooMany *Error) ([][]byte, *Error) {
+	if !p.consume('[') {
+		return dst, typeErr
+	}
+	p.ws()
+	if p.consume(']') {
+		return dst, nil
+	}
+	for {
+		p.ws()
+		if p.peek() != '"' {
+			return dst, typeErr
+		}
+		v, ok := p.str()
+		if !ok {
+			return dst, p.fail()
+		}
+		if len(dst) == cap(dst) {
+			return dst, tooMany
+		}
+		dst = append(dst, v)
+		p.ws()
+		if p.consume(',') {
+			continue
+		}
+		if p.consume(']') {
+			return dst, nil
+		}
+		return dst, errSyntax
+	}
 }
 
 // strField parses a string value, or returns typeErr if the value is not a
@@ -481,4 +579,47 @@ func (p *parser) number() bool {
 		}
 	}
 	return true
+}
+
+// MsgFields returns the msg_id and from fields of a msg frame that the
+// server encoded (AppendMsg, or a head and AppendMsgTail). ok is false if
+// the frame is not a JSON object or lacks either field. The results are
+// valid until d's next use.
+func (d *Decoder) MsgFields(frame []byte) (msgID, from []byte, ok bool) {
+	d.scratch = d.scratch[:0]
+	p := parser{data: frame, d: d}
+	p.ws()
+	if !p.consume('{') {
+		return nil, nil, false
+	}
+	for {
+		p.ws()
+		key, ok := p.str()
+		if !ok {
+			return nil, nil, false
+		}
+		p.ws()
+		if !p.consume(':') {
+			return nil, nil, false
+		}
+		p.ws()
+		switch string(key) {
+		case "msg_id":
+			msgID, ok = p.str()
+		case "from":
+			from, ok = p.str()
+		default:
+			ok = p.skip(0)
+		}
+		if !ok {
+			return nil, nil, false
+		}
+		if msgID != nil && from != nil {
+			return msgID, from, true
+		}
+		p.ws()
+		if !p.consume(',') {
+			return nil, nil, false
+		}
+	}
 }

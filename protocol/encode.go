@@ -21,14 +21,34 @@ func AppendAck[S ~string | ~[]byte](dst []byte, id S, msgID string, ts int64) []
 
 // AppendMsg appends a msg frame.
 func AppendMsg[S ~string | ~[]byte](dst []byte, seq uint64, msgID, from, to string, body S, ts int64) []byte {
-	dst = append(dst, `{"type":"msg","seq":`...)
-	dst = strconv.AppendUint(dst, seq, 10)
+	dst = AppendHead(dst, "msg", seq)
+	return AppendMsgTail(dst, msgID, from, to, "", body, ts)
+}
+
+// AppendHead appends the start of an inbox frame, {"type":typ,"seq":seq,
+// which a tail (AppendMsgTail, AppendGroupEventTail) completes. An inbox
+// frame shared by many inboxes is stored and sent as one head per inbox and
+// one tail for all.
+func AppendHead(dst []byte, typ string, seq uint64) []byte {
+	dst = append(dst, `{"type":"`...)
+	dst = append(dst, typ...)
+	dst = append(dst, `","seq":`...)
+	return strconv.AppendUint(dst, seq, 10)
+}
+
+// AppendMsgTail appends the rest of a msg frame after its head: msg_id,
+// from, to, group (when not empty), body and ts.
+func AppendMsgTail[S ~string | ~[]byte](dst []byte, msgID, from, to, group string, body S, ts int64) []byte {
 	dst = append(dst, `,"msg_id":`...)
 	dst = AppendString(dst, msgID)
 	dst = append(dst, `,"from":`...)
 	dst = AppendString(dst, from)
 	dst = append(dst, `,"to":`...)
 	dst = AppendString(dst, to)
+	if group != "" {
+		dst = append(dst, `,"group":`...)
+		dst = AppendString(dst, group)
+	}
 	dst = append(dst, `,"body":`...)
 	dst = AppendString(dst, body)
 	dst = append(dst, `,"ts":`...)
@@ -36,20 +56,92 @@ func AppendMsg[S ~string | ~[]byte](dst []byte, seq uint64, msgID, from, to stri
 	return append(dst, '}')
 }
 
-// AppendReceipt appends a receipt frame for the sender of msgIDs.
-func AppendReceipt(dst []byte, seq uint64, status string, msgIDs []string, by string, ts int64) []byte {
-	dst = append(dst, `{"type":"receipt","seq":`...)
-	dst = strconv.AppendUint(dst, seq, 10)
+// AppendGroupEventTail appends the rest of a group frame (a membership
+// change) after its head: group, event, by, members (when any), name (when
+// not empty) and ts.
+func AppendGroupEventTail(dst []byte, group, event, by string, members []string, name string, ts int64) []byte {
+	dst = append(dst, `,"group":`...)
+	dst = AppendString(dst, group)
+	dst = append(dst, `,"event":`...)
+	dst = AppendString(dst, event)
+	dst = append(dst, `,"by":`...)
+	dst = AppendString(dst, by)
+	if len(members) > 0 {
+		dst = append(dst, `,"members":`...)
+		dst = AppendStrings(dst, members)
+	}
+	if name != "" {
+		dst = append(dst, `,"name":`...)
+		dst = AppendString(dst, name)
+	}
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, ts, 10)
+	return append(dst, '}')
+}
+
+// AppendGroupReceipt appends the receipt frame that tells a sender that
+// every member of group has msgIDs at status: {"type":"receipt","seq":…,
+// "status":…,"msg_ids":[…],"group":…,"all":true,"ts":…}.
+func AppendGroupReceipt(dst []byte, seq uint64, status string, msgIDs []string, group string, ts int64) []byte {
+	dst = AppendHead(dst, "receipt", seq)
 	dst = append(dst, `,"status":`...)
 	dst = AppendString(dst, status)
-	dst = append(dst, `,"msg_ids":[`...)
-	for i, id := range msgIDs {
+	dst = append(dst, `,"msg_ids":`...)
+	dst = AppendStrings(dst, msgIDs)
+	dst = append(dst, `,"group":`...)
+	dst = AppendString(dst, group)
+	dst = append(dst, `,"all":true,"ts":`...)
+	dst = strconv.AppendInt(dst, ts, 10)
+	return append(dst, '}')
+}
+
+// AppendTyping appends {"type":"typing","from":…} with "to" or "group"
+// (whichever is not empty) and "stop":true when stop.
+func AppendTyping(dst []byte, from, to, group string, stop bool) []byte {
+	dst = append(dst, `{"type":"typing","from":`...)
+	dst = AppendString(dst, from)
+	if group != "" {
+		dst = append(dst, `,"group":`...)
+		dst = AppendString(dst, group)
+	} else {
+		dst = append(dst, `,"to":`...)
+		dst = AppendString(dst, to)
+	}
+	if stop {
+		dst = append(dst, `,"stop":true`...)
+	}
+	return append(dst, '}')
+}
+
+// AppendAckFields appends {"type":"ack","id":…} with fields, a run of
+// ,"key":value pairs (or nothing), inserted before the closing brace.
+func AppendAckFields[S ~string | ~[]byte](dst []byte, id S, fields []byte) []byte {
+	dst = append(dst, `{"type":"ack","id":`...)
+	dst = AppendString(dst, id)
+	dst = append(dst, fields...)
+	return append(dst, '}')
+}
+
+// AppendStrings appends ss as a JSON array of strings.
+func AppendStrings[S ~string | ~[]byte](dst []byte, ss []S) []byte {
+	dst = append(dst, '[')
+	for i, s := range ss {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = AppendString(dst, id)
+		dst = AppendString(dst, s)
 	}
-	dst = append(dst, `],"by":`...)
+	return append(dst, ']')
+}
+
+// AppendReceipt appends a receipt frame for the sender of msgIDs.
+func AppendReceipt(dst []byte, seq uint64, status string, msgIDs []string, by string, ts int64) []byte {
+	dst = AppendHead(dst, "receipt", seq)
+	dst = append(dst, `,"status":`...)
+	dst = AppendString(dst, status)
+	dst = append(dst, `,"msg_ids":`...)
+	dst = AppendStrings(dst, msgIDs)
+	dst = append(dst, `,"by":`...)
 	dst = AppendString(dst, by)
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendInt(dst, ts, 10)

@@ -9,6 +9,13 @@ const (
 	CodeOverloaded   = "overloaded"    // the server's queues are full: retry later, same id
 	CodeInternal     = "internal"      // the server failed: retry later, same id
 	CodeShuttingDown = "shutting_down" // the server is stopping: reconnect elsewhere and retry
+
+	CodeNotFound             = "not_found"              // the group or message does not exist (or expired)
+	CodeNotMember            = "not_member"             // you are not a member of the group
+	CodeNotAdmin             = "not_admin"              // only the group's admins may do that
+	CodeGroupFull            = "group_full"             // the group would exceed its member limit
+	CodeTooManyDevices       = "too_many_devices"       // the user has the most devices connected at once
+	CodeTooManySubscriptions = "too_many_subscriptions" // over the presence subscriptions of one connection
 )
 
 // Error is a protocol error as carried by an error frame.
@@ -36,4 +43,15 @@ var (
 	errTypeStatus  = &Error{CodeBadRequest, `"status" must be a string`}
 	errTypeMsgIDs  = &Error{CodeBadRequest, `"msg_ids" must be an array of strings`}
 	errTypeAfter   = &Error{CodeBadRequest, `"after" must be a non-negative integer`}
+
+	errTypeMembers    = &Error{CodeBadRequest, `"members" must be an array of strings`}
+	errTooManyMembers = &Error{CodeBadRequest, "members has more than 1024 entries"}
+	errTypeUsers      = &Error{CodeBadRequest, `"users" must be an array of strings`}
+	errTooManyUsers   = &Error{CodeBadRequest, "users has more than 1024 entries"}
+	errTypeGroup      = &Error{CodeBadRequest, `"group" must be a string`}
+	errTypeName       = &Error{CodeBadRequest, `"name" must be a string`}
+	errTypeMsgID      = &Error{CodeBadRequest, `"msg_id" must be a string`}
+	errTypeLastSeen   = &Error{CodeBadRequest, `"last_seen" must be a string`}
+	errTypeOnline     = &Error{CodeBadRequest, `"online" must be a string`}
+	errTypeStop       = &Error{CodeBadRequest, `"stop" must be true or false`}
 )

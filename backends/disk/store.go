@@ -338,6 +338,7 @@ type scratch struct {
 	heads   map[string]uint64     // user → last seq in this batch
 	entries map[inboxRef]struct{} // inbox entries written by this batch
 	covered map[inboxRef]struct{} // entries an M/ item of the x/ value covers
+	shared  map[string]struct{}   // keys of the batch's shared parts
 }
 
 type inboxRef struct {
@@ -347,7 +348,7 @@ type inboxRef struct {
 
 var scratchPool = sync.Pool{New: func() any {
 	return &scratch{heads: make(map[string]uint64), entries: make(map[inboxRef]struct{}),
-		covered: make(map[inboxRef]struct{})}
+		covered: make(map[inboxRef]struct{}), shared: make(map[string]struct{})}
 }}
 
 // Apply writes b in one Pebble batch committed with Sync. It validates b
@@ -367,9 +368,13 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 		clear(sc.heads)
 		clear(sc.entries)
 		clear(sc.covered)
+		clear(sc.shared)
 		scratchPool.Put(sc)
 	}()
 	size := 64
+	for _, p := range b.Shared {
+		sc.shared[p.Key] = struct{}{}
+	}
 	for _, e := range b.Entries {
 		if !validUser(e.User) {
 			return fmt.Errorf("%w: entry for %q", ErrInvalidUser, e.User)
@@ -379,7 +384,7 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 		}
 		sc.heads[e.User] = e.Seq
 		size += 2*len(e.User) + len(e.Frame) + 2*len(e.Shared) + 40
-		if e.Shared != "" && !hasShared(b.Shared, e.Shared) {
+		if _, ok := sc.shared[e.Shared]; e.Shared != "" && !ok {
 			return fmt.Errorf("%w: %q", ErrNoShared, e.Shared)
 		}
 	}
@@ -774,15 +779,6 @@ const (
 	sharedMark = 0
 	escapeMark = 1
 )
-
-func hasShared(parts []chat.SharedPart, key string) bool {
-	for i := range parts {
-		if parts[i].Key == key {
-			return true
-		}
-	}
-	return false
-}
 
 // joinShared appends to dst the frame of the inbox value v, which starts
 // with sharedMark: its own bytes, then its shared part.

@@ -27,7 +27,7 @@ func BenchmarkBusPublish(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		d := &chat.Delivery{User: "alice", Seq: 1, Frame: []byte(`{"type":"msg"}`)}
+		d := &chat.Delivery{Items: []chat.Item{{User: "alice", Seq: 1, Head: []byte(`{"type":"msg"}`)}}}
 		i := 0
 		for pb.Next() {
 			if err := bus.Publish(ctx, nodes[i%len(nodes)], d); err != nil {

@@ -67,11 +67,11 @@ func TestDirectoryLookupAllocs(t *testing.T) {
 func TestBusPublishAllocs(t *testing.T) {
 	b := memory.NewBus()
 	var got uint64
-	if _, err := b.Subscribe("gw-1", func(d *chat.Delivery) { got += d.Seq }); err != nil {
+	if _, err := b.Subscribe("gw-1", func(d *chat.Delivery) { got += d.Items[0].Seq }); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	d := &chat.Delivery{User: "alice", Seq: 1, Frame: []byte("{}")}
+	d := &chat.Delivery{Items: []chat.Item{{User: "alice", Seq: 1, Head: []byte("{}")}}}
 	if n := testing.AllocsPerRun(100, func() { b.Publish(ctx, "gw-1", d) }); n != 0 {
 		t.Fatalf("Publish allocates %v times per call", n)
 	}

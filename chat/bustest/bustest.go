@@ -37,11 +37,17 @@ func Run(t *testing.T, newBus func(t *testing.T) chat.Bus) {
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newBus(t)) })
 }
 
-// delivery is a copy of a chat.Delivery taken inside the handler.
+// delivery is a copy of one item of a chat.Delivery taken inside the
+// handler, with its frame (head and shared part) joined.
 type delivery struct {
 	User  string
 	Seq   uint64
 	Frame string
+}
+
+// one returns a chat.Delivery of one item.
+func one(d delivery) *chat.Delivery {
+	return &chat.Delivery{Items: []chat.Item{{User: d.User, Seq: d.Seq, Head: []byte(d.Frame)}}}
 }
 
 // recorder is a handler that keeps copies of what it receives.
@@ -55,7 +61,9 @@ func newRecorder() *recorder { return &recorder{notify: make(chan struct{}, 1)} 
 
 func (r *recorder) handle(d *chat.Delivery) {
 	r.mu.Lock()
-	r.got = append(r.got, delivery{d.User, d.Seq, string(d.Frame)})
+	for _, it := range d.Items {
+		r.got = append(r.got, delivery{it.User, it.Seq, string(it.Head) + string(d.Shared)})
+	}
 	r.mu.Unlock()
 	select {
 	case r.notify <- struct{}{}:
@@ -98,7 +106,7 @@ func subscribe(t *testing.T, b chat.Bus, node string, h chat.DeliveryHandler) fu
 
 func publish(t *testing.T, b chat.Bus, node string, d delivery) {
 	t.Helper()
-	cd := &chat.Delivery{User: d.User, Seq: d.Seq, Frame: []byte(d.Frame)}
+	cd := one(d)
 	if err := b.Publish(context.Background(), node, cd); err != nil {
 		t.Fatalf("Publish(%q): %v", node, err)
 	}
@@ -147,15 +155,21 @@ func testDeliveryNotRetained(t *testing.T, b chat.Bus) {
 	r := newRecorder()
 	subscribe(t, b, "node-a", r.handle)
 	var sent []delivery
-	d := &chat.Delivery{}
+	d := &chat.Delivery{Items: make([]chat.Item, 2)}
 	for i := range 20 {
-		frame := fmt.Appendf(nil, `{"seq":%d}`, i)
-		d.User, d.Seq, d.Frame = fmt.Sprintf("u%d", i), uint64(i), frame
+		head := fmt.Appendf(nil, `{"seq":%d`, i)
+		d.Shared = fmt.Appendf(nil, `,"i":%d}`, i)
+		d.Items = d.Items[:2]
+		d.Items[0] = chat.Item{User: fmt.Sprintf("u%d", i), Seq: uint64(i), Head: head}
+		d.Items[1] = chat.Item{User: fmt.Sprintf("v%d", i), Conn: 3, Head: head}
 		if err := b.Publish(context.Background(), "node-a", d); err != nil {
 			t.Fatalf("Publish: %v", err)
 		}
-		sent = append(sent, delivery{d.User, d.Seq, string(frame)})
-		copy(frame, bytes.Repeat([]byte("X"), len(frame)))
+		sent = append(sent, delivery{d.Items[0].User, d.Items[0].Seq, string(head) + string(d.Shared)},
+			delivery{d.Items[1].User, 0, string(head) + string(d.Shared)})
+		copy(head, bytes.Repeat([]byte("X"), len(head)))
+		copy(d.Shared, bytes.Repeat([]byte("X"), len(d.Shared)))
+		d.Items[0], d.Items[1] = chat.Item{}, chat.Item{}
 	}
 	want(t, "node-a", r.waitFor(t, len(sent)), sent...)
 }
@@ -238,7 +252,7 @@ func testConcurrent(t *testing.T, b chat.Bus) {
 			ctx := context.Background()
 			for i := range perPublisher {
 				node := (p + i) % nodes
-				d := &chat.Delivery{User: fmt.Sprintf("p%d", p), Seq: uint64(i), Frame: fmt.Appendf(nil, "%d/%d", node, i)}
+				d := one(delivery{fmt.Sprintf("p%d", p), uint64(i), fmt.Sprintf("%d/%d", node, i)})
 				if err := b.Publish(ctx, fmt.Sprintf("node-%d", node), d); err != nil {
 					t.Errorf("Publish: %v", err)
 					return

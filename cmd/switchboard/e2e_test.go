@@ -31,6 +31,7 @@ func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
 type wsConn struct {
 	conn net.Conn
 	wmu  sync.Mutex
+	user string // the token's subject: read skips the copies of its own messages
 }
 
 func dial(addr, tok string) (*wsConn, error) {
@@ -41,7 +42,14 @@ func dial(addr, tok string) (*wsConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &wsConn{conn: conn}, nil
+	c := &wsConn{conn: conn}
+	if parts := strings.Split(tok, "."); len(parts) == 3 {
+		var claims struct{ Sub string }
+		if p, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil && json.Unmarshal(p, &claims) == nil {
+			c.user = claims.Sub
+		}
+	}
+	return c, nil
 }
 
 func (c *wsConn) send(v any) error {
@@ -58,16 +66,28 @@ type frame struct {
 	Seq   uint64 `json:"seq"`
 	Body  string `json:"body"`
 	Code  string `json:"code"`
+	From  string `json:"from"`
+	To    string `json:"to"`
 }
 
+// read returns the next frame, skipping the copies of the user's own
+// messages that the server keeps in their inbox for their other devices.
 func (c *wsConn) read(timeout time.Duration) (frame, error) {
-	var f frame
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
-	b, err := wsutil.ReadServerText(c.conn)
-	if err != nil {
-		return f, err
+	for {
+		var f frame
+		b, err := wsutil.ReadServerText(c.conn)
+		if err != nil {
+			return f, err
+		}
+		if err := json.Unmarshal(b, &f); err != nil {
+			return f, err
+		}
+		if f.Type == "msg" && f.From == c.user && f.To != c.user {
+			continue
+		}
+		return f, nil
 	}
-	return f, json.Unmarshal(b, &f)
 }
 
 // TestKill9DuringBurst: kill -9 the server while a client sends a burst,
