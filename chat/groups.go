@@ -909,9 +909,10 @@ func (s *Service) groupList(ctx context.Context, r *Request) Result {
 	return Result{Data: append(d, ']')}
 }
 
-// appendGroupInfo appends ,"group":{…} with g's name and members.
+// appendGroupInfo appends ,"group":…,"name":…,"created":…,"created_by":…,
+// "members":[…] for group.info's ack.
 func appendGroupInfo(d []byte, g *groupState) []byte {
-	d = append(d, `,"group":{"group_id":`...)
+	d = append(d, `,"group":`...)
 	d = protocol.AppendString(d, g.id)
 	d = append(d, `,"name":`...)
 	d = protocol.AppendString(d, g.name)
@@ -931,7 +932,7 @@ func appendGroupInfo(d []byte, g *groupState) []byte {
 		}
 		d = append(d, '}')
 	}
-	return append(d, "]}"...)
+	return append(d, ']')
 }
 
 func appendField(d []byte, key, value string) []byte {

@@ -132,7 +132,7 @@ func TestGroupMembershipAndDelivery(t *testing.T) {
 		t.Fatalf("carol's group events %q", events)
 	}
 	info := data(t, do(t, svc, groupReq(chat.GroupInfo, "bob", g)))
-	members := info["group"].(map[string]any)["members"].([]any)
+	members := info["members"].([]any)
 	if len(members) != 2 || members[0].(map[string]any)["admin"] != true {
 		t.Fatalf("group.info members %v", members)
 	}
@@ -159,7 +159,7 @@ func TestGroupLimitAndAdmins(t *testing.T) {
 	}
 	info := data(t, do(t, svc, groupReq(chat.GroupInfo, "bob", g)))
 	admins := 0
-	for _, m := range info["group"].(map[string]any)["members"].([]any) {
+	for _, m := range info["members"].([]any) {
 		if m.(map[string]any)["admin"] == true {
 			admins++
 		}

@@ -64,6 +64,13 @@ type Config struct {
 	// SyncPage is how many entries a sync reads from the store at a time.
 	// Default 256.
 	SyncPage int `yaml:"sync_page" help:"inbox entries read per sync page (default 256)"`
+	// MaxDevices is how many devices of one user may be connected at once
+	// (a phone and four companions); the next one is refused with
+	// too_many_devices and close code 4002. Default 5.
+	MaxDevices int `yaml:"max_devices" help:"devices of one user connected at once (default 5)"`
+	// TypingInterval is the shortest time between two typing frames of one
+	// connection; faster ones are dropped with rate_limited. Default 500ms.
+	TypingInterval time.Duration `yaml:"typing_interval" help:"shortest time between two typing frames of a connection (default 500ms)"`
 }
 
 func (c *Config) setDefaults() {
@@ -99,6 +106,8 @@ func (c *Config) setDefaults() {
 	defDur(&c.CloseTimeout, 3*time.Second)
 	def(&c.HubWorkers, 16)
 	def(&c.SyncPage, 256)
+	def(&c.MaxDevices, 5)
+	defDur(&c.TypingInterval, 500*time.Millisecond)
 }
 
 // Validate reports settings that cannot work.
@@ -122,7 +131,7 @@ func (c *Config) Validate() error {
 	if c.MaxOutboundBytes < 2*c.MaxMessageBytes {
 		errs = append(errs, fmt.Errorf("max_outbound_bytes %d: must be at least twice max_message_bytes", c.MaxOutboundBytes))
 	}
-	if c.EventLoops < 0 || c.MaxConnections < 0 || c.HubWorkers < 0 || c.SyncPage < 0 || c.MaxFragments < 0 {
+	if c.EventLoops < 0 || c.MaxConnections < 0 || c.HubWorkers < 0 || c.SyncPage < 0 || c.MaxFragments < 0 || c.MaxDevices < 0 {
 		errs = append(errs, errors.New("event_loops, max_connections, hub_workers, sync_page and max_fragments must not be negative"))
 	}
 	for _, o := range c.AllowedOrigins {

@@ -30,6 +30,7 @@ type wsConn struct {
 	frag       *fragBuf // a fragmented message being assembled
 	accepted   int64    // unix nanos
 	lastRead   int64    // unix nanos of the last bytes read
+	typingAt   int64    // unix nanos of the last typing frame forwarded
 	closingAt  int64
 	skip       uint64  // payload bytes still to discard
 	tokens     float64 // rate limiter

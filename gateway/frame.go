@@ -29,6 +29,7 @@ const (
 	CloseTryAgain       = 1013 // the server is overloaded: reconnect later
 	CloseSlowConsumer   = 4000 // outbound queue over its bound
 	CloseIdle           = 4001 // silent past the idle timeout
+	CloseTooManyDevices = 4002 // the user has max_devices other devices connected
 )
 
 // header is a parsed frame header.
@@ -50,28 +51,29 @@ type closeErr struct {
 }
 
 var (
-	errRSV           = &closeErr{CloseProtocolError, "RSV bits set without an extension"}
-	errUnmasked      = &closeErr{CloseProtocolError, "client frames must be masked"}
-	errReservedOp    = &closeErr{CloseProtocolError, "reserved opcode"}
-	errControlLen    = &closeErr{CloseProtocolError, "control frame payload over 125 bytes"}
-	errControlFrag   = &closeErr{CloseProtocolError, "fragmented control frame"}
-	errLength64      = &closeErr{CloseProtocolError, "frame length has its top bit set"}
-	errContinuation  = &closeErr{CloseProtocolError, "continuation frame without a message to continue"}
-	errNotContinued  = &closeErr{CloseProtocolError, "new data frame inside a fragmented message"}
-	errCloseLen      = &closeErr{CloseProtocolError, "close frame payload of 1 byte"}
-	errCloseCode     = &closeErr{CloseProtocolError, "invalid close code"}
-	errCloseReason   = &closeErr{CloseInvalidPayload, "close reason is not UTF-8"}
-	errBinary        = &closeErr{CloseUnsupported, "binary frames are not supported: send JSON in text frames"}
-	errInvalidUTF8   = &closeErr{CloseInvalidPayload, "text message is not valid UTF-8"}
-	errFrameTooBig   = &closeErr{CloseTooBig, "frame exceeds max_frame_bytes"}
-	errMessageTooBig = &closeErr{CloseTooBig, "message exceeds max_message_bytes"}
-	errTooManyFrags  = &closeErr{CloseTooBig, "message exceeds max_fragments"}
-	errRateFlood     = &closeErr{ClosePolicy, "message rate limit exceeded"}
-	errSlowConsumer  = &closeErr{CloseSlowConsumer, "slow consumer: outbound queue full; reconnect and sync"}
-	errIdle          = &closeErr{CloseIdle, "idle timeout"}
-	errGoingAway     = &closeErr{CloseGoingAway, "server shutting down"}
-	errInternal      = &closeErr{CloseInternal, "internal error: reconnect"}
-	errTryAgain      = &closeErr{CloseTryAgain, "server overloaded: reconnect later"}
+	errRSV            = &closeErr{CloseProtocolError, "RSV bits set without an extension"}
+	errUnmasked       = &closeErr{CloseProtocolError, "client frames must be masked"}
+	errReservedOp     = &closeErr{CloseProtocolError, "reserved opcode"}
+	errControlLen     = &closeErr{CloseProtocolError, "control frame payload over 125 bytes"}
+	errControlFrag    = &closeErr{CloseProtocolError, "fragmented control frame"}
+	errLength64       = &closeErr{CloseProtocolError, "frame length has its top bit set"}
+	errContinuation   = &closeErr{CloseProtocolError, "continuation frame without a message to continue"}
+	errNotContinued   = &closeErr{CloseProtocolError, "new data frame inside a fragmented message"}
+	errCloseLen       = &closeErr{CloseProtocolError, "close frame payload of 1 byte"}
+	errCloseCode      = &closeErr{CloseProtocolError, "invalid close code"}
+	errCloseReason    = &closeErr{CloseInvalidPayload, "close reason is not UTF-8"}
+	errBinary         = &closeErr{CloseUnsupported, "binary frames are not supported: send JSON in text frames"}
+	errInvalidUTF8    = &closeErr{CloseInvalidPayload, "text message is not valid UTF-8"}
+	errFrameTooBig    = &closeErr{CloseTooBig, "frame exceeds max_frame_bytes"}
+	errMessageTooBig  = &closeErr{CloseTooBig, "message exceeds max_message_bytes"}
+	errTooManyFrags   = &closeErr{CloseTooBig, "message exceeds max_fragments"}
+	errRateFlood      = &closeErr{ClosePolicy, "message rate limit exceeded"}
+	errSlowConsumer   = &closeErr{CloseSlowConsumer, "slow consumer: outbound queue full; reconnect and sync"}
+	errIdle           = &closeErr{CloseIdle, "idle timeout"}
+	errGoingAway      = &closeErr{CloseGoingAway, "server shutting down"}
+	errInternal       = &closeErr{CloseInternal, "internal error: reconnect"}
+	errTryAgain       = &closeErr{CloseTryAgain, "server overloaded: reconnect later"}
+	errTooManyDevices = &closeErr{CloseTooManyDevices, "too many devices connected: close one first"}
 )
 
 // parseHeader parses the frame header at the start of b. It returns

@@ -128,27 +128,34 @@ func (c *wsClient) sendRaw(b []byte) {
 
 // frame is any server frame, decoded loosely.
 type frame struct {
-	Type    string   `json:"type"`
-	ID      string   `json:"id"`
-	MsgID   string   `json:"msg_id"`
-	Seq     uint64   `json:"seq"`
-	From    string   `json:"from"`
-	To      string   `json:"to"`
-	Body    string   `json:"body"`
-	TS      int64    `json:"ts"`
-	Status  string   `json:"status"`
-	MsgIDs  []string `json:"msg_ids"`
-	By      string   `json:"by"`
-	Code    string   `json:"code"`
-	Message string   `json:"message"`
-	Group   string   `json:"group"`
-	Event   string   `json:"event"`
-	Members []string `json:"members"`
-	All     bool     `json:"all"`
-	Stop    bool     `json:"stop"`
-	GroupID string   `json:"group_id"`
+	Type    string          `json:"type"`
+	ID      string          `json:"id"`
+	MsgID   string          `json:"msg_id"`
+	Seq     uint64          `json:"seq"`
+	From    string          `json:"from"`
+	To      string          `json:"to"`
+	Body    string          `json:"body"`
+	TS      int64           `json:"ts"`
+	Status  string          `json:"status"`
+	MsgIDs  []string        `json:"msg_ids"`
+	By      string          `json:"by"`
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+	Group   string          `json:"group"`
+	Event   string          `json:"event"`
+	Members json.RawMessage `json:"members"`
+	All     bool            `json:"all"`
+	Stop    bool            `json:"stop"`
+	GroupID string          `json:"group_id"`
 
 	raw []byte
+}
+
+// members returns the members list of a group frame.
+func (f frame) members() []string {
+	var m []string
+	json.Unmarshal(f.Members, &m)
+	return m
 }
 
 // read returns the next text frame, failing the test on anything else.

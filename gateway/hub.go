@@ -3,10 +3,15 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/switchboard/switchboard/chat"
+	"github.com/switchboard/switchboard/protocol"
 	"github.com/switchboard/switchboard/router"
 )
 
@@ -43,6 +48,7 @@ const (
 	jobRegister = iota
 	jobUnregister
 	jobRead
+	jobDevices
 )
 
 type job struct {
@@ -50,6 +56,7 @@ type job struct {
 	c     *wsConn
 	after uint64 // jobRead: read entries after this seq
 	gen   uint32 // jobRead: the connection's read generation
+	id    []byte // jobDevices: the request's id
 }
 
 func newHub(g *Gateway, workers int) *hub {
@@ -152,11 +159,82 @@ func (h *hub) deliver(d *chat.Delivery) {
 	tail.releaseIf()
 }
 
-func (h *hub) add(c *wsConn) {
+// add registers c, unless its user already has max_devices other devices
+// connected here: then it reports false.
+func (h *hub) add(c *wsConn) bool {
 	s := h.shard(c.user)
 	s.mu.Lock()
-	s.users[c.user] = append(s.users[c.user], c)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	conns := s.users[c.user]
+	var devices [16]string
+	seen := devices[:0]
+	for _, x := range conns {
+		if x.device != c.device && !slices.Contains(seen, x.device) {
+			seen = append(seen, x.device)
+		}
+	}
+	if len(seen) >= h.g.cfg.MaxDevices {
+		return false
+	}
+	s.users[c.user] = append(conns, c)
+	return true
+}
+
+// devicesList answers devices.list for c from a worker.
+func (h *hub) devicesList(c *wsConn, id []byte) {
+	id = append([]byte(nil), id...)
+	if !h.submit(job{kind: jobDevices, c: c, id: id}) {
+		c.l.writeError(c, id, protocol.CodeOverloaded, "server overloaded: retry later with the same id")
+	}
+}
+
+// devices writes the ack of devices.list: the user's devices connected to
+// this node, each with its number of connections.
+func (h *hub) devices(j job) {
+	c := j.c
+	type dev struct {
+		name  string
+		conns int
+	}
+	var devs []dev
+	s := h.shard(c.user)
+	s.mu.RLock()
+	for _, x := range s.users[c.user] {
+		i := slices.IndexFunc(devs, func(d dev) bool { return d.name == x.device })
+		if i < 0 {
+			devs = append(devs, dev{name: x.device})
+			i = len(devs) - 1
+		}
+		devs[i].conns++
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(devs, func(a, b dev) int { return strings.Compare(a.name, b.name) })
+	d := append([]byte(nil), `,"devices":[`...)
+	for i, x := range devs {
+		if i > 0 {
+			d = append(d, ',')
+		}
+		d = append(d, `{"device":`...)
+		d = protocol.AppendString(d, deviceName(x.name))
+		d = append(d, `,"connections":`...)
+		d = strconv.AppendInt(d, int64(x.conns), 10)
+		if x.name == c.device {
+			d = append(d, `,"current":true`...)
+		}
+		d = append(d, '}')
+	}
+	d = append(d, ']')
+	f := getFrame(32 + len(j.id) + len(d))
+	c.send(f.seal(opText, protocol.AppendAckFields(f.payload(), j.id, d)))
+}
+
+// deviceName is how a device appears to clients: a token without a "dev"
+// claim is the device "default".
+func deviceName(d string) string {
+	if d == "" {
+		return "default"
+	}
+	return d
 }
 
 func (h *hub) remove(c *wsConn) {
@@ -193,6 +271,8 @@ func (h *hub) work() {
 			}
 		case jobRead:
 			frames = h.read(j, frames[:0])
+		case jobDevices:
+			h.devices(j)
 		}
 	}
 }
@@ -211,7 +291,14 @@ func (h *hub) registerConn(c *wsConn) {
 		c.closeWith(errInternal)
 		return
 	}
-	h.add(c)
+	if !h.add(c) {
+		g.m.errorFrames(protocol.CodeTooManyDevices).Inc()
+		f := getFrame(160)
+		c.send(f.seal(opText, protocol.AppendError(f.payload(), "", protocol.CodeTooManyDevices,
+			fmt.Sprintf("%d devices are connected already (max_devices): close one first", g.cfg.MaxDevices))))
+		c.closeWith(errTooManyDevices)
+		return
+	}
 	if err := g.dir.Register(ctx, c.route(g)); err != nil {
 		g.log.Error("route register failed; live delivery may lag until the next sync", "err", err)
 	}

@@ -228,6 +228,10 @@ func (l *loop) message(c *wsConn, data []byte, now int64) gnet.Action {
 	switch r.Type {
 	case protocol.TypeSend:
 		g.m.sends.Inc()
+		if r.HasGroup {
+			l.groupSend(c, r, now)
+			return gnet.None
+		}
 		if msg := g.checkSend(r); msg != "" {
 			l.writeError(c, r.ID, protocol.CodeBadRequest, msg)
 			return gnet.None
@@ -276,10 +280,13 @@ func (l *loop) message(c *wsConn, data []byte, now int64) gnet.Action {
 		}
 		l.sync(c, r.After, r.ID)
 	default:
-		if !r.HasType {
+		switch {
+		case !r.HasType:
 			l.writeError(c, r.ID, protocol.CodeBadRequest, `missing "type"`)
-		} else {
+		case r.Type == protocol.TypeUnknown:
 			l.writeError(c, r.ID, protocol.CodeUnknownType, "unknown frame type")
+		default:
+			l.dispatch(c, r, now) // dispatch.go
 		}
 	}
 	return gnet.None

@@ -23,6 +23,7 @@ type metrics struct {
 	deliveries        prometheus.Counter
 	gapFills          prometheus.Counter
 	heldBack          prometheus.Counter
+	typingDropped     prometheus.Counter
 	ackSeconds        prometheus.Histogram
 
 	upgradeVec *prometheus.CounterVec
@@ -56,6 +57,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "live_deliveries_total", Help: "Inbox entries (msg, receipt) written live to a connection, without a sync."}),
 		gapFills: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "gap_fills_total", Help: "Live deliveries that found a seq gap and read it from the store."}),
+		typingDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "typing_dropped_total", Help: "Typing frames dropped for coming faster than typing_interval."}),
 		heldBack: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "held_back_total", Help: "Times a connection's outbound buffer was full, so inbox entries were left in the store, to be read once it drains."}),
 		ackSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "switchboard", Subsystem: "gateway",
@@ -74,17 +77,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.errorBy = map[string]prometheus.Counter{}
 	for _, c := range []string{protocol.CodeBadRequest, protocol.CodeUnknownType, protocol.CodeRateLimited,
-		protocol.CodeOverloaded, protocol.CodeInternal, protocol.CodeShuttingDown, "other"} {
+		protocol.CodeOverloaded, protocol.CodeInternal, protocol.CodeShuttingDown, protocol.CodeNotFound,
+		protocol.CodeNotMember, protocol.CodeNotAdmin, protocol.CodeGroupFull, protocol.CodeTooManyDevices,
+		protocol.CodeTooManySubscriptions, "other"} {
 		m.errorBy[c] = m.errorVec.WithLabelValues(c)
 	}
 	m.closeBy = map[uint16]prometheus.Counter{}
 	for _, c := range []uint16{0, CloseNormal, CloseGoingAway, CloseProtocolError, CloseUnsupported, CloseInvalidPayload,
-		ClosePolicy, CloseTooBig, CloseInternal, CloseRestart, CloseTryAgain, CloseSlowConsumer, CloseIdle} {
+		ClosePolicy, CloseTooBig, CloseInternal, CloseRestart, CloseTryAgain, CloseSlowConsumer, CloseIdle, CloseTooManyDevices} {
 		m.closeBy[c] = m.closeVec.WithLabelValues(strconv.Itoa(int(c)))
 	}
 	m.closeOther = m.closeVec.WithLabelValues("other")
 	if reg != nil {
-		reg.MustRegister(m.accepted, m.framesIn, m.framesOut, m.sends, m.receipts, m.syncs, m.handshakeTimeouts, m.hubFull, m.deliveries, m.gapFills, m.heldBack,
+		reg.MustRegister(m.accepted, m.framesIn, m.framesOut, m.sends, m.receipts, m.syncs, m.handshakeTimeouts, m.hubFull, m.deliveries, m.gapFills, m.heldBack, m.typingDropped,
 			m.ackSeconds, m.upgradeVec, m.errorVec, m.closeVec,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "gateway",
 				Name: "connections", Help: "Open WebSocket connections."},

@@ -39,7 +39,8 @@ func getReq(c *wsConn, now int64, need int) *request {
 
 func putReq(q *request) {
 	clear(q.MsgIDs)
-	q.Request = chat.Request{MsgIDs: q.MsgIDs[:0], Done: q}
+	clear(q.Members)
+	q.Request = chat.Request{MsgIDs: q.MsgIDs[:0], Members: q.Members[:0], Done: q}
 	q.c, q.ack = nil, false
 	if cap(q.buf) > 256<<10 {
 		q.buf = make([]byte, 0, 1024)
@@ -71,6 +72,9 @@ func (q *request) Complete(_ *chat.Request, res chat.Result) {
 		g.m.ackSeconds.Observe(float64(time.Now().UnixNano()-q.start) / 1e9)
 		f := getFrame(64 + len(q.ClientID))
 		c.send(f.seal(opText, protocol.AppendAck(f.payload(), q.ClientID, res.MsgID, res.TS)))
+	case res.Data != nil:
+		f := getFrame(32 + len(q.ClientID) + len(res.Data))
+		c.send(f.seal(opText, protocol.AppendAckFields(f.payload(), q.ClientID, res.Data)))
 	case q.ack:
 		f := getFrame(32 + len(q.ClientID))
 		c.send(f.seal(opText, protocol.AppendAck(f.payload(), q.ClientID, "", 0)))
@@ -80,7 +84,10 @@ func (q *request) Complete(_ *chat.Request, res chat.Result) {
 
 // errorCode maps a Service error to an error frame's code and message.
 func errorCode(err error) (code, message string) {
+	var pe *protocol.Error
 	switch {
+	case errors.As(err, &pe):
+		return pe.Code, pe.Message
 	case errors.Is(err, chat.ErrOverloaded):
 		return protocol.CodeOverloaded, "server overloaded: retry later with the same id"
 	case errors.Is(err, chat.ErrShuttingDown):
