@@ -191,7 +191,7 @@ func TestRateLimitFlood(t *testing.T) {
 // max_outbound_bytes: entries past it are left in the store), and once it
 // reads again it gets every entry, in order, on the same connection.
 func TestSlowReaderLosesNothing(t *testing.T) {
-	s := startServer(t, Config{MaxFrameBytes: 16 << 10, MaxMessageBytes: 16 << 10, MaxOutboundBytes: 64 << 10,
+	s := startServer(t, Config{MaxFrameBytes: 16 << 10, MaxMessageBytes: 16 << 10, MaxOutboundBytes: 512 << 10,
 		MessageRate: 1e6, MessageBurst: 1e6}, nil)
 	reader := s.dial(t, "ok:sloth")
 	reader.send(map[string]any{"type": "sync", "after": 0})

@@ -43,6 +43,10 @@ type Deps struct {
 	Bus       chat.Bus
 	Directory router.Directory
 	Auth      Authenticator
+	// Presence serves active/inactive, presence.sub, privacy and contacts
+	// frames; nil answers them with unknown_type. Its Pusher should be the
+	// Gateway (Gateway.Push).
+	Presence Presence
 	// HTTP serves plain HTTP requests on the gateway's port (/healthz,
 	// /readyz, /metrics); nil answers them all with 404.
 	HTTP       http.Handler
@@ -55,14 +59,15 @@ type Gateway struct {
 	cfg Config
 	svc Service
 	// maxBody is the Service's body limit, read once.
-	maxBody int
-	bus     chat.Bus
-	dir     router.Directory
-	auth    Authenticator
-	http    http.Handler
-	log     *slog.Logger
-	m       *metrics
-	hub     *hub
+	maxBody  int
+	bus      chat.Bus
+	dir      router.Directory
+	auth     Authenticator
+	presence Presence
+	http     http.Handler
+	log      *slog.Logger
+	m        *metrics
+	hub      *hub
 
 	mu    sync.Mutex
 	loops map[gnet.EventLoop]*loop
@@ -93,7 +98,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{
-		cfg: cfg, svc: deps.Service, bus: deps.Bus, dir: deps.Directory, auth: deps.Auth,
+		cfg: cfg, svc: deps.Service, bus: deps.Bus, dir: deps.Directory, auth: deps.Auth, presence: deps.Presence,
 		http: deps.HTTP, log: log, m: newMetrics(deps.Registerer),
 		loops:    make(map[gnet.EventLoop]*loop),
 		booted:   make(chan struct{}),
@@ -105,6 +110,10 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	g.hub = newHub(g, cfg.HubWorkers)
 	return g, nil
 }
+
+// SetPresence installs the presence service when it could not be given in
+// Deps (it takes the Gateway as its Pusher). Call it before Run.
+func (g *Gateway) SetPresence(p Presence) { g.presence = p }
 
 // Config returns the configuration with defaults filled in.
 func (g *Gateway) Config() Config { return g.cfg }

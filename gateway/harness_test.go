@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/switchboard/switchboard/backends/memory"
 	"github.com/switchboard/switchboard/chat"
 	"github.com/switchboard/switchboard/internal/testserver"
+	"github.com/switchboard/switchboard/presence"
 )
 
 // testAuth accepts tokens of the form "ok:<user>[:<device>]".
@@ -57,6 +59,14 @@ func startServer(t testing.TB, cfg Config, store chat.Store) *server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	g, err := New(cfg, Deps{Service: svc, Bus: bus, Directory: dir, Auth: testAuth{}, HTTP: mux})
+	if err == nil {
+		var pres *presence.Service
+		pres, err = presence.New(presence.Config{MaxSubscriptions: 8}, memory.NewPresenceStore(), g, nil)
+		if err == nil {
+			g.SetPresence(pres)
+			t.Cleanup(func() { pres.Close() })
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,9 +116,21 @@ func (s *server) tryDial(token string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + token}})}
-	c, _, _, err := d.Dial(ctx, "ws://"+s.addr+Path)
+	c, br, _, err := d.Dial(ctx, "ws://"+s.addr+Path)
+	if err == nil && br != nil {
+		// Frames that came with the 101 response are in br.
+		return bufConn{c, br}, nil
+	}
 	return c, err
 }
+
+// bufConn reads what the dialer buffered before the connection.
+type bufConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (c *wsClient) send(v any) {
 	c.t.Helper()
@@ -128,27 +150,36 @@ func (c *wsClient) sendRaw(b []byte) {
 
 // frame is any server frame, decoded loosely.
 type frame struct {
-	Type    string          `json:"type"`
-	ID      string          `json:"id"`
-	MsgID   string          `json:"msg_id"`
-	Seq     uint64          `json:"seq"`
-	From    string          `json:"from"`
-	To      string          `json:"to"`
-	Body    string          `json:"body"`
-	TS      int64           `json:"ts"`
-	Status  string          `json:"status"`
-	MsgIDs  []string        `json:"msg_ids"`
-	By      string          `json:"by"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	Group   string          `json:"group"`
-	Event   string          `json:"event"`
-	Members json.RawMessage `json:"members"`
-	All     bool            `json:"all"`
-	Stop    bool            `json:"stop"`
-	GroupID string          `json:"group_id"`
+	Type     string          `json:"type"`
+	ID       string          `json:"id"`
+	MsgID    string          `json:"msg_id"`
+	Seq      uint64          `json:"seq"`
+	From     string          `json:"from"`
+	To       string          `json:"to"`
+	Body     string          `json:"body"`
+	TS       int64           `json:"ts"`
+	Status   string          `json:"status"`
+	MsgIDs   []string        `json:"msg_ids"`
+	By       string          `json:"by"`
+	Code     string          `json:"code"`
+	Message  string          `json:"message"`
+	Group    string          `json:"group"`
+	Event    string          `json:"event"`
+	Members  json.RawMessage `json:"members"`
+	All      bool            `json:"all"`
+	Stop     bool            `json:"stop"`
+	GroupID  string          `json:"group_id"`
+	User     string          `json:"user"`
+	Online   json.RawMessage `json:"online"`
+	LastSeen json.RawMessage `json:"last_seen"`
 
 	raw []byte
+}
+
+// online returns a presence frame's online field: whether it is there and
+// its value.
+func (f frame) online() (shown, online bool) {
+	return f.Online != nil, string(f.Online) == "true"
 }
 
 // members returns the members list of a group frame.

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/switchboard/switchboard/chat"
+	"github.com/switchboard/switchboard/presence"
 	"github.com/switchboard/switchboard/protocol"
 	"github.com/switchboard/switchboard/router"
 )
@@ -49,6 +50,7 @@ const (
 	jobUnregister
 	jobRead
 	jobDevices
+	jobPresence
 )
 
 type job struct {
@@ -57,6 +59,8 @@ type job struct {
 	after uint64 // jobRead: read entries after this seq
 	gen   uint32 // jobRead: the connection's read generation
 	id    []byte // jobDevices: the request's id
+
+	presence *presenceReq // jobPresence
 }
 
 func newHub(g *Gateway, workers int) *hub {
@@ -266,6 +270,10 @@ func (h *hub) work() {
 			h.registerConn(j.c)
 		case jobUnregister:
 			h.remove(j.c)
+			if h.g.presence != nil {
+				h.g.event(j.c, presence.Disconnected)
+				h.g.presence.Drop(j.c.presenceConn(h.g))
+			}
 			if err := h.g.dir.Unregister(context.Background(), j.c.route(h.g)); err != nil {
 				h.g.log.Warn("route unregister failed", "err", err)
 			}
@@ -273,6 +281,8 @@ func (h *hub) work() {
 			frames = h.read(j, frames[:0])
 		case jobDevices:
 			h.devices(j)
+		case jobPresence:
+			h.presenceJob(j.c, j.presence)
 		}
 	}
 }
@@ -309,6 +319,7 @@ func (h *hub) registerConn(c *wsConn) {
 		g.dir.Unregister(ctx, c.route(g))
 		return
 	}
+	g.event(c, presence.Connected)
 	c.l.mb.push(mailItem{kind: itemRegistered, c: c, seq: head})
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard/switchboard/chat"
 	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/presence"
 )
 
 // Config is everything `switchboard serve` reads: defaults, then the file
@@ -46,9 +47,10 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" help:"time allowed for a graceful shutdown (default 10s)"`
 
-	Gateway gateway.Config `yaml:"gateway"`
-	Chat    chat.Config    `yaml:"chat"`
-	Store   disk.Options   `yaml:"store"`
+	Gateway  gateway.Config  `yaml:"gateway"`
+	Chat     chat.Config     `yaml:"chat"`
+	Presence presence.Config `yaml:"presence"`
+	Store    disk.Options    `yaml:"store"`
 }
 
 func (c *Config) setDefaults() {
@@ -194,6 +196,14 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("gateway config: %w", err)
 	}
+	// Presence pushes through the gateway; its last seen, privacy and
+	// contacts live in the same store. Closing it flushes last seen.
+	pres, err := presence.New(cfg.Presence, store.Presence(), g, log)
+	if err != nil {
+		return fmt.Errorf("presence config: %w", err)
+	}
+	defer pres.Close()
+	g.SetPresence(pres)
 	done := make(chan error, 1)
 	go func() { done <- g.Run() }()
 	select {
