@@ -40,6 +40,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$'     -fuzztime $$((100000*$(FUZZSCALE)))x ./auth
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMeta$$' -fuzztime $$((60000*$(FUZZSCALE)))x  ./backends/disk
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$'     -fuzztime $$((50000*$(FUZZSCALE)))x ./client
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $$((100000*$(FUZZSCALE)))x ./presence
 
 ## bench: the micro-benchmarks quoted in docs/benchmarks.md
 bench:

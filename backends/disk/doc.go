@@ -19,6 +19,9 @@
 //	                                  or 1, frame            a frame starting with byte 0 or 1
 //	h/<key>                         → shared frame tail    one per message (chat.SharedPart)
 //	k/<key>                         → state record         groups, watermarks (chat.KV)
+//	p/<user>\x00c<contact>          → empty                one per contact (presence.go)
+//	p/<user>\x00l                   → last seen (u64 ms)   written by the presence flusher
+//	p/<user>\x00p                   → privacy              version, last seen and online visibility
 //	s/<user>                        → last seq (u64)       the inbox head
 //	m/<id>                          → MessageMeta (below)  one per message
 //	c/<from>\x00<clientID>          → id                   idempotency index
