@@ -31,12 +31,38 @@ type Item struct {
 // bus's goroutines and must not block for long: copy what it keeps.
 type DeliveryHandler func(d *Delivery)
 
-// Bus carries deliveries from the Service to the gateway nodes.
+// StreamHandler receives the events of a stream, one at a time, from one
+// goroutine per Consume. value is valid only during the call.
+type StreamHandler func(key string, value []byte)
+
+// Streams carried by the Bus.
+const (
+	// StreamEvents is the analytics feed: one JSON object per user action
+	// (docs/events.md), keyed by user.
+	StreamEvents = "events"
+	// StreamPresence carries the gateways' connection and activity events
+	// (presence.Event, binary) to the presence (last seen) worker, keyed by
+	// user.
+	StreamPresence = "presence"
+)
+
+// Bus carries deliveries from the Service to the gateway nodes, and event
+// streams from their producers to their consumers.
 //
 // Delivery is best effort: an entry whose delivery is lost is still in the
 // inbox and reaches the device on its next sync or at the next gap the
-// gateway detects. Publish and Subscribe are safe for concurrent use.
+// gateway detects. All methods are safe for concurrent use.
 type Bus interface {
+	// Emit appends value to stream topic; every consumer of the topic gets
+	// the values of one key in the order they were emitted. It never
+	// blocks, and does not retain value. The embedded bus drops (and
+	// counts) values for a consumer that is too far behind.
+	Emit(topic, key string, value []byte) error
+
+	// Consume calls h for each value emitted to topic after Consume
+	// returns, until cancel. Each consumer gets every value.
+	Consume(topic string, h StreamHandler) (cancel func(), err error)
+
 	// Publish hands d to the handler subscribed for node. It returns
 	// without error when no handler is subscribed (the route is stale).
 	// d is not retained after Publish returns.

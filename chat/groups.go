@@ -584,6 +584,14 @@ func (s *Service) groupChange(ctx context.Context, b *building, g *groupState, r
 	if err := s.groupEvent(ctx, b, g, audience, event, r.From, users); err != nil {
 		return Result{Err: err}
 	}
+	ev := NewEvent("group."+event, r.From, now).Str("group", g.id)
+	if len(users) > 0 && event != "left" {
+		ev.Strs("members", users)
+	}
+	if event == "created" || event == "renamed" {
+		ev.Str("name", g.name)
+	}
+	b.analytics(r.From, ev)
 	if len(g.members) > 0 && g.admins() == 0 {
 		// The last admin left: the longest-standing member takes over.
 		next := ""
@@ -671,6 +679,8 @@ func (s *Service) addGroupSend(ctx context.Context, b *building, r *Request, key
 		}
 		s.addHead(c, u, seq, "msg", m.ID)
 	}
+	b.analytics(r.From, NewEvent("message.sent", r.From, m.TS).Str("msg_id", m.ID).Str("group", g.id).
+		Int("recipients", int64(len(g.members)-1)).Int("bytes", int64(len(r.Body))))
 	g.pend = append(g.pend, pendingMsg{seq: gseq, id: m.ID, from: r.From})
 	if len(g.pend) > pendCap {
 		g.pend = slices.Delete(g.pend, 0, len(g.pend)-pendCap)

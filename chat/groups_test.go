@@ -256,3 +256,31 @@ func TestTypingIsNeverStored(t *testing.T) {
 	}
 	_ = bus
 }
+
+// TestAnalyticsEvents: user actions reach the bus's events stream once
+// durable, as documented JSON.
+func TestAnalyticsEvents(t *testing.T) {
+	svc, bus, _ := newService(t, memory.NewStore(), chat.Config{})
+	g := createGroup(t, svc, "alice", "bob")
+	do(t, svc, groupSend("alice", "m1", g, "hi"))
+	m := do(t, svc, send("alice", "m2", "bob", "hey", nil))
+	do(t, svc, &chat.Request{Kind: chat.KindReceipt, From: "bob", Status: chat.StatusRead, MsgIDs: bytesList(m.MsgID)})
+	do(t, svc, groupSend("mallory", "m3", g, "refused")) // not a member: no event
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	var types []string
+	for _, e := range bus.events {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(e), &v); err != nil {
+			t.Fatalf("event %s: %v", e, err)
+		}
+		if v["ts"] == nil || v["user"] == nil {
+			t.Fatalf("event without ts or user: %s", e)
+		}
+		types = append(types, v["type"].(string)+":"+v["user"].(string))
+	}
+	want := []string{"group.created:alice", "message.sent:alice", "message.sent:alice", "receipt:bob"}
+	if !slices.Equal(types, want) {
+		t.Fatalf("events %q, want %q", types, want)
+	}
+}

@@ -128,6 +128,7 @@ type commit struct {
 	batch   Batch
 	arena   []byte // frames of batch.Entries point into it
 	eph     []ephemeral
+	events  []queuedEvent // analytics, emitted once the batch is durable
 	epoch   uint64
 	err     error
 }
@@ -308,6 +309,8 @@ func (s *Service) build(c *commit) {
 	c.arena = c.arena[:0]
 	clear(c.eph)
 	c.eph = c.eph[:0]
+	clear(c.events)
+	c.events = c.events[:0]
 	c.err = nil
 	c.results = c.results[:0]
 	ctx := context.Background()
@@ -345,6 +348,7 @@ func (s *Service) build(c *commit) {
 		c.batch.Reset()
 		c.batch.Time = now
 		c.eph = c.eph[:0]
+		c.events = c.events[:0]
 		s.epoch.Add(1)
 		return
 	}
@@ -454,6 +458,7 @@ func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
 	if echo != 0 {
 		s.addHead(c, r.From, echo, "msg", m.ID)
 	}
+	b.analytics(r.From, NewEvent("message.sent", r.From, m.TS).Str("msg_id", m.ID).Str("to", to).Int("bytes", int64(len(r.Body))))
 	return Result{MsgID: m.ID, TS: m.TS}
 }
 
@@ -540,6 +545,9 @@ func (s *Service) addReceipt(ctx context.Context, b *building, r *Request) error
 		}
 		groups[g].ids = append(groups[g].ids, m.ID)
 	}
+	if n := len(r.MsgIDs); n > 0 {
+		b.analytics(r.From, NewEvent("receipt", r.From, b.now.UnixMilli()).Str("status", r.Status.String()).Int("msg_ids", int64(n)))
+	}
 	for _, g := range groups {
 		seq, err := s.nextSeq(ctx, g.sender)
 		if err != nil {
@@ -575,6 +583,11 @@ func (s *Service) postLoop() {
 		}
 		if c.err == nil {
 			s.deliver(ctx, c, &p)
+			for _, e := range c.events {
+				if err := s.bus.Emit(StreamEvents, e.user, e.value); err != nil {
+					s.log.Warn("analytics event lost", "err", err)
+				}
+			}
 		}
 		clear(c.reqs)
 		s.free <- c

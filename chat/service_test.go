@@ -47,8 +47,9 @@ func (c *completer) wait(t *testing.T, n int) {
 
 // recorder is a Bus that records deliveries.
 type recorder struct {
-	mu   sync.Mutex
-	seen map[string][]uint64
+	mu     sync.Mutex
+	seen   map[string][]uint64
+	events []string // analytics events, as emitted
 }
 
 func (r *recorder) Publish(_ context.Context, node string, d *chat.Delivery) error {
@@ -61,6 +62,17 @@ func (r *recorder) Publish(_ context.Context, node string, d *chat.Delivery) err
 }
 
 func (r *recorder) Subscribe(string, chat.DeliveryHandler) (func(), error) { return func() {}, nil }
+
+func (r *recorder) Emit(topic, key string, value []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if topic == chat.StreamEvents {
+		r.events = append(r.events, string(value))
+	}
+	return nil
+}
+
+func (r *recorder) Consume(string, chat.StreamHandler) (func(), error) { return func() {}, nil }
 
 func newService(t *testing.T, store chat.Store, cfg chat.Config) (*chat.Service, *recorder, *memory.Directory) {
 	t.Helper()

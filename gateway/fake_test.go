@@ -100,6 +100,8 @@ func (stubService) Config() chat.Config                             { return cha
 type stubBus struct{}
 
 func (stubBus) Publish(context.Context, string, *chat.Delivery) error { return nil }
+func (stubBus) Emit(string, string, []byte) error                     { return nil }
+func (stubBus) Consume(string, chat.StreamHandler) (func(), error)    { return func() {}, nil }
 func (stubBus) Subscribe(string, chat.DeliveryHandler) (func(), error) {
 	return func() {}, nil
 }

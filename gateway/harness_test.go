@@ -64,7 +64,8 @@ func startServer(t testing.TB, cfg Config, store chat.Store) *server {
 		pres, err = presence.New(presence.Config{MaxSubscriptions: 8}, memory.NewPresenceStore(), g, nil)
 		if err == nil {
 			g.SetPresence(pres)
-			t.Cleanup(func() { pres.Close() })
+			stop, _ := bus.Consume(chat.StreamPresence, presence.Consumer(pres, nil))
+			t.Cleanup(func() { stop(); pres.Close() })
 		}
 	}
 	if err != nil {

@@ -270,8 +270,8 @@ func (h *hub) work() {
 			h.registerConn(j.c)
 		case jobUnregister:
 			h.remove(j.c)
+			h.g.event(j.c, presence.Disconnected)
 			if h.g.presence != nil {
-				h.g.event(j.c, presence.Disconnected)
 				h.g.presence.Drop(j.c.presenceConn(h.g))
 			}
 			if err := h.g.dir.Unregister(context.Background(), j.c.route(h.g)); err != nil {
@@ -312,14 +312,15 @@ func (h *hub) registerConn(c *wsConn) {
 	if err := g.dir.Register(ctx, c.route(g)); err != nil {
 		g.log.Error("route register failed; live delivery may lag until the next sync", "err", err)
 	}
+	g.event(c, presence.Connected)
 	if c.closed.Load() {
 		// Closed while registering: its unregister job may already have
 		// run, so undo what this one did.
 		h.remove(c)
 		g.dir.Unregister(ctx, c.route(g))
+		g.event(c, presence.Disconnected)
 		return
 	}
-	g.event(c, presence.Connected)
 	c.l.mb.push(mailItem{kind: itemRegistered, c: c, seq: head})
 }
 

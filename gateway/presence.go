@@ -42,14 +42,28 @@ func (c *wsConn) presenceConn(g *Gateway) presence.Conn {
 	return presence.Conn{User: c.user, Node: g.cfg.Node, ID: c.id}
 }
 
-// event tells the presence service about c. It runs on c's loop or a hub
-// worker and does not block.
+// Analytics names of the presence event kinds.
+var eventNames = [...]string{presence.Connected: "device.connected", presence.Active: "user.active",
+	presence.Inactive: "user.inactive", presence.Disconnected: "device.disconnected"}
+
+// event emits a connection or activity event about c on the bus: to the
+// presence stream, which the last-seen worker consumes, and to the
+// analytics stream. It runs on c's loop or a hub worker and does not block.
 func (g *Gateway) event(c *wsConn, kind presence.EventKind) {
-	if g.presence == nil {
-		return
+	ts := time.Now().UnixMilli()
+	ev := presence.Event{Kind: kind, User: c.user, Device: c.device, Node: g.cfg.Node, Conn: c.id, TS: ts}
+	var buf [128]byte
+	if err := g.bus.Emit(chat.StreamPresence, c.user, ev.AppendBinary(buf[:0])); err != nil {
+		g.log.Warn("presence event lost", "err", err)
 	}
-	g.presence.Handle(presence.Event{Kind: kind, User: c.user, Device: c.device, Node: g.cfg.Node,
-		Conn: c.id, TS: time.Now().UnixMilli()})
+	g.emit(c.user, chat.NewEvent(eventNames[kind], c.user, ts).Str("device", deviceName(c.device)))
+}
+
+// emit puts an analytics event on the bus.
+func (g *Gateway) emit(user string, e *chat.Event) {
+	if err := g.bus.Emit(chat.StreamEvents, user, e.Bytes()); err != nil {
+		g.log.Warn("analytics event lost", "err", err)
+	}
 }
 
 // presence handles active, inactive, presence.sub/unsub, privacy.* and
@@ -136,6 +150,9 @@ func (h *hub) presenceJob(c *wsConn, pr *presenceReq) {
 			fields = protocol.AppendStrings(append([]byte(nil), `,"users":`...), users)
 		}
 	}
+	if err == nil {
+		h.analytics(c, pr)
+	}
 	if err != nil {
 		code, msg := presenceError(err)
 		g.m.errorFrames(code).Inc()
@@ -212,4 +229,29 @@ func (g *Gateway) Push(to presence.Conn, frame []byte) {
 	if i := slices.IndexFunc(s.users[to.User], func(c *wsConn) bool { return c.id == to.ID }); i >= 0 {
 		s.users[to.User][i].send(textFrame(frame))
 	}
+}
+
+// analytics emits the event of a presence request that changed something.
+func (h *hub) analytics(c *wsConn, pr *presenceReq) {
+	now := time.Now().UnixMilli()
+	var e *chat.Event
+	switch pr.typ {
+	case protocol.TypePrivacySet:
+		e = chat.NewEvent("privacy.set", c.user, now)
+		if pr.hasLS {
+			e.Str("last_seen", string(pr.lastSeen))
+		}
+		if pr.hasOnline {
+			e.Str("online", string(pr.online))
+		}
+	case protocol.TypeContactsAdd:
+		e = chat.NewEvent("contacts.added", c.user, now).Int("count", int64(len(pr.users)))
+	case protocol.TypeContactsRemove:
+		e = chat.NewEvent("contacts.removed", c.user, now).Int("count", int64(len(pr.users)))
+	case protocol.TypePresenceSub:
+		e = chat.NewEvent("presence.subscribed", c.user, now).Int("count", int64(len(pr.users)))
+	default:
+		return
+	}
+	h.g.emit(c.user, e)
 }

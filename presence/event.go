@@ -3,6 +3,7 @@ package presence
 import (
 	"encoding/binary"
 	"errors"
+	"log/slog"
 )
 
 // EventKind is what happened to a connection.
@@ -100,4 +101,21 @@ func DecodeEvent(b []byte) (Event, error) {
 	}
 	ev.TS = ts
 	return ev, nil
+}
+
+// Consumer returns a handler for the bus's presence stream that decodes
+// each event and applies it to s: the last-seen worker's loop. Events that
+// do not decode are logged and skipped.
+func Consumer(s *Service, log *slog.Logger) func(key string, value []byte) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(_ string, value []byte) {
+		ev, err := DecodeEvent(value)
+		if err != nil {
+			log.Warn("presence: skipping an event that does not decode", "err", err)
+			return
+		}
+		s.Handle(ev)
+	}
 }

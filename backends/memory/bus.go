@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -19,6 +20,27 @@ var _ chat.Bus = (*Bus)(nil)
 type Bus struct {
 	mu   sync.Mutex                               // serializes table writers
 	subs atomic.Pointer[map[string]*subscription] // never nil after NewBus
+
+	smu       sync.RWMutex
+	consumers map[string][]*consumer // topic → consumers
+	dropped   atomic.Int64
+}
+
+// StreamBuffer is how many values one consumer of a stream may have
+// waiting; past it, Emit drops values for that consumer (Dropped counts
+// them).
+const StreamBuffer = 1 << 16
+
+// consumer is one Consume call: a buffered queue drained by a goroutine.
+type consumer struct {
+	ch   chan streamValue
+	stop chan struct{}
+	once sync.Once
+}
+
+type streamValue struct {
+	key   string
+	value []byte
 }
 
 // subscription is one Subscribe call; cancel removes the node's entry only
@@ -75,3 +97,69 @@ func (b *Bus) update(edit func(map[string]*subscription)) {
 	edit(m)
 	b.subs.Store(&m)
 }
+
+// Emit queues a copy of value for every consumer of topic and returns at
+// once. A consumer with StreamBuffer values waiting loses this one
+// (counted by Dropped). Safe for concurrent use.
+func (b *Bus) Emit(topic, key string, value []byte) error {
+	b.smu.RLock()
+	defer b.smu.RUnlock()
+	cs := b.consumers[topic]
+	if len(cs) == 0 {
+		return nil
+	}
+	v := streamValue{key: key, value: append([]byte(nil), value...)}
+	for _, c := range cs {
+		select {
+		case c.ch <- v:
+		default:
+			b.dropped.Add(1)
+		}
+	}
+	return nil
+}
+
+// Consume starts a goroutine that calls h with each value emitted to
+// topic from now on, in emit order, until cancel, which returns once the
+// values emitted before it have been handled. Safe for concurrent use.
+func (b *Bus) Consume(topic string, h chat.StreamHandler) (cancel func(), err error) {
+	c := &consumer{ch: make(chan streamValue, StreamBuffer), stop: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case v := <-c.ch:
+				h(v.key, v.value)
+			case <-c.stop:
+				for { // what was emitted before cancel is still handled
+					select {
+					case v := <-c.ch:
+						h(v.key, v.value)
+					default:
+						return
+					}
+				}
+			}
+		}
+	}()
+	b.smu.Lock()
+	if b.consumers == nil {
+		b.consumers = make(map[string][]*consumer)
+	}
+	b.consumers[topic] = append(b.consumers[topic], c)
+	b.smu.Unlock()
+	return func() {
+		c.once.Do(func() {
+			b.smu.Lock()
+			b.consumers[topic] = slices.DeleteFunc(b.consumers[topic], func(x *consumer) bool { return x == c })
+			b.smu.Unlock()
+			close(c.stop)
+			<-done
+		})
+	}, nil
+}
+
+// Dropped returns how many stream values were dropped for consumers that
+// were StreamBuffer values behind. Safe for concurrent use.
+func (b *Bus) Dropped() int64 { return b.dropped.Load() }

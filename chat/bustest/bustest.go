@@ -35,6 +35,111 @@ func Run(t *testing.T, newBus func(t *testing.T) chat.Bus) {
 	t.Run("ResubscribeReplaces", func(t *testing.T) { testResubscribeReplaces(t, newBus(t)) })
 	t.Run("CancelRemoves", func(t *testing.T) { testCancelRemoves(t, newBus(t)) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newBus(t)) })
+	t.Run("StreamOrderPerKey", func(t *testing.T) { testStreamOrderPerKey(t, newBus(t)) })
+	t.Run("StreamCancel", func(t *testing.T) { testStreamCancel(t, newBus(t)) })
+}
+
+// streamRecorder keeps "key=value" of what a stream consumer gets.
+type streamRecorder struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *streamRecorder) handle(key string, value []byte) {
+	r.mu.Lock()
+	r.got = append(r.got, key+"="+string(value))
+	r.mu.Unlock()
+}
+
+func (r *streamRecorder) waitFor(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		r.mu.Lock()
+		got := slices.Clone(r.got)
+		r.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d stream values after %v, want %d", len(got), wait, n)
+		}
+		time.Sleep(time.Millisecond) // polling with a deadline
+	}
+}
+
+func consume(t *testing.T, b chat.Bus, topic string, r *streamRecorder) func() {
+	t.Helper()
+	cancel, err := b.Consume(topic, r.handle)
+	if err != nil {
+		t.Fatalf("Consume(%q): %v", topic, err)
+	}
+	t.Cleanup(cancel)
+	return cancel
+}
+
+// testStreamOrderPerKey: every consumer of a topic gets every value, in
+// emit order per key, and nothing of other topics; values are copied.
+func testStreamOrderPerKey(t *testing.T, b chat.Bus) {
+	r1, r2, other := &streamRecorder{}, &streamRecorder{}, &streamRecorder{}
+	consume(t, b, "events", r1)
+	consume(t, b, "events", r2)
+	consume(t, b, "events-2", other)
+	var want []string
+	buf := make([]byte, 0, 16)
+	for i := range 100 {
+		key := fmt.Sprint("k", i%3)
+		buf = fmt.Appendf(buf[:0], "%d", i)
+		if err := b.Emit("events", key, buf); err != nil {
+			t.Fatalf("Emit: %v", err)
+		}
+		copy(buf, "XXXX")
+		want = append(want, fmt.Sprintf("%s=%d", key, i))
+	}
+	b.Emit("events-2", "fence", []byte("x"))
+	other.waitFor(t, 1)
+	for _, r := range []*streamRecorder{r1, r2} {
+		got := r.waitFor(t, len(want))
+		for k := range 3 {
+			key := fmt.Sprint("k", k, "=")
+			var g, w []string
+			for _, s := range got {
+				if len(s) > len(key) && s[:len(key)] == key {
+					g = append(g, s)
+				}
+			}
+			for _, s := range want {
+				if len(s) > len(key) && s[:len(key)] == key {
+					w = append(w, s)
+				}
+			}
+			if !slices.Equal(g, w) {
+				t.Fatalf("key k%d: got %q, want %q", k, g, w)
+			}
+		}
+	}
+	if got := other.waitFor(t, 1); len(got) != 1 || got[0] != "fence=x" {
+		t.Fatalf("other topic got %q", got)
+	}
+}
+
+// testStreamCancel: after cancel returns, the handler is not called again.
+func testStreamCancel(t *testing.T, b chat.Bus) {
+	r := &streamRecorder{}
+	cancel := consume(t, b, "events", r)
+	b.Emit("events", "a", []byte("1"))
+	r.waitFor(t, 1)
+	cancel()
+	b.Emit("events", "a", []byte("2"))
+	fence := &streamRecorder{}
+	consume(t, b, "events", fence)
+	b.Emit("events", "a", []byte("3"))
+	fence.waitFor(t, 1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.got) != 1 {
+		t.Fatalf("after cancel the consumer got %q", r.got)
+	}
 }
 
 // delivery is a copy of one item of a chat.Delivery taken inside the

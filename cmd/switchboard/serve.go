@@ -204,6 +204,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer pres.Close()
 	g.SetPresence(pres)
+	// The last-seen worker: the gateway's connection and activity events
+	// reach it over the bus.
+	stopPresence, err := bus.Consume(chat.StreamPresence, presence.Consumer(pres, log))
+	if err != nil {
+		return fmt.Errorf("presence stream: %w", err)
+	}
+	defer stopPresence()
 	done := make(chan error, 1)
 	go func() { done <- g.Run() }()
 	select {
