@@ -31,6 +31,14 @@ type Item struct {
 // bus's goroutines and must not block for long: copy what it keeps.
 type DeliveryHandler func(d *Delivery)
 
+// StreamWatcher is an optional Bus ability: saying whether a stream has
+// consumers. With it the Service skips building analytics events that
+// nobody reads.
+type StreamWatcher interface {
+	// Consumed reports whether topic has at least one consumer now.
+	Consumed(topic string) bool
+}
+
 // StreamHandler receives the events of a stream, one at a time, from one
 // goroutine per Consume. value is valid only during the call.
 type StreamHandler func(key string, value []byte)

@@ -63,6 +63,13 @@ func (b *building) analytics(user string, e *Event) {
 	b.c.events = append(b.c.events, queuedEvent{user: user, value: e.Bytes()})
 }
 
+// wantEvents reports whether anyone consumes analytics events: building
+// them costs a few allocations per request.
+func (s *Service) wantEvents() bool {
+	w, ok := s.bus.(StreamWatcher)
+	return !ok || w.Consumed(StreamEvents)
+}
+
 type queuedEvent struct {
 	user  string
 	value []byte

@@ -679,8 +679,10 @@ func (s *Service) addGroupSend(ctx context.Context, b *building, r *Request, key
 		}
 		s.addHead(c, u, seq, "msg", m.ID)
 	}
-	b.analytics(r.From, NewEvent("message.sent", r.From, m.TS).Str("msg_id", m.ID).Str("group", g.id).
-		Int("recipients", int64(len(g.members)-1)).Int("bytes", int64(len(r.Body))))
+	if b.events {
+		b.analytics(r.From, NewEvent("message.sent", r.From, m.TS).Str("msg_id", m.ID).Str("group", g.id).
+			Int("recipients", int64(len(g.members)-1)).Int("bytes", int64(len(r.Body))))
+	}
 	g.pend = append(g.pend, pendingMsg{seq: gseq, id: m.ID, from: r.From})
 	if len(g.pend) > pendCap {
 		g.pend = slices.Delete(g.pend, 0, len(g.pend)-pendCap)

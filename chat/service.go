@@ -316,7 +316,8 @@ func (s *Service) build(c *commit) {
 	ctx := context.Background()
 
 	// What this batch adds, so that requests within it see each other.
-	b := &building{c: c, now: now, pending: map[string]int{}, newClient: map[clientKey]string{}}
+	b := &building{c: c, now: now, pending: map[string]int{}, newClient: map[clientKey]string{},
+		events: s.wantEvents()}
 
 	for _, r := range c.reqs {
 		var res Result
@@ -387,6 +388,7 @@ type building struct {
 	dirty     []*groupState   // groups whose state records must be written
 	users     map[string]bool // users whose list of groups changed
 	fatal     error           // a store failure midway through a request: fail the batch
+	events    bool            // build analytics events: someone consumes them
 }
 
 func (s *Service) lookupMeta(ctx context.Context, b *building, id string) (MessageMeta, bool, error) {
@@ -458,7 +460,9 @@ func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
 	if echo != 0 {
 		s.addHead(c, r.From, echo, "msg", m.ID)
 	}
-	b.analytics(r.From, NewEvent("message.sent", r.From, m.TS).Str("msg_id", m.ID).Str("to", to).Int("bytes", int64(len(r.Body))))
+	if b.events {
+		b.analytics(r.From, NewEvent("message.sent", r.From, m.TS).Str("msg_id", m.ID).Str("to", to).Int("bytes", int64(len(r.Body))))
+	}
 	return Result{MsgID: m.ID, TS: m.TS}
 }
 
@@ -545,7 +549,7 @@ func (s *Service) addReceipt(ctx context.Context, b *building, r *Request) error
 		}
 		groups[g].ids = append(groups[g].ids, m.ID)
 	}
-	if n := len(r.MsgIDs); n > 0 {
+	if n := len(r.MsgIDs); n > 0 && b.events {
 		b.analytics(r.From, NewEvent("receipt", r.From, b.now.UnixMilli()).Str("status", r.Status.String()).Int("msg_ids", int64(n)))
 	}
 	for _, g := range groups {

@@ -56,7 +56,15 @@ func (g *Gateway) event(c *wsConn, kind presence.EventKind) {
 	if err := g.bus.Emit(chat.StreamPresence, c.user, ev.AppendBinary(buf[:0])); err != nil {
 		g.log.Warn("presence event lost", "err", err)
 	}
-	g.emit(c.user, chat.NewEvent(eventNames[kind], c.user, ts).Str("device", deviceName(c.device)))
+	if g.wantEvents() {
+		g.emit(c.user, chat.NewEvent(eventNames[kind], c.user, ts).Str("device", deviceName(c.device)))
+	}
+}
+
+// wantEvents reports whether anyone consumes analytics events.
+func (g *Gateway) wantEvents() bool {
+	w, ok := g.bus.(chat.StreamWatcher)
+	return !ok || w.Consumed(chat.StreamEvents)
 }
 
 // emit puts an analytics event on the bus.
@@ -233,6 +241,9 @@ func (g *Gateway) Push(to presence.Conn, frame []byte) {
 
 // analytics emits the event of a presence request that changed something.
 func (h *hub) analytics(c *wsConn, pr *presenceReq) {
+	if !h.g.wantEvents() {
+		return
+	}
 	now := time.Now().UnixMilli()
 	var e *chat.Event
 	switch pr.typ {

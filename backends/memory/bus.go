@@ -9,7 +9,10 @@ import (
 	"github.com/switchboard/switchboard/chat"
 )
 
-var _ chat.Bus = (*Bus)(nil)
+var (
+	_ chat.Bus           = (*Bus)(nil)
+	_ chat.StreamWatcher = (*Bus)(nil)
+)
 
 // Bus is an in-process chat.Bus. Publish calls the node's handler on the
 // caller's goroutine, before it returns.
@@ -163,3 +166,10 @@ func (b *Bus) Consume(topic string, h chat.StreamHandler) (cancel func(), err er
 // Dropped returns how many stream values were dropped for consumers that
 // were StreamBuffer values behind. Safe for concurrent use.
 func (b *Bus) Dropped() int64 { return b.dropped.Load() }
+
+// Consumed reports whether topic has a consumer. Safe for concurrent use.
+func (b *Bus) Consumed(topic string) bool {
+	b.smu.RLock()
+	defer b.smu.RUnlock()
+	return len(b.consumers[topic]) > 0
+}
