@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"github.com/switchboard/switchboard/backends/memory"
+	"github.com/switchboard/switchboard/presence"
 	"testing"
 
 	"github.com/gobwas/ws"
@@ -95,4 +98,50 @@ func BenchmarkFanOutFrame(b *testing.B) {
 		}
 		f.release()
 	}
+}
+
+// BenchmarkPresenceChange10k is the whole server-side cost of one
+// presence change watched by 10,000 connections: the presence service
+// finds the subscribers and encodes the frame, and the gateway pushes it
+// into each connection's loop mailbox and writes it (the fake loop runs
+// each drain at once). One op is one change (bob active, then inactive).
+func BenchmarkPresenceChange10k(b *testing.B) {
+	g, _ := newFakeGateway(b, Config{}, stubService{})
+	pres, err := presence.New(presence.Config{MaxSubscriptions: 4}, memory.NewPresenceStore(), g, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pres.Close()
+	const subscribers = 10_000
+	fcs := make([]*fakeConn, subscribers)
+	for i := range fcs {
+		fcs[i] = openedFake(b, g, fmt.Sprintf("s%05d", i))
+		c := fcs[i].ctx.(*wsConn)
+		if err := pres.Subscribe(context.Background(), c.presenceConn(g), []string{"bob"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var before int64
+	for _, fc := range fcs {
+		before += fc.writes.Load()
+	}
+	ev := presence.Event{User: "bob", Node: g.cfg.Node, Conn: 1}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		n++
+		ev.Kind, ev.TS = presence.Active, int64(n)
+		if n%2 == 0 {
+			ev.Kind = presence.Inactive
+		}
+		pres.Handle(ev)
+	}
+	var after int64
+	for _, fc := range fcs {
+		after += fc.writes.Load()
+	}
+	if got := after - before; got < int64(n)*subscribers {
+		b.Fatalf("%d frames written for %d changes × %d subscribers", got, n, subscribers)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n)/subscribers, "ns/subscriber")
 }
