@@ -89,3 +89,73 @@ func (c *wsClient) subscribe(id, user string) frame {
 
 func shown(f frame) bool  { s, _ := f.online(); return s }
 func online(f frame) bool { _, o := f.online(); return o }
+
+// TestPrivacyMatrixOverWebSocket runs every combination of the target's
+// and the viewer's setting (everyone, contacts, nobody) and of who has
+// whom in their contacts, and checks that the viewer sees online and last
+// seen exactly when both settings admit the other (reciprocity), and that
+// nothing is pushed to a viewer who may not see: a hidden change pushes no
+// frame at all.
+func TestPrivacyMatrixOverWebSocket(t *testing.T) {
+	s := startServer(t, Config{}, nil)
+	settings := []string{"everyone", "contacts", "nobody"}
+	admits := func(setting string, inContacts bool) bool {
+		return setting == "everyone" || setting == "contacts" && inContacts
+	}
+	n := 0
+	for _, ts := range settings {
+		for _, vs := range settings {
+			for rel := range 4 { // bit 0: viewer in target's contacts; bit 1: target in viewer's
+				n++
+				tu, vu := fmt.Sprintf("t%d", n), fmt.Sprintf("v%d", n)
+				target, witness, viewer := s.dial(t, "ok:"+tu+":phone"), s.dial(t, "ok:"+tu+":laptop"), s.dial(t, "ok:"+vu)
+				for _, c := range []*wsClient{target, witness, viewer} {
+					c.synced()
+				}
+				target.request(map[string]any{"type": "privacy.set", "id": "p", "last_seen": ts, "online": ts})
+				viewer.request(map[string]any{"type": "privacy.set", "id": "p", "last_seen": vs, "online": vs})
+				if rel&1 != 0 {
+					target.request(map[string]any{"type": "contacts.add", "id": "c", "users": []string{vu}})
+				}
+				if rel&2 != 0 {
+					viewer.request(map[string]any{"type": "contacts.add", "id": "c", "users": []string{tu}})
+				}
+				visible := admits(ts, rel&1 != 0) && admits(vs, rel&2 != 0)
+				name := fmt.Sprintf("target %s, viewer %s, contacts %02b", ts, vs, rel)
+
+				witness.subscribe("w", tu) // a user always sees their own presence
+				first := viewer.subscribe("v", tu)
+				if shown(first) != visible || (first.LastSeen != nil && !visible) {
+					t.Fatalf("%s: first frame %s, want visible=%v", name, first.raw, visible)
+				}
+				target.send(map[string]any{"type": "active"})
+				// The witness's frame means the change was handled, and any
+				// frame for the viewer was queued before its fence reply.
+				if f := witness.readType("presence"); !online(f) {
+					t.Fatalf("%s: witness got %s", name, f.raw)
+				}
+				viewer.send(map[string]any{"type": "privacy.get", "id": "fence"})
+				var pushed *frame
+				for {
+					f := viewer.read()
+					if f.Type == "presence" {
+						pushed = &f
+						continue
+					}
+					if f.ID == "fence" {
+						break
+					}
+				}
+				switch {
+				case visible && (pushed == nil || !online(*pushed) || pushed.LastSeen == nil):
+					t.Fatalf("%s: viewer may see, got %v", name, pushed)
+				case !visible && pushed != nil:
+					t.Fatalf("%s: hidden change pushed %s", name, pushed.raw)
+				}
+				for _, c := range []*wsClient{target, witness, viewer} {
+					c.close()
+				}
+			}
+		}
+	}
+}
