@@ -75,12 +75,8 @@ type frame struct {
 func (c *wsConn) read(timeout time.Duration) (frame, error) {
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
 	for {
-		var f frame
-		b, err := wsutil.ReadServerText(c.conn)
+		f, _, err := c.readBytes()
 		if err != nil {
-			return f, err
-		}
-		if err := json.Unmarshal(b, &f); err != nil {
 			return f, err
 		}
 		if f.Type == "msg" && f.From == c.user && f.To != c.user {
@@ -88,6 +84,16 @@ func (c *wsConn) read(timeout time.Duration) (frame, error) {
 		}
 		return f, nil
 	}
+}
+
+// readBytes reads one frame and decodes it loosely.
+func (c *wsConn) readBytes() (frame, []byte, error) {
+	var f frame
+	b, err := wsutil.ReadServerText(c.conn)
+	if err != nil {
+		return f, nil, err
+	}
+	return f, b, json.Unmarshal(b, &f)
 }
 
 // TestKill9DuringBurst: kill -9 the server while a client sends a burst,
