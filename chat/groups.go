@@ -661,15 +661,7 @@ func (s *Service) addGroupSend(ctx context.Context, b *building, r *Request, key
 	if err != nil {
 		return Result{Err: err}
 	}
-	now := b.now
-	m := MessageMeta{ID: s.ids.Next(now), From: r.From, To: log, ClientID: key.id,
-		TS: now.UnixMilli(), Seq: gseq, Status: StatusSent}
-	b.pending[m.ID] = len(c.batch.Messages)
-	c.batch.Messages = append(c.batch.Messages, m)
-	b.newClient[key] = m.ID
-	n := len(c.arena)
-	c.arena = protocol.AppendMsgTail(c.arena, m.ID, m.From, g.id, g.id, r.Body, m.TS)
-	c.batch.Shared = append(c.batch.Shared, SharedPart{Key: m.ID, Data: c.arena[n:]})
+	m := s.addMessage(b, r, key, log, gseq, g.id)
 	s.addHead(c, log, gseq, "msg", m.ID)
 	for u := range g.members {
 		seq, err := s.nextSeq(ctx, u)

@@ -447,15 +447,7 @@ func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
 			return Result{Err: err}
 		}
 	}
-	now := b.now
-	m := MessageMeta{ID: s.ids.Next(now), From: r.From, To: to, ClientID: key.id,
-		TS: now.UnixMilli(), Seq: seq, Status: StatusSent}
-	b.pending[m.ID] = len(c.batch.Messages)
-	c.batch.Messages = append(c.batch.Messages, m)
-	b.newClient[key] = m.ID
-	n := len(c.arena)
-	c.arena = protocol.AppendMsgTail(c.arena, m.ID, m.From, m.To, "", r.Body, m.TS)
-	c.batch.Shared = append(c.batch.Shared, SharedPart{Key: m.ID, Data: c.arena[n:]})
+	m := s.addMessage(b, r, key, to, seq, "")
 	s.addHead(c, to, seq, "msg", m.ID)
 	if echo != 0 {
 		s.addHead(c, r.From, echo, "msg", m.ID)
@@ -464,6 +456,26 @@ func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
 		b.analytics(r.From, NewEvent("message.sent", r.From, m.TS).Str("msg_id", m.ID).Str("to", to).Int("bytes", int64(len(r.Body))))
 	}
 	return Result{MsgID: m.ID, TS: m.TS}
+}
+
+// addMessage records a new message of r to inbox to (a user's, or a
+// group's log) at seq, and its frame's tail as a shared part keyed by its
+// id, for the entries that addHead adds.
+func (s *Service) addMessage(b *building, r *Request, key clientKey, to string, seq uint64, group string) MessageMeta {
+	c := b.c
+	m := MessageMeta{ID: s.ids.Next(b.now), From: r.From, To: to, ClientID: key.id,
+		TS: b.now.UnixMilli(), Seq: seq, Status: StatusSent}
+	b.pending[m.ID] = len(c.batch.Messages)
+	c.batch.Messages = append(c.batch.Messages, m)
+	b.newClient[key] = m.ID
+	wireTo := to
+	if group != "" {
+		wireTo = group
+	}
+	n := len(c.arena)
+	c.arena = protocol.AppendMsgTail(c.arena, m.ID, m.From, wireTo, group, r.Body, m.TS)
+	c.batch.Shared = append(c.batch.Shared, SharedPart{Key: m.ID, Data: c.arena[n:]})
+	return m
 }
 
 // addHead adds an entry for user at seq whose frame is the head of a typ

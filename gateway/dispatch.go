@@ -57,34 +57,6 @@ func (l *loop) dispatch(c *wsConn, r *protocol.Request, now int64) {
 	}
 }
 
-// groupSend handles a send to a group.
-func (l *loop) groupSend(c *wsConn, r *protocol.Request, now int64) {
-	g := l.g
-	switch {
-	case !r.HasID || !validID(r.ID):
-		l.writeError(c, r.ID, protocol.CodeBadRequest, msgBadID)
-		return
-	case r.HasTo:
-		l.writeError(c, r.ID, protocol.CodeBadRequest, `a send has "to" or "group", not both`)
-		return
-	case !validMsgIDs([][]byte{r.Group}):
-		l.writeError(c, r.ID, protocol.CodeBadRequest, msgBadGroup)
-		return
-	case !r.HasBody:
-		l.writeError(c, r.ID, protocol.CodeBadRequest, `missing "body"`)
-		return
-	case len(r.Body) > g.maxBody:
-		l.writeError(c, r.ID, protocol.CodeBadRequest, `"body" exceeds max_body_bytes`)
-		return
-	}
-	q := getReq(c, now, len(r.ID)+len(r.Group)+len(r.Body))
-	q.Kind = chat.KindSend
-	q.ClientID = q.keep(r.ID)
-	q.Group = q.keep(r.Group)
-	q.Body = q.keep(r.Body)
-	l.submit(c, q, r.ID)
-}
-
 func (l *loop) groupOp(c *wsConn, r *protocol.Request, op chat.GroupOp, now int64) {
 	switch {
 	case !r.HasID || !validID(r.ID):

@@ -228,18 +228,15 @@ func (l *loop) message(c *wsConn, data []byte, now int64) gnet.Action {
 	switch r.Type {
 	case protocol.TypeSend:
 		g.m.sends.Inc()
-		if r.HasGroup {
-			l.groupSend(c, r, now)
-			return gnet.None
-		}
 		if msg := g.checkSend(r); msg != "" {
 			l.writeError(c, r.ID, protocol.CodeBadRequest, msg)
 			return gnet.None
 		}
-		q := getReq(c, now, len(r.ID)+len(r.To)+len(r.Body))
+		q := getReq(c, now, len(r.ID)+len(r.To)+len(r.Group)+len(r.Body))
 		q.Kind = chat.KindSend
 		q.ClientID = q.keep(r.ID)
-		q.To = q.keep(r.To)
+		q.To = q.keep(r.To) // one of To and Group is empty
+		q.Group = q.keep(r.Group)
 		q.Body = q.keep(r.Body)
 		l.submit(c, q, r.ID)
 	case protocol.TypeReceipt:
@@ -713,7 +710,11 @@ func (g *Gateway) checkSend(r *protocol.Request) string {
 	switch {
 	case !r.HasID || !validID(r.ID):
 		return msgBadID
-	case !r.HasTo || !validUser(r.To):
+	case r.HasGroup && r.HasTo:
+		return `a send has "to" or "group", not both`
+	case r.HasGroup && !validMsgIDs([][]byte{r.Group}):
+		return msgBadGroup
+	case !r.HasGroup && (!r.HasTo || !validUser(r.To)):
 		return `"to" must be a user id: 1 to 128 bytes, no control characters`
 	case !r.HasBody:
 		return `missing "body"`

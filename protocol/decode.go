@@ -204,29 +204,13 @@ func (p *parser) field(key []byte, r *Request) *Error {
 		r.TypeName, r.HasType = v, true
 		r.Type = types[string(v)] // no allocation; TypeUnknown when absent
 	case "id":
-		v, e := p.strField(errTypeID)
-		if e != nil {
-			return e
-		}
-		r.ID, r.HasID = v, true
+		return p.setStr(&r.ID, &r.HasID, errTypeID)
 	case "to":
-		v, e := p.strField(errTypeTo)
-		if e != nil {
-			return e
-		}
-		r.To, r.HasTo = v, true
+		return p.setStr(&r.To, &r.HasTo, errTypeTo)
 	case "body":
-		v, e := p.strField(errTypeBody)
-		if e != nil {
-			return e
-		}
-		r.Body, r.HasBody = v, true
+		return p.setStr(&r.Body, &r.HasBody, errTypeBody)
 	case "status":
-		v, e := p.strField(errTypeStatus)
-		if e != nil {
-			return e
-		}
-		r.Status, r.HasStatus = v, true
+		return p.setStr(&r.Status, &r.HasStatus, errTypeStatus)
 	case "msg_ids":
 		var e *Error
 		r.MsgIDs, e = p.strList(r.MsgIDs[:0], errTypeMsgIDs, errTooManyIDs)
@@ -243,35 +227,15 @@ func (p *parser) field(key []byte, r *Request) *Error {
 		r.HasUsers = true
 		return e
 	case "group":
-		v, e := p.strField(errTypeGroup)
-		if e != nil {
-			return e
-		}
-		r.Group, r.HasGroup = v, true
+		return p.setStr(&r.Group, &r.HasGroup, errTypeGroup)
 	case "name":
-		v, e := p.strField(errTypeName)
-		if e != nil {
-			return e
-		}
-		r.Name, r.HasName = v, true
+		return p.setStr(&r.Name, &r.HasName, errTypeName)
 	case "msg_id":
-		v, e := p.strField(errTypeMsgID)
-		if e != nil {
-			return e
-		}
-		r.MsgID, r.HasMsgID = v, true
+		return p.setStr(&r.MsgID, &r.HasMsgID, errTypeMsgID)
 	case "last_seen":
-		v, e := p.strField(errTypeLastSeen)
-		if e != nil {
-			return e
-		}
-		r.LastSeen, r.HasLastSeen = v, true
+		return p.setStr(&r.LastSeen, &r.HasLastSeen, errTypeLastSeen)
 	case "online":
-		v, e := p.strField(errTypeOnline)
-		if e != nil {
-			return e
-		}
-		r.Online, r.HasOnline = v, true
+		return p.setStr(&r.Online, &r.HasOnline, errTypeOnline)
 	case "stop":
 		switch {
 		case p.literal("true"):
@@ -292,6 +256,16 @@ func (p *parser) field(key []byte, r *Request) *Error {
 			return p.fail()
 		}
 	}
+	return nil
+}
+
+// setStr parses a string value into *dst and sets *has.
+func (p *parser) setStr(dst *[]byte, has *bool, typeErr *Error) *Error {
+	v, e := p.strField(typeErr)
+	if e != nil {
+		return e
+	}
+	*dst, *has = v, true
 	return nil
 }
 
