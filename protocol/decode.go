@@ -212,20 +212,11 @@ func (p *parser) field(key []byte, r *Request) *Error {
 	case "status":
 		return p.setStr(&r.Status, &r.HasStatus, errTypeStatus)
 	case "msg_ids":
-		var e *Error
-		r.MsgIDs, e = p.strList(r.MsgIDs[:0], errTypeMsgIDs, errTooManyIDs)
-		r.HasMsgIDs = true
-		return e
+		return p.setList(&r.MsgIDs, &r.HasMsgIDs, errTypeMsgIDs, errTooManyIDs)
 	case "members":
-		var e *Error
-		r.Members, e = p.strList(r.Members[:0], errTypeMembers, errTooManyMembers)
-		r.HasMembers = true
-		return e
+		return p.setList(&r.Members, &r.HasMembers, errTypeMembers, errTooManyMembers)
 	case "users":
-		var e *Error
-		r.Users, e = p.strList(r.Users[:0], errTypeUsers, errTooManyUsers)
-		r.HasUsers = true
-		return e
+		return p.setList(&r.Users, &r.HasUsers, errTypeUsers, errTooManyUsers)
 	case "group":
 		return p.setStr(&r.Group, &r.HasGroup, errTypeGroup)
 	case "name":
@@ -267,6 +258,15 @@ func (p *parser) setStr(dst *[]byte, has *bool, typeErr *Error) *Error {
 	}
 	*dst, *has = v, true
 	return nil
+}
+
+// setList parses an array of strings into *dst (reusing its capacity,
+// which is the list's limit) and sets *has.
+func (p *parser) setList(dst *[][]byte, has *bool, typeErr, tooMany *Error) *Error {
+	var e *Error
+	*dst, e = p.strList((*dst)[:0], typeErr, tooMany)
+	*has = true
+	return e
 }
 
 // strList parses an array of strings into dst, which must have the
