@@ -64,6 +64,10 @@ func aggKey(id string) string          { return "a/" + id }
 func wmPrefix(id string) string        { return "w/" + id + "\x00" }
 func wmKey(id, user string) string     { return wmPrefix(id) + user }
 func userGroupsKey(user string) string { return "u/" + user }
+
+// createKey is the state record of a group.create's client id: the group
+// it created, so that a retried create makes no second group.
+func createKey(user string, id []byte) string { return "gc/" + user + "\x00" + string(id) }
 func validMember(u []byte) bool {
 	return len(u) > 0 && len(u) <= 128 && utf8.Valid(u) && !hasControl(u)
 }
@@ -510,6 +514,14 @@ func (s *Service) groupCreate(ctx context.Context, b *building, r *Request) Resu
 	if id, ok := s.clientIx.get(key); ok {
 		return Result{Data: appendField(nil, "group_id", id)}
 	}
+	var known string
+	if _, err := s.store.GetState(ctx, createKey(r.From, r.ClientID), func(v []byte) { known = string(v) }); err != nil {
+		return Result{Err: err}
+	}
+	if known != "" {
+		s.clientIx.put(key, known)
+		return Result{Data: appendField(nil, "group_id", known)}
+	}
 	now := b.now.UnixMilli()
 	g := &groupState{id: s.ids.Next(b.now), name: name, createdBy: r.From, created: now,
 		members: make(map[string]*member, len(users))}
@@ -520,6 +532,7 @@ func (s *Service) groupCreate(ctx context.Context, b *building, r *Request) Resu
 	}
 	s.groups.put(g.id, g)
 	b.newClient[key] = g.id
+	b.c.batch.State = append(b.c.batch.State, KV{Key: createKey(r.From, r.ClientID), Value: []byte(g.id)})
 	res := s.groupChange(ctx, b, g, r, "created", users)
 	if res.Err == nil {
 		res.Data = appendField(nil, "group_id", g.id)

@@ -284,3 +284,28 @@ func TestAnalyticsEvents(t *testing.T) {
 		t.Fatalf("events %q, want %q", types, want)
 	}
 }
+
+// TestGroupCreateIsIdempotent: group.create again with the same id, even
+// after a restart, returns the same group and creates nothing.
+func TestGroupCreateIsIdempotent(t *testing.T) {
+	store := memory.NewStore()
+	svc, _, _ := newService(t, store, chat.Config{})
+	r := groupReq(chat.GroupCreate, "alice", "", "bob")
+	r.Name = []byte("once")
+	first := data(t, do(t, svc, r))["group_id"]
+	again := groupReq(chat.GroupCreate, "alice", "", "bob")
+	again.Name = []byte("once")
+	if id := data(t, do(t, svc, again))["group_id"]; id != first {
+		t.Fatalf("second create: %v, first %v", id, first)
+	}
+	svc.Close()
+	svc2, _, _ := newService(t, store, chat.Config{})
+	again = groupReq(chat.GroupCreate, "alice", "", "bob")
+	again.Name = []byte("once")
+	if id := data(t, do(t, svc2, again))["group_id"]; id != first {
+		t.Fatalf("create after restart: %v, first %v", id, first)
+	}
+	if gs := data(t, do(t, svc2, groupReq(chat.GroupList, "bob", "")))["groups"].([]any); len(gs) != 1 {
+		t.Fatalf("bob is in %d groups, want 1", len(gs))
+	}
+}
