@@ -1,6 +1,11 @@
 package gateway
 
 import (
+	"flag"
+
+	"github.com/switchboard/switchboard/backends/disk"
+	"github.com/switchboard/switchboard/chat"
+
 	"bytes"
 	"fmt"
 	"net"
@@ -32,11 +37,23 @@ import (
 //     behind up to 63 earlier messages).
 //
 // Run: go test -run '^$' -bench BenchmarkGroupFanout -benchtime 1000x -count 1 ./gateway/
+// (add -args -fanout.disk to use the durable disk store instead of memory).
+var fanoutDisk = flag.Bool("fanout.disk", false, "BenchmarkGroupFanout1024: use the disk store")
+
 func BenchmarkGroupFanout1024(b *testing.B) {
 	const members = 1024
 	const maxMsgs = 1 << 20 // messages over all sub-benchmark runs
 	const wait = 10 * time.Second
-	s := startServer(b, Config{MessageRate: 1e6, MessageBurst: 1e6}, nil)
+	var store chat.Store
+	if *fanoutDisk {
+		ds, err := disk.Open(b.TempDir(), disk.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { ds.Close() })
+		store = ds
+	}
+	s := startServer(b, Config{MessageRate: 1e6, MessageBurst: 1e6}, store)
 	conns := make([]*wsClient, members)
 	names := make([]string, 0, members-1)
 	for i := range conns {

@@ -15,22 +15,26 @@
 // readers reject ids with a NUL (ErrInvalidUser).
 //
 //	i/<user>\x00<seq u64>           → frame                one per inbox entry
-//	                                  or 0, key, frame start one with a shared part
-//	                                  or 1, frame            a frame starting with byte 0 or 1
-//	h/<key>                         → shared frame tail    one per message (chat.SharedPart)
+//	                                  or 1, start len, frame the first entry of a shared part: holds it
+//	                                  or 2, owner key, start another entry of that part
+//	                                  or 0, frame            a frame starting with byte 0 to 2
 //	k/<key>                         → state record         groups, watermarks (chat.KV)
 //	p/<user>\x00c<contact>          → empty                one per contact (presence.go)
 //	p/<user>\x00l                   → last seen (u64 ms)   written by the presence flusher
 //	p/<user>\x00p                   → privacy              version, last seen and online visibility
-//	s/<user>                        → last seq (u64)       the inbox head
+//	s/<user>                        → seq (u64)            highest seq Expire deleted
 //	m/<id>                          → MessageMeta (below)  one per message
 //	c/<from>\x00<clientID>          → id                   idempotency index
 //	x/<time u64><epoch u64><n u64>  → keys written         retention index, one per batch
 //	o/format                        → format version (u64) checked at Open
 //	o/epoch                         → opens so far (u64)   makes x/ keys unique
 //
-// s/<user> is written by every batch that touches the user and is never
-// deleted, so LastSeq does not decrease when entries expire.
+// LastSeq is the seq of the user's last i/ key (one reverse seek), or, once
+// all have expired, s/<user>: Expire writes there the highest seq it
+// deletes, so LastSeq never decreases. Apply writes no head key: a group
+// message to 1,024 members writes 1,024 inbox keys, not 2,048. (Stores
+// written before this kept s/ as the head on every Apply; the max of the
+// two is right for both.)
 //
 // An x/ key orders batches by Time: <time> is Batch.Time in unix
 // nanoseconds with the sign bit flipped (so that the order holds before

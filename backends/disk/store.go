@@ -338,7 +338,7 @@ type scratch struct {
 	heads   map[string]uint64     // user → last seq in this batch
 	entries map[inboxRef]struct{} // inbox entries written by this batch
 	covered map[inboxRef]struct{} // entries an M/ item of the x/ value covers
-	shared  map[string]struct{}   // keys of the batch's shared parts
+	shared  map[string]sharedRef  // the batch's shared parts, by key
 }
 
 type inboxRef struct {
@@ -348,7 +348,7 @@ type inboxRef struct {
 
 var scratchPool = sync.Pool{New: func() any {
 	return &scratch{heads: make(map[string]uint64), entries: make(map[inboxRef]struct{}),
-		covered: make(map[inboxRef]struct{}), shared: make(map[string]struct{})}
+		covered: make(map[inboxRef]struct{}), shared: make(map[string]sharedRef)}
 }}
 
 // Apply writes b in one Pebble batch committed with Sync. It validates b
@@ -373,7 +373,7 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 	}()
 	size := 64
 	for _, p := range b.Shared {
-		sc.shared[p.Key] = struct{}{}
+		sc.shared[p.Key] = sharedRef{data: p.Data}
 	}
 	for _, e := range b.Entries {
 		if !validUser(e.User) {
@@ -446,24 +446,30 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 	for _, e := range b.Entries {
 		sc.key = appendInboxKey(sc.key[:0], e.User, e.Seq)
 		switch {
-		case e.Shared == "" && (len(e.Frame) == 0 || e.Frame[0] > escapeMark):
+		case e.Shared == "" && (len(e.Frame) == 0 || e.Frame[0] > refMark):
 			wb.Set(sc.key, e.Frame, nil)
 		case e.Shared == "":
 			wb.Set(sc.key, append(append(sc.val[:0], escapeMark), e.Frame...), nil)
 		default:
-			sc.val = append(sc.val[:0], sharedMark)
-			sc.val = binary.AppendUvarint(sc.val, uint64(len(e.Shared)))
-			sc.val = append(append(sc.val, e.Shared...), e.Frame...)
+			// The first entry of a shared part holds it (its whole frame);
+			// the others name that entry.
+			ref := sc.shared[e.Shared]
+			if ref.owner == nil {
+				sc.val = append(sc.val[:0], ownerMark)
+				sc.val = binary.AppendUvarint(sc.val, uint64(len(e.Frame)))
+				sc.val = append(append(sc.val, e.Frame...), ref.data...)
+				ref.owner = append([]byte(nil), sc.key...)
+				sc.shared[e.Shared] = ref
+			} else {
+				sc.val = append(sc.val[:0], refMark)
+				sc.val = binary.AppendUvarint(sc.val, uint64(len(ref.owner)))
+				sc.val = append(append(sc.val, ref.owner...), e.Frame...)
+			}
 			wb.Set(sc.key, sc.val, nil)
 		}
 		if _, ok := sc.covered[inboxRef{e.User, e.Seq}]; !ok {
 			sc.index = appendIndexKey(sc.index, sc.key)
 		}
-	}
-	for _, p := range b.Shared {
-		sc.key = appendSharedKey(sc.key[:0], p.Key)
-		wb.Set(sc.key, p.Data, nil)
-		sc.index = appendIndexKey(sc.index, sc.key)
 	}
 	for _, kv := range b.State {
 		sc.key = appendStateKey(sc.key[:0], kv.Key)
@@ -472,11 +478,6 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 		} else {
 			wb.Set(sc.key, kv.Value, nil)
 		}
-	}
-	for user, seq := range sc.heads {
-		sc.key = appendHeadKey(sc.key[:0], user)
-		sc.val = binary.BigEndian.AppendUint64(sc.val[:0], seq)
-		wb.Set(sc.key, sc.val, nil)
 	}
 	sc.key = appendRetentionKey(sc.key[:0], b.Time, s.epoch, s.batchSeq.Add(1))
 	wb.Set(sc.key, sc.index, nil)
@@ -503,8 +504,33 @@ func (s *Store) LastSeq(ctx context.Context, user string) (uint64, error) {
 		return 0, err
 	}
 	defer s.done(v)
-	seq, _, err := getUint64(v.snap, appendHeadKey(nil, user))
-	return seq, err
+	return lastSeq(ctx, v.snap, user)
+}
+
+// lastSeq is the seq of user's last inbox entry, or, when every entry has
+// expired, the highest seq that Expire deleted (s/<user>): one reverse
+// seek and one Get. Apply does not write s/: each entry's key says it.
+func lastSeq(ctx context.Context, db reader, user string) (uint64, error) {
+	expired, _, err := getUint64(db, appendHeadKey(nil, user))
+	if err != nil {
+		return 0, err
+	}
+	lower := appendInboxKey(nil, user, 0)
+	lower = lower[:len(lower)-8]
+	upper := append(append([]byte("i/"), user...), 1)
+	it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, fmt.Errorf("disk: last seq: %w", err)
+	}
+	defer it.Close()
+	if it.Last() {
+		key := it.Key()
+		if len(key) != len(lower)+8 {
+			return 0, fmt.Errorf("%w: inbox key %q", ErrCorrupt, key)
+		}
+		return max(expired, binary.BigEndian.Uint64(key[len(lower):])), nil
+	}
+	return expired, it.Error()
 }
 
 // Message returns the message with server id id. Safe for concurrent use.
@@ -634,15 +660,12 @@ func (s *Store) ReadInbox(ctx context.Context, user string, after uint64, limit 
 			return fmt.Errorf("%w: inbox key %q", ErrCorrupt, key)
 		}
 		frame, err := it.ValueAndErr()
-		if err == nil && len(frame) > 0 && frame[0] == escapeMark {
-			frame = frame[1:]
-		} else if err == nil && len(frame) > 0 && frame[0] == sharedMark {
+		if err == nil && len(frame) > 0 && frame[0] <= refMark {
 			var found bool
-			buf, found, err = joinShared(v.snap, buf[:0], frame)
+			frame, buf, found, err = decodeEntry(v.snap, frame, buf[:0])
 			if err == nil && !found {
-				continue // the shared part expired first
+				continue // what it shares with another entry expired first
 			}
-			frame = buf
 		}
 		if err == nil {
 			err = fn(binary.BigEndian.Uint64(key[seqAt:]), frame)
@@ -695,7 +718,28 @@ func (s *Store) Expire(ctx context.Context, before time.Time) (int, error) {
 	wb := db.NewBatch()
 	defer func() { wb.Close() }()
 	done, pending := 0, 0
+	// heads: per user, the highest seq this batch deletes. LastSeq reads
+	// the last remaining entry's key, so before a user's last entries go,
+	// s/<user> must keep their seq: the head never decreases.
+	heads := make(map[string]uint64)
+	deleted := func(key []byte) {
+		if len(key) > 11 && key[0] == 'i' && key[1] == '/' && key[len(key)-9] == 0 {
+			user, seq := string(key[2:len(key)-9]), binary.BigEndian.Uint64(key[len(key)-8:])
+			heads[user] = max(heads[user], seq)
+		}
+	}
 	commit := func() error {
+		for user, seq := range heads {
+			hk := appendHeadKey(nil, user)
+			old, _, err := getUint64(db, hk)
+			if err != nil {
+				return fmt.Errorf("disk: expire: %w", err)
+			}
+			if seq > old {
+				wb.Set(hk, binary.BigEndian.AppendUint64(nil, seq), nil)
+			}
+		}
+		clear(heads)
 		if err := wb.Commit(pebble.NoSync); err != nil {
 			return fmt.Errorf("disk: expire: %w", err)
 		}
@@ -721,11 +765,14 @@ func (s *Store) Expire(ctx context.Context, before time.Time) (int, error) {
 			keys = keys[w+int(n):]
 			if len(key) > 2 && key[0] == 'M' && key[1] == '/' {
 				// A message and what Apply derived from it in the same batch.
-				if err := s.expireMessage(db, wb, key[2:]); err != nil {
+				entry, err := s.expireMessage(db, wb, key[2:])
+				if err != nil {
 					return done, err
 				}
+				deleted(entry)
 			} else {
 				wb.Delete(key, nil)
+				deleted(key)
 			}
 			if wb.Count() >= expireBatchKeys {
 				if err := commit(); err != nil {
@@ -754,51 +801,79 @@ func (s *Store) Expire(ctx context.Context, before time.Time) (int, error) {
 
 // expireMessage deletes message id with its client-id index entry and its
 // inbox entry, read from its metadata.
-func (s *Store) expireMessage(db *pebble.DB, wb *pebble.Batch, id []byte) error {
+// It returns the inbox key it deleted, if any.
+func (s *Store) expireMessage(db *pebble.DB, wb *pebble.Batch, id []byte) ([]byte, error) {
 	key := appendMessageKey(nil, string(id))
 	m, found, err := message(db, key)
 	if err != nil {
-		return fmt.Errorf("disk: expire: %w", err)
+		return nil, fmt.Errorf("disk: expire: %w", err)
 	}
+	var entry []byte
 	if found {
 		if m.ClientID != "" {
 			wb.Delete(appendClientKey(nil, m.From, m.ClientID), nil)
 		}
-		wb.Delete(appendInboxKey(nil, m.To, m.Seq), nil)
+		entry = appendInboxKey(nil, m.To, m.Seq)
+		wb.Delete(entry, nil)
 	}
 	wb.Delete(key, nil)
-	return nil
+	return entry, nil
 }
 
 // The first byte of an inbox value says how to read it. A JSON frame starts
-// with '{' and is stored as is. sharedMark starts an entry with a shared
-// part: then come the part's key as a uvarint length and bytes, and the
-// entry's own start of the frame. A frame that itself starts with one of
-// the two marks is stored behind escapeMark.
+// with '{' and is stored as is. An entry with a shared part (chat.Entry.
+// Shared) is stored one of two ways: the first entry of the part in its
+// batch, ownerMark, then the length of its own start of the frame as a
+// uvarint, then its whole frame (own start and shared part); every other
+// entry of the part, refMark, then the first entry's key (uvarint length
+// and bytes), then its own start. A frame that itself starts with one of
+// the marks is stored behind escapeMark.
 const (
-	sharedMark = 0
-	escapeMark = 1
+	escapeMark = 0
+	ownerMark  = 1
+	refMark    = 2
 )
 
-// joinShared appends to dst the frame of the inbox value v, which starts
-// with sharedMark: its own bytes, then its shared part.
-func joinShared(db reader, dst, v []byte) ([]byte, bool, error) {
+// sharedRef is a shared part during Apply: its data and, once its first
+// entry is written, that entry's key.
+type sharedRef struct {
+	data  []byte
+	owner []byte
+}
+
+// decodeEntry returns the frame of the inbox value v, which starts with
+// one of the marks. buf is scratch for a frame that must be joined; found
+// is false when the entry that holds the shared part is gone.
+func decodeEntry(db reader, v, buf []byte) (frame, _ []byte, found bool, err error) {
+	switch v[0] {
+	case escapeMark:
+		return v[1:], buf, true, nil
+	case ownerMark:
+		_, w := binary.Uvarint(v[1:])
+		if w <= 0 {
+			return nil, buf, false, fmt.Errorf("%w: inbox value", ErrCorrupt)
+		}
+		return v[1+w:], buf, true, nil
+	}
 	n, w := binary.Uvarint(v[1:])
 	if w <= 0 || n > uint64(len(v)-1-w) {
-		return dst, false, fmt.Errorf("%w: inbox value", ErrCorrupt)
+		return nil, buf, false, fmt.Errorf("%w: inbox value", ErrCorrupt)
 	}
-	key := v[1+w : 1+w+int(n)]
-	dst = append(dst, v[1+w+int(n):]...)
-	part, closer, err := db.Get(appendSharedKey(make([]byte, 0, 2+len(key)), string(key)))
+	owner, head := v[1+w:1+w+int(n)], v[1+w+int(n):]
+	ov, closer, err := db.Get(owner)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return dst, false, nil
+		return nil, buf, false, nil
 	}
 	if err != nil {
-		return dst, false, fmt.Errorf("disk: get shared part: %w", err)
+		return nil, buf, false, fmt.Errorf("disk: get shared entry: %w", err)
 	}
-	dst = append(dst, part...)
-	closer.Close()
-	return dst, true, nil
+	defer closer.Close()
+	hl, ow := binary.Uvarint(ov[1:])
+	if len(ov) == 0 || ov[0] != ownerMark || ow <= 0 || hl > uint64(len(ov)-1-ow) {
+		return nil, buf, false, fmt.Errorf("%w: shared entry %q", ErrCorrupt, owner)
+	}
+	buf = append(append(buf, head...), ov[1+ow+int(hl):]...)
+	return buf, buf, true, nil
 }
 
 // GetState calls fn with the value of the state record key, read from the
@@ -872,10 +947,6 @@ func prefixEnd(p []byte) []byte {
 		}
 	}
 	return nil
-}
-
-func appendSharedKey(dst []byte, key string) []byte {
-	return append(append(dst, "h/"...), key...)
 }
 
 func appendStateKey(dst []byte, key string) []byte {
