@@ -38,6 +38,15 @@ type Client struct {
 
 	wake chan struct{} // cap 1: the outbox or a sync request needs the writer
 
+	// Under mu too: the connection, the user's own recent messages, and
+	// the state the server keeps per connection, restored on each connect.
+	sess   *session            // the current connection; nil when not connected
+	own    recentOwn           // ids of the user's own recent messages
+	active bool                // SetActive's last word
+	subs   map[string]struct{} // users Subscribe'd to
+
+	user atomic.Pointer[string] // Config.User, or the token's subject
+
 	cursor    atomic.Uint64 // highest seq handed to the Handler
 	cursorMu  sync.Mutex    // serializes cursor saves
 	savedSeq  uint64        // cursor value on disk; under cursorMu
@@ -57,7 +66,9 @@ func New(cfg Config) (*Client, error) {
 		log:  cfg.Logger,
 		stop: make(chan struct{}),
 		wake: make(chan struct{}, 1),
+		subs: make(map[string]struct{}),
 	}
+	c.setUser(cfg.Token)
 	if cfg.StateDir == "" {
 		c.ob = newOutbox(nil, nil)
 		return c, nil
@@ -146,8 +157,10 @@ func (c *Client) Run(ctx context.Context) (err error) {
 		s, err := c.dial(ctx)
 		if err == nil {
 			c.log.Debug("client: connected", "url", c.cfg.URL)
+			c.setSession(s)
 			c.emit(StateChange{State: StateConnected})
 			err = s.run(ctx)
+			c.setSession(nil)
 			if s.healthy {
 				attempt = 0
 			}
@@ -207,20 +220,37 @@ func (c *Client) Close() error {
 // With StateDir set, the message is on disk (fsynced) when Send returns
 // nil: it will be sent, and resent after disconnects and restarts, until
 // the server acks it (an Ack event with the same client id). Send works
-// offline and before Run.
+// offline and before Run. It is safe for concurrent use.
 func (c *Client) Send(ctx context.Context, to, body string) (clientID string, err error) {
 	if to == "" {
 		return "", errors.New("client: Send: empty recipient")
 	}
-	id := NewID()
-	frame, err := json.Marshal(sendFrame{Type: "send", ID: id, To: to, Body: body})
+	return c.send(ctx, sendFrame{Type: "send", To: to, Body: body})
+}
+
+// SendGroup queues a message of body to the members of group (its id, as
+// CreateGroup returned it) and returns its client id, like Send: durably,
+// offline too, resent with the same id until acked. Every member, this
+// user included, gets it as a Message with Group set. A refusal for good
+// (not_member, not_found) drops it and is handed to the Handler as a
+// *ServerError with its ID. It is safe for concurrent use.
+func (c *Client) SendGroup(ctx context.Context, group, body string) (clientID string, err error) {
+	if group == "" {
+		return "", errors.New("client: SendGroup: empty group")
+	}
+	return c.send(ctx, sendFrame{Type: "send", Group: group, Body: body})
+}
+
+func (c *Client) send(ctx context.Context, f sendFrame) (string, error) {
+	f.ID = NewID()
+	frame, err := json.Marshal(f)
 	if err != nil {
+		return "", fmt.Errorf("client: send: %w", err)
+	}
+	if err := c.enqueue(ctx, newSendEntry(f, frame)); err != nil {
 		return "", err
 	}
-	if err := c.enqueue(ctx, &entry{id: id, frame: frame, send: true}); err != nil {
-		return "", err
-	}
-	return id, nil
+	return f.ID, nil
 }
 
 // maxReceiptIDs is the largest msg_ids array the server accepts in one
@@ -229,24 +259,29 @@ const maxReceiptIDs = 256
 
 // MarkDelivered tells the senders of msgIDs that they reached this device.
 // Receipts are queued in the outbox like messages (durably with StateDir)
-// and sent when connected; the server treats repeats as no-ops.
+// and sent when connected; the server treats repeats as no-ops. Ids of
+// this user's own messages that the Client has seen lately (acked, or
+// received as Own) are left out: a user sends no receipts to themselves.
+// It is safe for concurrent use.
 func (c *Client) MarkDelivered(ctx context.Context, msgIDs ...string) error {
 	return c.mark(ctx, StatusDelivered, msgIDs)
 }
 
 // MarkRead tells the senders of msgIDs that the user has seen them (read
-// implies delivered). Queued like MarkDelivered.
+// implies delivered). Queued and filtered like MarkDelivered. It is safe
+// for concurrent use.
 func (c *Client) MarkRead(ctx context.Context, msgIDs ...string) error {
 	return c.mark(ctx, StatusRead, msgIDs)
 }
 
 func (c *Client) mark(ctx context.Context, st Status, msgIDs []string) error {
+	msgIDs = c.notOwn(msgIDs)
 	for len(msgIDs) > 0 {
 		n := min(len(msgIDs), maxReceiptIDs)
 		id := NewID()
 		frame, err := json.Marshal(receiptFrame{Type: "receipt", ID: id, Status: st, MsgIDs: msgIDs[:n]})
 		if err != nil {
-			return err
+			return fmt.Errorf("client: receipt: %w", err)
 		}
 		if err := c.enqueue(ctx, &entry{id: id, frame: frame}); err != nil {
 			return err
@@ -329,9 +364,35 @@ func (c *Client) Pending() int {
 	return c.ob.len()
 }
 
-// Cursor returns the highest seq handed to the Handler: every msg and
-// receipt up to it has been seen. It is what the next sync starts after.
+// Cursor returns the highest seq handed to the Handler: every inbox entry
+// (msg, receipt, group event) up to it has been seen. It is what the next
+// sync starts after. It is safe for concurrent use.
 func (c *Client) Cursor() uint64 { return c.cursor.Load() }
+
+// User returns this Client's user: Config.User, or else the subject of the
+// token last used (read, not verified: the server verifies it). It is ""
+// when neither says. It is safe for concurrent use.
+func (c *Client) User() string {
+	if u := c.user.Load(); u != nil {
+		return *u
+	}
+	return ""
+}
+
+// setUser records the user for token, unless Config.User names it.
+func (c *Client) setUser(token string) {
+	u := c.cfg.User
+	if u == "" {
+		u = tokenSubject(token)
+	}
+	if u != "" {
+		c.user.Store(&u)
+	}
+}
+
+// Connected reports whether the Client has a connection now: the state in
+// which Request works. It is safe for concurrent use.
+func (c *Client) Connected() bool { return c.session() != nil }
 
 // signal wakes the writer without blocking.
 func (c *Client) signal() {

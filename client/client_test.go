@@ -25,6 +25,9 @@ type recorder struct {
 	errs     []*ServerError
 	states   []StateChange
 	unknown  []Unknown
+	groups   []GroupEvent
+	presence []Presence
+	typing   []Typing
 	onMsg    func(Message)
 }
 
@@ -43,6 +46,12 @@ func (r *recorder) handle(ev Event) {
 		r.states = append(r.states, e)
 	case Unknown:
 		r.unknown = append(r.unknown, e)
+	case GroupEvent:
+		r.groups = append(r.groups, e)
+	case Presence:
+		r.presence = append(r.presence, e)
+	case Typing:
+		r.typing = append(r.typing, e)
 	}
 	hook := r.onMsg
 	r.mu.Unlock()
@@ -105,6 +114,7 @@ func newTestClient(t testing.TB, fs *fakeServer, user, dir string, mods ...func(
 	cfg := Config{
 		URL:        fs.URL,
 		Token:      user,
+		User:       strings.Split(user, "#")[0], // the fake's tokens are "user" or "user#device"
 		StateDir:   dir,
 		MinBackoff: time.Millisecond,
 		MaxBackoff: 20 * time.Millisecond,
@@ -206,15 +216,22 @@ func TestSendAckDeliverReceipts(t *testing.T) {
 	}
 	waitFor(t, "alice's receipts", func() bool { return alice.rec.nReceipts() == 2 })
 	waitFor(t, "bob's outbox to drain", func() bool { return bob.Pending() == 0 })
-	_, receipts, _ := alice.rec.snapshot()
+	ownMsgs, receipts, _ := alice.rec.snapshot()
+	// Alice's inbox: her own copy (seq 1), then bob's two receipts.
+	if len(ownMsgs) != 1 || !ownMsgs[0].Own || ownMsgs[0].ClientID != id || ownMsgs[0].MsgID != a.MsgID || ownMsgs[0].Seq != 1 {
+		t.Fatalf("alice's messages = %+v, want her own copy of %s as seq 1, with client id %s", ownMsgs, a.MsgID, id)
+	}
+	if m.Own || m.ClientID != "" {
+		t.Fatalf("bob's copy of alice's message is marked as his own: %+v", m)
+	}
 	for i, want := range []Status{StatusDelivered, StatusRead} {
 		r := receipts[i]
-		if r.Status != want || r.By != "bob" || !slices.Equal(r.MsgIDs, []string{m.MsgID}) || r.Seq != uint64(i+1) {
-			t.Fatalf("receipt %d = %+v, want %s of %s by bob with seq %d", i, r, want, m.MsgID, i+1)
+		if r.Status != want || r.By != "bob" || !slices.Equal(r.MsgIDs, []string{m.MsgID}) || r.Seq != uint64(i+2) {
+			t.Fatalf("receipt %d = %+v, want %s of %s by bob with seq %d", i, r, want, m.MsgID, i+2)
 		}
 	}
-	if alice.Cursor() != 2 || bob.Cursor() != 1 {
-		t.Fatalf("cursors alice=%d bob=%d, want 2 and 1", alice.Cursor(), bob.Cursor())
+	if alice.Cursor() != 3 || bob.Cursor() != 1 {
+		t.Fatalf("cursors alice=%d bob=%d, want 3 and 1", alice.Cursor(), bob.Cursor())
 	}
 }
 

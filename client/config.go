@@ -2,10 +2,13 @@ package client
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -29,6 +32,12 @@ type Config struct {
 	// called from Run's goroutine; an error is treated like a failed dial
 	// and retried with backoff.
 	TokenSource func(ctx context.Context) (string, error)
+
+	// User is the token's user. The Client sets Message.Own on the copies
+	// of this user's own messages by it. Default: "" reads it from the
+	// token's "sub" claim (without verifying the token: the server does).
+	// When set, it must match that claim if the token has one.
+	User string
 
 	// StateDir is where the outbox and the seq cursor are kept, so that
 	// unsent messages and the read position survive restarts. It is created
@@ -131,6 +140,9 @@ func (c *Config) Validate() error {
 	if c.Token == "" && c.TokenSource == nil {
 		errs = append(errs, errors.New("client: Token or TokenSource is required"))
 	}
+	if sub := tokenSubject(c.Token); c.User != "" && sub != "" && sub != c.User {
+		errs = append(errs, fmt.Errorf("client: User %q is not the token's user %q", c.User, sub))
+	}
 	if c.MinBackoff < 0 || c.MaxBackoff < 0 || c.MinBackoff > c.MaxBackoff {
 		errs = append(errs, fmt.Errorf("client: backoff: need 0 < MinBackoff (%v) <= MaxBackoff (%v)", c.MinBackoff, c.MaxBackoff))
 	}
@@ -141,4 +153,25 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("client: MaxMessageSize, MaxOutbox and MaxInFlight must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+// tokenSubject returns the "sub" claim of a JWT, or "" if tok is not one.
+// The signature is not checked: this only names the user, the server
+// decides whether the token is good.
+func tokenSubject(tok string) string {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		Sub string `json:"sub"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return ""
+	}
+	return claims.Sub
 }

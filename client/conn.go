@@ -33,6 +33,10 @@ type session struct {
 
 	syncWanted chan struct{} // cap 1: the reader asks the writer for a sync
 
+	reqMu    sync.Mutex            // guards waiters and reqsDone
+	waiters  map[string]chan reply // Request calls waiting, by id
+	reqsDone bool                  // the connection is gone: no more requests
+
 	// Owned by the reader goroutine (healthy is read by Run after the
 	// goroutines are gone).
 	syncing     bool   // a sync is outstanding
@@ -55,6 +59,7 @@ func (c *Client) dial(ctx context.Context) (*session, error) {
 			return nil, fmt.Errorf("client: token source: %w", err)
 		}
 		token = t
+		c.setUser(token)
 	}
 	d := ws.Dialer{
 		Timeout: c.cfg.DialTimeout,
@@ -113,11 +118,13 @@ func (s *session) run(ctx context.Context) error {
 	for ; pending > 0; pending-- {
 		<-errc
 	}
+	s.failRequests(err)
 	return err
 }
 
-// writeLoop sends the sync, then outbox entries as they become due, and a
-// ping every PingInterval.
+// writeLoop sends the sync and the connection's state (active, presence
+// subscriptions), then outbox entries as they become due, and a ping every
+// PingInterval.
 func (s *session) writeLoop() error {
 	c := s.c
 	var ping <-chan time.Time
@@ -130,7 +137,7 @@ func (s *session) writeLoop() error {
 	retry.Stop()
 	defer retry.Stop()
 
-	sync := true
+	sync, restore := true, true
 	var (
 		frames [][]byte
 		next   time.Time
@@ -140,10 +147,10 @@ func (s *session) writeLoop() error {
 		frames, next = c.ob.take(time.Now(), c.cfg.MaxInFlight, frames[:0])
 		c.mu.Unlock()
 		if sync || len(frames) > 0 {
-			if err := s.writeFrames(sync, frames); err != nil {
+			if err := s.writeFrames(sync, restore, frames); err != nil {
 				return err
 			}
-			sync = false
+			sync, restore = false, false
 		}
 		clear(frames)
 		if !next.IsZero() {
@@ -164,9 +171,10 @@ func (s *session) writeLoop() error {
 	}
 }
 
-// writeFrames writes a sync from the current cursor (if sync) and then
-// frames, and flushes once.
-func (s *session) writeFrames(sync bool, frames [][]byte) error {
+// writeFrames writes a sync from the current cursor (if sync), the state
+// the server keeps per connection (if restore: see Client.restoreFrames),
+// and then frames, and flushes once. It is safe for concurrent use.
+func (s *session) writeFrames(sync, restore bool, frames [][]byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := s.conn.SetWriteDeadline(time.Now().Add(s.c.cfg.WriteTimeout)); err != nil {
@@ -179,6 +187,11 @@ func (s *session) writeFrames(sync bool, frames [][]byte) error {
 			return fmt.Errorf("client: write: %w", err)
 		}
 		s.c.log.Debug("client: sync", "after", after)
+	}
+	if restore {
+		// Built under wmu, so that a SetActive or Subscribe whose frame is
+		// written before this sees its change here or sends it after.
+		frames = append(s.c.restoreFrames(), frames...)
 	}
 	for _, f := range frames {
 		if err := wsutil.WriteClientText(s.bw, f); err != nil {
@@ -352,18 +365,16 @@ func (s *session) handle(p []byte) error {
 		return nil
 	}
 	switch f.Type {
-	case "msg":
-		return s.sequenced(f.Seq, Message{
-			Seq: f.Seq, MsgID: f.MsgID, From: f.From, To: f.To, Body: f.Body,
-			TS: time.UnixMilli(f.TS), Raw: p,
-		})
-	case "receipt":
-		return s.sequenced(f.Seq, Receipt{
-			Seq: f.Seq, Status: Status(f.Status), MsgIDs: f.MsgIDs, By: f.By,
-			TS: time.UnixMilli(f.TS), Raw: p,
-		})
+	case "msg", "receipt", "group":
+		if s.inOrder(f.Seq) {
+			s.apply(f.Seq, c.inboxEvent(&f, p))
+		}
+	case "presence":
+		c.emit(presenceEvent(&f, p))
+	case "typing":
+		c.emit(Typing{From: f.From, To: f.To, Group: f.Group, Stop: f.Stop, Raw: p})
 	case "ack":
-		s.onAck(&f)
+		s.onAck(&f, p)
 	case "error":
 		s.onError(&f)
 	case "synced":
@@ -372,22 +383,63 @@ func (s *session) handle(p []byte) error {
 		if f.Seq > 0 {
 			// A later protocol version's inbox entry: it shares the seq
 			// space, so it must move the cursor.
-			return s.sequenced(f.Seq, Unknown{Type: f.Type, Seq: f.Seq, Raw: p})
+			if s.inOrder(f.Seq) {
+				s.apply(f.Seq, Unknown{Type: f.Type, Seq: f.Seq, Raw: p})
+			}
+			return nil
 		}
 		c.log.Debug("client: ignoring frame", "type", f.Type)
 	}
 	return nil
 }
 
-// sequenced hands ev (an inbox entry with seq) to the Handler if it is the
-// next one after the cursor, drops it if already seen, and asks for a sync
-// if entries are missing before it.
-func (s *session) sequenced(seq uint64, ev Event) error {
+// inboxEvent turns an inbox entry (msg, receipt or group) into its event.
+func (c *Client) inboxEvent(f *serverFrame, p []byte) Event {
+	ts := time.UnixMilli(f.TS)
+	switch f.Type {
+	case "msg":
+		return c.message(f, p)
+	case "receipt":
+		return Receipt{
+			Seq: f.Seq, Status: Status(f.Status), MsgIDs: f.MsgIDs, By: f.By,
+			Group: f.Group, All: f.All, TS: ts, Raw: p,
+		}
+	default: // "group"
+		ev := GroupEvent{Seq: f.Seq, Group: f.Group, Event: f.Event, By: f.By, Name: f.Name, TS: ts, Raw: p}
+		if len(f.Members) > 0 {
+			if err := json.Unmarshal(f.Members, &ev.Members); err != nil {
+				c.log.Warn("client: group event with malformed members", "seq", f.Seq, "err", err)
+			}
+		}
+		return ev
+	}
+}
+
+// presenceEvent decodes a presence frame; a part left out (hidden, or not
+// known) stays nil.
+func presenceEvent(f *serverFrame, p []byte) Presence {
+	ev := Presence{User: f.User, Raw: p}
+	var online bool
+	if len(f.Online) > 0 && json.Unmarshal(f.Online, &online) == nil {
+		ev.Online = &online
+	}
+	var ms int64
+	if len(f.LastSeen) > 0 && json.Unmarshal(f.LastSeen, &ms) == nil {
+		t := time.UnixMilli(ms)
+		ev.LastSeen = &t
+	}
+	return ev
+}
+
+// inOrder reports whether seq, an inbox entry's, is the next one after the
+// cursor. An entry already seen is dropped; one past the next asks for a
+// sync of the entries missing before it.
+func (s *session) inOrder(seq uint64) bool {
 	c := s.c
 	cur := c.cursor.Load()
 	if seq <= cur {
 		c.log.Debug("client: duplicate", "seq", seq, "cursor", cur)
-		return nil
+		return false
 	}
 	if seq != cur+1 {
 		c.log.Debug("client: gap", "seq", seq, "cursor", cur)
@@ -398,11 +450,16 @@ func (s *session) sequenced(seq uint64, ev Event) error {
 			s.lowDropped = seq
 		}
 		s.highDropped = max(s.highDropped, seq)
-		return nil
+		return false
 	}
-	c.emit(ev)
-	c.cursor.Store(seq)
-	return nil
+	return true
+}
+
+// apply hands ev, the inbox entry seq that inOrder accepted, to the
+// Handler and then moves the cursor past it.
+func (s *session) apply(seq uint64, ev Event) {
+	s.c.emit(ev)
+	s.c.cursor.Store(seq)
 }
 
 func (s *session) requestSync() {
@@ -452,10 +509,19 @@ func (s *session) onSynced(seq uint64) error {
 	return nil
 }
 
-func (s *session) onAck(f *serverFrame) {
+// onAck answers the Request waiting for f's id, or removes the acked
+// outbox entry and, for a send, remembers the message as this device's and
+// emits its Ack.
+func (s *session) onAck(f *serverFrame, p []byte) {
 	c := s.c
+	if s.answer(f.ID, reply{ack: p}) {
+		return
+	}
 	c.mu.Lock()
 	e := c.removeLocked(f.ID)
+	if e != nil && e.send && f.MsgID != "" {
+		c.own.add(f.MsgID, f.ID)
+	}
 	c.mu.Unlock()
 	if e == nil {
 		c.log.Debug("client: ack for no outbox entry", "id", f.ID)
@@ -464,14 +530,19 @@ func (s *session) onAck(f *serverFrame) {
 	if e.send {
 		var sf sendFrame
 		_ = json.Unmarshal(e.frame, &sf) // we encoded it
-		c.emit(Ack{ClientID: f.ID, MsgID: f.MsgID, TS: time.UnixMilli(f.TS), To: sf.To, Body: sf.Body})
+		c.emit(Ack{ClientID: f.ID, MsgID: f.MsgID, TS: time.UnixMilli(f.TS), To: sf.To, Group: sf.Group, Body: sf.Body})
 	}
 	c.notifyEmpty()
 }
 
+// onError answers the Request waiting for f's id, or retries or drops the
+// outbox entry it names; other errors are handed to the Handler.
 func (s *session) onError(f *serverFrame) {
 	c := s.c
 	se := &ServerError{ID: f.ID, Code: f.Code, Message: f.Message}
+	if s.answer(f.ID, reply{err: se}) {
+		return
+	}
 	if f.ID != "" {
 		c.mu.Lock()
 		if e := c.ob.byID[f.ID]; e != nil {

@@ -10,9 +10,12 @@
 //		StateDir: dir, // "" keeps state in memory
 //		Handler: func(ev client.Event) {
 //			switch e := ev.(type) {
-//			case client.Message:     // show e.Body; then c.MarkDelivered / c.MarkRead
+//			case client.Message:     // show e.Body (skip e.ClientID != "": its Ack shows it); then c.MarkDelivered / c.MarkRead
 //			case client.Ack:         // e.ClientID is durable on the server as e.MsgID
-//			case client.Receipt:     // e.By has e.Status'd e.MsgIDs
+//			case client.Receipt:     // e.By (or, with e.All, all of e.Group) has e.Status'd e.MsgIDs
+//			case client.GroupEvent:  // e.By added e.Members to e.Group, …
+//			case client.Presence:    // e.User is online, or was last seen at e.LastSeen
+//			case client.Typing:      // e.From is typing to this user, or in e.Group
 //			case *client.ServerError:
 //			case client.StateChange: // connecting, connected, disconnected (e.Err, e.RetryIn)
 //			}
@@ -21,6 +24,29 @@
 //	go c.Run(ctx)                 // connects, reconnects, until ctx is done or Close
 //	id, err := c.Send(ctx, "bob", "hello") // works offline; durable when it returns
 //	defer c.Close()
+//
+//	gid, err := c.CreateGroup(ctx, "Trip", "bob", "carol") // a request: needs a connection
+//	id, err = c.SendGroup(ctx, gid, "hello all")           // durable, like Send
+//
+// # Your other devices
+//
+// The server copies every message a user sends into the user's own inbox,
+// so that all the user's devices show it: a Message with Own set. The
+// device that sent it knows it by ClientID (and has its Ack); the others
+// show it as sent by the user. The Client needs the user's id for this:
+// Config.User, or the token's "sub" claim. It sends no receipts for the
+// user's own messages.
+//
+// # Requests
+//
+// Group management, msg.info, presence, privacy, contacts, devices and
+// typing are requests: Request sends a frame and waits for the reply with
+// its id, and typed helpers (CreateGroup, GroupInfo, MsgInfo, Subscribe,
+// SetPrivacy, Devices, …) wrap it. They are not queued: they need a
+// connection (ErrNotConnected otherwise), and a refusal is a *ServerError
+// with the protocol's code. The two pieces of state the server keeps per
+// connection, SetActive and Subscribe, are remembered by the Client and
+// restored on every connect.
 //
 // # Delivery guarantees
 //
@@ -42,7 +68,9 @@
 // MaxInFlight 1 rules that out at the cost of a round trip per entry.
 //
 // Receiving is in seq order, each seq handed to the Handler once per
-// process. The Client keeps a cursor, the highest seq handed over, and on
+// process. Inbox entries are messages, receipts and group events
+// (GroupEvent); presence and typing frames have no seq and are handed over
+// as they come. The Client keeps a cursor, the highest seq handed over, and on
 // every connect asks for everything after it ("sync"). A frame at or below
 // the cursor is a duplicate and dropped; a frame past cursor+1 means
 // entries were missed, so it is dropped too and a sync from the cursor
@@ -58,8 +86,10 @@
 // Config.Handler is called from the Client's goroutines, one call at a
 // time, in the order events happen: a connection's StateChange to connected
 // comes before its messages, and its disconnected after them. It may call
-// Send, MarkDelivered, MarkRead, Pending and Cursor, but not Close or Flush
-// (they wait for work that the blocked Handler holds up). It may block: the Client then stops reading from
+// Send, SendGroup, MarkDelivered, MarkRead, Pending, Cursor and User, but
+// not Close, Flush, Request or the helpers built on Request (they wait for
+// work that the blocked Handler holds up: hand them to another goroutine).
+// It may block: the Client then stops reading from
 // the connection, and if it blocks long the server closes it with 4000
 // slow consumer. Nothing is lost that way: the entries stay in the
 // server's inbox and come back with the next sync.

@@ -26,6 +26,12 @@ var (
 
 	// ErrStateLocked is returned by New when another Client holds StateDir.
 	ErrStateLocked = errors.New("client: state directory in use by another client")
+
+	// ErrNotConnected is matched by the error of a Request (and of the
+	// helpers built on it) made while the Client has no connection, or
+	// whose connection was lost before the reply: then the server may or
+	// may not have carried the request out.
+	ErrNotConnected = errors.New("client: not connected")
 )
 
 // CloseCode is a WebSocket close code (RFC 6455 section 7.4, and 4000–4999
@@ -46,6 +52,7 @@ const (
 	CloseServiceRestart  CloseCode = 1012 // server restarting: reconnect
 	CloseSlowConsumer    CloseCode = 4000 // client did not read; reconnect and sync
 	CloseIdleTimeout     CloseCode = 4001 // idle connection closed
+	CloseTooManyDevices  CloseCode = 4002 // the user has max_devices other devices connected
 )
 
 var closeCodeNames = map[CloseCode]string{
@@ -61,6 +68,7 @@ var closeCodeNames = map[CloseCode]string{
 	CloseServiceRestart:  "service restart",
 	CloseSlowConsumer:    "slow consumer",
 	CloseIdleTimeout:     "idle timeout",
+	CloseTooManyDevices:  "too many devices",
 }
 
 // String returns a short description such as "4000 slow consumer".
@@ -116,10 +124,18 @@ const (
 	CodeOverloaded   = "overloaded"
 	CodeInternal     = "internal"
 	CodeShuttingDown = "shutting_down"
+
+	CodeNotFound             = "not_found"              // no such group; msg.info of a message not yours
+	CodeNotMember            = "not_member"             // not a member of the group
+	CodeNotAdmin             = "not_admin"              // only the group's admins may do that
+	CodeGroupFull            = "group_full"             // the group would pass its member limit
+	CodeTooManyDevices       = "too_many_devices"       // the user has max_devices other devices connected
+	CodeTooManySubscriptions = "too_many_subscriptions" // presence.sub past the connection's limit
 )
 
-// ServerError is an error frame from the server. It is delivered as an
-// event and implements error.
+// ServerError is an error frame from the server. It is returned by
+// Request (and the helpers built on it) for the request it answers, and
+// otherwise delivered as an event. It implements error.
 //
 // When ID names an outbox entry (a Send or a receipt) and the code is not
 // retriable (see IsRetriable), the entry has been removed from the outbox:
@@ -142,9 +158,13 @@ func (e *ServerError) Error() string {
 // later (with the same id) may succeed. It is true for the server codes
 // rate_limited, overloaded, internal and shutting_down, and for
 // connection-level failures (*CloseError, except protocol errors this client
-// cannot fix by retrying, and handshake statuses 408, 429 and 5xx). It is
-// false for ErrUnauthorized, bad_request, unknown_type and unknown codes.
+// cannot fix by retrying, and handshake statuses 408, 429 and 5xx), and
+// for ErrNotConnected. It is false for ErrUnauthorized, bad_request,
+// unknown_type, the group codes and unknown codes.
 func IsRetriable(err error) bool {
+	if errors.Is(err, ErrNotConnected) {
+		return true
+	}
 	var se *ServerError
 	if errors.As(err, &se) {
 		return retriableCode(se.Code)

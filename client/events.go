@@ -6,24 +6,42 @@ import (
 )
 
 // Event is what the Client hands to Config.Handler: one of Message,
-// Receipt, Ack, *ServerError, StateChange or Unknown. Switch on its
-// concrete type; new event types may be added.
+// Receipt, GroupEvent, Ack, Presence, Typing, *ServerError, StateChange or
+// Unknown. Switch on its concrete type; new event types may be added.
 type Event interface {
 	isEvent()
 }
 
-// Message is a message addressed to this user (or, with several devices, a
-// copy of one the user sent). Raw keeps the whole frame: fields that this
-// version of the package does not know (e.g. "group", "attachment") are
-// there.
+// Message is a message in this user's inbox: one addressed to the user
+// (directly or through a group), or a copy of one the user sent (Own), from
+// this device or another. Raw keeps the whole frame: fields that this
+// version of the package does not know (e.g. "attachment") are there.
 type Message struct {
 	Seq   uint64    // position in this user's inbox
 	MsgID string    // server id; stable across redelivery
 	From  string    // sender
-	To    string    // recipient
+	To    string    // recipient; for a group message, the group id
+	Group string    // the group id for a group message; "" for one-to-one
 	Body  string    // text
 	TS    time.Time // when the server accepted it
 	Raw   []byte    // the frame as received; owned by the receiver
+
+	// Own is true when From is this Client's user (Client.User): the
+	// server copies each message a user sends into the user's own inbox,
+	// so that all the user's devices show it. Do not send receipts for it
+	// (MarkDelivered and MarkRead skip the ones the Client knows).
+	Own bool
+
+	// ClientID is set on an Own message that this Client sent: the id Send
+	// or SendGroup returned. The message's Ack comes (or came) with the
+	// same MsgID, so an app that shows the Ack skips this copy. It is ""
+	// for a message sent from another device, which the app shows as sent
+	// by the user. The Client matches a copy that arrives before its ack
+	// (after a reconnect, the sync can overtake the resent send) by
+	// recipient and body to a send already written to the server: should
+	// another device send the same text to the same recipient at that
+	// moment, its copy may be taken for this device's.
+	ClientID string
 }
 
 // Status is a receipt status: how far a message got with its recipient.
@@ -36,12 +54,16 @@ const (
 	StatusRead      Status = "read"
 )
 
-// Receipt tells the sender of MsgIDs that By received or read them.
+// Receipt tells the sender of MsgIDs that By received or read them. For
+// messages sent to a group, Group is set, All is true and By is empty: the
+// server tells the sender once, when every recipient has them at Status.
 type Receipt struct {
 	Seq    uint64
 	Status Status
 	MsgIDs []string
-	By     string
+	By     string // the recipient; "" for a group receipt
+	Group  string // the group, for a group receipt
+	All    bool   // every member of Group has MsgIDs at Status
 	TS     time.Time
 	Raw    []byte
 }
@@ -53,7 +75,56 @@ type Ack struct {
 	ClientID string
 	MsgID    string
 	TS       time.Time
-	To, Body string // the message as sent (also after a restart)
+	To       string // the recipient as sent (also after a restart); "" for a group
+	Group    string // the group as sent; "" for one-to-one
+	Body     string // the body as sent
+}
+
+// Group membership events (GroupEvent.Event).
+const (
+	GroupCreated  = "created"
+	GroupAdded    = "added"
+	GroupRemoved  = "removed"
+	GroupLeft     = "left"
+	GroupPromoted = "promoted"
+	GroupDemoted  = "demoted"
+	GroupRenamed  = "renamed"
+)
+
+// GroupEvent is a change of a group's membership or name, an entry of the
+// inbox of every member before and after the change: it has a seq and
+// syncs like a message.
+type GroupEvent struct {
+	Seq     uint64
+	Group   string   // the group id
+	Event   string   // GroupCreated, GroupAdded, …
+	By      string   // who made the change
+	Members []string // the users concerned; for GroupCreated, all members
+	Name    string   // the group's name, for GroupCreated and GroupRenamed
+	TS      time.Time
+	Raw     []byte
+}
+
+// Presence is what this user may see of User's presence (see Subscribe):
+// a nil field is hidden by privacy settings (or, for LastSeen, unknown).
+// It is pushed, without a seq, when the subscription starts and whenever
+// what this user may see of it changes.
+type Presence struct {
+	User     string
+	Online   *bool
+	LastSeen *time.Time
+	Raw      []byte
+}
+
+// Typing says that From is typing (or, with Stop, stopped) in a
+// conversation: to this user (To), or in Group. Typing is never stored: a
+// device that is offline does not see it.
+type Typing struct {
+	From  string
+	To    string // this user, for one-to-one typing
+	Group string // the group, for typing in a group
+	Stop  bool
+	Raw   []byte
 }
 
 // Unknown is a sequenced frame of a type this package does not know. It is
@@ -99,7 +170,10 @@ type StateChange struct {
 
 func (Message) isEvent()      {}
 func (Receipt) isEvent()      {}
+func (GroupEvent) isEvent()   {}
 func (Ack) isEvent()          {}
+func (Presence) isEvent()     {}
+func (Typing) isEvent()       {}
 func (*ServerError) isEvent() {}
 func (StateChange) isEvent()  {}
 func (Unknown) isEvent()      {}

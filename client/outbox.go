@@ -25,6 +25,12 @@ type entry struct {
 	acked    bool   // removed; still in entries until the slice is compacted
 	inflight bool   // written on the current connection, ack pending
 	attempts int    // retriable errors so far
+
+	// For sends: finding the send whose own copy arrives before its ack
+	// (own.go).
+	sum         uint64 // sendSum of its target and body
+	maybeStored bool   // written on an earlier connection (or process), no ack seen
+	claimed     string // the msg id of the copy taken for this send's
 }
 
 // outbox keeps unacked entries in their original order. It is not safe for
@@ -133,6 +139,9 @@ func (o *outbox) rewrite() error {
 // (whose rate limit starts afresh).
 func (o *outbox) resetInflight() {
 	for _, e := range o.entries {
+		if e.inflight {
+			e.maybeStored = true // the server may have it, unacked
+		}
 		e.inflight = false
 	}
 	o.inflight = 0
@@ -291,14 +300,11 @@ func openOutboxLog(dir string, log *slog.Logger) (*outboxLog, []*entry, error) {
 			if byID[r.ID] != nil {
 				continue
 			}
-			var head struct {
-				Type string `json:"type"`
-			}
-			if json.Unmarshal(r.Frame, &head) != nil {
-				log.Warn("client: outbox: skipping record with a bad frame", "line", lineNo)
+			e, err := loadedEntry(r)
+			if err != nil {
+				log.Warn("client: outbox: skipping record with a bad frame", "line", lineNo, "err", err)
 				continue
 			}
-			e := &entry{id: r.ID, frame: []byte(r.Frame), send: head.Type == "send"}
 			byID[r.ID] = e
 			live = append(live, e)
 		case "del":
@@ -323,6 +329,22 @@ func openOutboxLog(dir string, log *slog.Logger) (*outboxLog, []*entry, error) {
 		log.Debug("client: outbox compacted", "live", len(kept), "removed", dels)
 	}
 	return l, kept, nil
+}
+
+// loadedEntry returns the entry of an add record read back from the log.
+// The previous process may have sent it, unacked.
+func loadedEntry(r logRecord) (*entry, error) {
+	var f sendFrame
+	if err := json.Unmarshal(r.Frame, &f); err != nil {
+		return nil, err
+	}
+	if f.Type != "send" {
+		return &entry{id: r.ID, frame: []byte(r.Frame)}, nil
+	}
+	e := newSendEntry(f, []byte(r.Frame))
+	e.id = r.ID
+	e.maybeStored = true
+	return e, nil
 }
 
 // append writes one record; with sync it returns only once the record is on

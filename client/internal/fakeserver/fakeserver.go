@@ -3,6 +3,13 @@
 // built on it without the real server. It is deliberately simple: one
 // mutex serializes everything, including writes, so that each user's frames
 // leave in seq order.
+//
+// Beyond v1's send, receipt and sync it has what docs/protocol.md adds:
+// the sender's own copy of each message (groups.go too), groups with
+// membership events, group receipts and msg.info (groups.go), presence,
+// privacy, contacts, devices and typing (presence.go). It checks less than
+// the real server (ids are not validated; presence pushes at every user
+// event rather than only on a visible change).
 package fakeserver
 
 import (
@@ -25,7 +32,9 @@ import (
 // seqs, idempotent sends keyed by (sender, client id), receipts routed to
 // the sender, sync, and live delivery.
 //
-// The token is the user id; "bad" (or none) is refused with 401. Hooks let
+// The token is the user id, or "user#device" for one of the user's
+// devices (no device is "default"); "bad" (or none) is refused with 401.
+// Hooks let
 // tests break things: refuse handshakes, drop or replay live frames, kill a
 // connection after a send is stored but before it is acked, answer with
 // errors, purge old inbox entries.
@@ -41,6 +50,8 @@ type Server struct {
 	byClient map[string]string   // sender + "\x00" + client id → msg_id
 	conns    map[string]map[*wsConn]bool
 	nextID   int
+	groups   map[string]*group // group id → group
+	presence map[string]*userPresence
 
 	// Hooks and counters: read and set them inside With.
 
@@ -48,6 +59,7 @@ type Server struct {
 	DropLive   map[string]int                     // user → live frames to drop
 	KillAfter  func(user string, sends int) bool  // after storing a send, before its ack: true drops the connection
 	RejectSend func(user string, f *Frame) string // error code to answer a send with, or ""
+	Ignore     func(user string, f *Frame) bool   // true: the frame is counted and not answered
 	Sends      map[string]int                     // send frames received per user (resends too)
 	Syncs      map[string][]uint64                // "after" of every sync per user
 	Received   map[string]map[string]int          // user → frame type → count
@@ -55,23 +67,40 @@ type Server struct {
 
 type message struct {
 	id, from, to string
+	group        string // "" for one-to-one
+	status       string // one-to-one: "sent", "delivered" or "read"
+	// For a group message: its recipients at send time (members but the
+	// sender), and when each had it delivered and read.
+	delivered, read map[string]int64
+	announced       map[string]bool // status → the all:true receipt was stored
 }
 
 type wsConn struct {
-	user string
-	conn net.Conn
-	wmu  sync.Mutex
+	user, device string
+	conn         net.Conn
+	wmu          sync.Mutex
+
+	active bool            // under Server.mu
+	subs   map[string]bool // users watched; under Server.mu
 }
 
 // Frame is a client frame as the fake server reads it.
 type Frame struct {
-	Type   string   `json:"type"`
-	ID     string   `json:"id"`
-	To     string   `json:"to"`
-	Body   string   `json:"body"`
-	Status string   `json:"status"`
-	MsgIDs []string `json:"msg_ids"`
-	After  uint64   `json:"after"`
+	Type     string   `json:"type"`
+	ID       string   `json:"id"`
+	To       string   `json:"to"`
+	Group    string   `json:"group"`
+	Body     string   `json:"body"`
+	Status   string   `json:"status"`
+	MsgIDs   []string `json:"msg_ids"`
+	MsgID    string   `json:"msg_id"`
+	After    uint64   `json:"after"`
+	Name     string   `json:"name"`
+	Members  []string `json:"members"`
+	Users    []string `json:"users"`
+	LastSeen *string  `json:"last_seen"`
+	Online   *string  `json:"online"`
+	Stop     bool     `json:"stop"`
 }
 
 // New starts a Server on a random loopback port; it stops when t ends.
@@ -81,6 +110,8 @@ func New(t testing.TB) *Server {
 		msgs:     make(map[string]*message),
 		byClient: make(map[string]string),
 		conns:    make(map[string]map[*wsConn]bool),
+		groups:   make(map[string]*group),
+		presence: make(map[string]*userPresence),
 		DropLive: make(map[string]int),
 		Sends:    make(map[string]int),
 		Syncs:    make(map[string][]uint64),
@@ -109,6 +140,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if user == "" {
 		user = r.URL.Query().Get("access_token")
 	}
+	user, device, _ := strings.Cut(user, "#")
+	if device == "" {
+		device = "default"
+	}
 	s.mu.Lock()
 	reject := s.Reject
 	s.mu.Unlock()
@@ -124,7 +159,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	fc := &wsConn{user: user, conn: nc}
+	fc := &wsConn{user: user, device: device, conn: nc, subs: make(map[string]bool)}
 	s.mu.Lock()
 	if s.conns[user] == nil {
 		s.conns[user] = make(map[*wsConn]bool)
@@ -134,6 +169,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns[user], fc)
+		if fc.active {
+			s.userEvent(user, time.Now().UnixMilli()) // an active connection that closes is a user event
+		}
 		s.mu.Unlock()
 		_ = nc.Close()
 	}()
@@ -187,75 +225,163 @@ func (s *Server) handle(fc *wsConn, data []byte) {
 		s.Received[fc.user] = make(map[string]int)
 	}
 	s.Received[fc.user][f.Type]++
+	if s.Ignore != nil && s.Ignore(fc.user, &f) {
+		return
+	}
 	now := time.Now().UnixMilli()
-	switch f.Type {
-	case "send":
-		s.Sends[fc.user]++
-		if s.RejectSend != nil {
-			if code := s.RejectSend(fc.user, &f); code != "" {
-				fc.sendJSON(map[string]any{"type": "error", "id": f.ID, "code": code, "message": "by test"})
-				return
-			}
+	switch {
+	case f.Type == "send":
+		s.send(fc, &f, now)
+	case f.Type == "receipt":
+		s.receipt(fc, &f, now)
+	case f.Type == "sync":
+		s.sync(fc, &f)
+	case f.Type == "msg.info":
+		s.msgInfo(fc, &f)
+	case strings.HasPrefix(f.Type, "group."):
+		s.groupOp(fc, &f, now)
+	default:
+		if !s.presenceOp(fc, &f, now) {
+			fc.sendJSON(map[string]any{"type": "error", "id": f.ID, "code": "unknown_type", "message": f.Type})
 		}
-		key := fc.user + "\x00" + f.ID
-		msgID, dup := s.byClient[key]
-		if !dup {
-			s.nextID++
-			msgID = fmt.Sprintf("m%06d", s.nextID)
-			s.byClient[key] = msgID
-			s.msgs[msgID] = &message{id: msgID, from: fc.user, to: f.To}
-			seq := uint64(len(s.inbox[f.To]) + 1)
-			s.Store(f.To, map[string]any{
-				"type": "msg", "seq": seq, "msg_id": msgID, "from": fc.user, "to": f.To,
-				"body": f.Body, "ts": now, "future_field": map[string]any{"x": 1},
-			})
-		}
-		if s.KillAfter != nil && s.KillAfter(fc.user, s.Sends[fc.user]) {
-			_ = fc.conn.Close()
+	}
+}
+
+// ack answers f with an ack carrying fields (nil for none).
+func (fc *wsConn) ack(f *Frame, fields map[string]any) {
+	a := map[string]any{"type": "ack", "id": f.ID}
+	for k, v := range fields {
+		a[k] = v
+	}
+	fc.sendJSON(a)
+}
+
+// fail answers f with an error frame.
+func (fc *wsConn) fail(f *Frame, code, message string) {
+	fc.sendJSON(map[string]any{"type": "error", "id": f.ID, "code": code, "message": message})
+}
+
+func (s *Server) send(fc *wsConn, f *Frame, now int64) {
+	s.Sends[fc.user]++
+	if s.RejectSend != nil {
+		if code := s.RejectSend(fc.user, f); code != "" {
+			fc.fail(f, code, "by test")
 			return
 		}
-		fc.sendJSON(map[string]any{"type": "ack", "id": f.ID, "msg_id": msgID, "ts": now})
-	case "receipt":
-		bySender := make(map[string][]string)
-		var senders []string
-		for _, id := range f.MsgIDs {
-			m := s.msgs[id]
-			if m == nil || m.to != fc.user {
-				continue
-			}
-			if bySender[m.from] == nil {
-				senders = append(senders, m.from)
-			}
-			bySender[m.from] = append(bySender[m.from], id)
-		}
-		for _, from := range senders {
-			seq := uint64(len(s.inbox[from]) + 1)
-			s.Store(from, map[string]any{
-				"type": "receipt", "seq": seq, "status": f.Status, "msg_ids": bySender[from],
-				"by": fc.user, "ts": now,
-			})
-		}
-		if f.ID != "" {
-			fc.sendJSON(map[string]any{"type": "ack", "id": f.ID})
-		}
-	case "sync":
-		s.Syncs[fc.user] = append(s.Syncs[fc.user], f.After)
-		last := f.After
-		for i := f.After; i < uint64(len(s.inbox[fc.user])); i++ {
-			if fr := s.inbox[fc.user][i]; fr != nil {
-				fc.send(fr)
-				last = i + 1
-			}
-		}
-		fc.sendJSON(map[string]any{"type": "synced", "seq": last})
-	default:
-		fc.sendJSON(map[string]any{"type": "error", "id": f.ID, "code": "unknown_type", "message": f.Type})
 	}
+	var g *group
+	if f.Group != "" {
+		if g = s.groups[f.Group]; g == nil || g.members[fc.user] == nil {
+			fc.fail(f, "not_member", "you are not a member of this group")
+			return
+		}
+	}
+	key := fc.user + "\x00" + f.ID
+	msgID, dup := s.byClient[key]
+	var own []byte // the sender's copy, for fc after the ack
+	if !dup {
+		s.nextID++
+		msgID = fmt.Sprintf("m%06d", s.nextID)
+		s.byClient[key] = msgID
+		m := &message{id: msgID, from: fc.user, to: f.To, status: "sent"}
+		s.msgs[msgID] = m
+		fields := map[string]any{"type": "msg", "msg_id": msgID, "from": fc.user, "to": f.To,
+			"body": f.Body, "ts": now, "future_field": map[string]any{"x": 1}}
+		if g != nil {
+			m.to, m.group = g.id, g.id
+			m.delivered, m.read, m.announced = map[string]int64{}, map[string]int64{}, map[string]bool{}
+			fields["to"], fields["group"] = g.id, g.id
+			for _, u := range g.order {
+				if u != fc.user {
+					m.delivered[u], m.read[u] = 0, 0
+					s.put(u, fields, nil)
+				}
+			}
+		} else {
+			s.put(f.To, fields, nil)
+		}
+		own = s.put(fc.user, fields, fc)
+	}
+	if s.KillAfter != nil && s.KillAfter(fc.user, s.Sends[fc.user]) {
+		_ = fc.conn.Close()
+		return
+	}
+	fc.ack(f, map[string]any{"msg_id": msgID, "ts": now})
+	if own != nil {
+		fc.send(own)
+	}
+}
+
+func (s *Server) receipt(fc *wsConn, f *Frame, now int64) {
+	type key struct{ sender, group, status string }
+	byKey := make(map[key][]string)
+	var keys []key
+	owe := func(k key, id string) {
+		if byKey[k] == nil {
+			keys = append(keys, k)
+		}
+		byKey[k] = append(byKey[k], id)
+	}
+	for _, id := range f.MsgIDs {
+		m := s.msgs[id]
+		switch {
+		case m == nil:
+		case m.group != "":
+			for _, st := range s.groupReceipt(m, fc.user, f.Status, now) {
+				owe(key{m.from, m.group, st}, id)
+			}
+		case m.to == fc.user:
+			if f.Status == "read" || m.status == "sent" {
+				m.status = f.Status
+			}
+			owe(key{m.from, "", f.Status}, id)
+		}
+	}
+	for _, k := range keys {
+		fields := map[string]any{"type": "receipt", "status": k.status, "msg_ids": byKey[k], "ts": now}
+		if k.group != "" {
+			fields["group"], fields["all"] = k.group, true
+		} else {
+			fields["by"] = fc.user
+		}
+		s.put(k.sender, fields, nil)
+	}
+	if f.ID != "" {
+		fc.ack(f, nil)
+	}
+}
+
+func (s *Server) sync(fc *wsConn, f *Frame) {
+	s.Syncs[fc.user] = append(s.Syncs[fc.user], f.After)
+	last := f.After
+	for i := f.After; i < uint64(len(s.inbox[fc.user])); i++ {
+		if fr := s.inbox[fc.user][i]; fr != nil {
+			fc.send(fr)
+			last = i + 1
+		}
+	}
+	fc.sendJSON(map[string]any{"type": "synced", "seq": last})
+}
+
+// put appends an entry of fields (a copy, with the next seq) to user's
+// inbox, delivers it live to user's connections but except, and returns
+// its frame.
+func (s *Server) put(user string, fields map[string]any, except *wsConn) []byte {
+	v := make(map[string]any, len(fields)+1)
+	for k, x := range fields {
+		v[k] = x
+	}
+	v["seq"] = len(s.inbox[user]) + 1
+	return s.store(user, v, except)
 }
 
 // Store appends an entry to user's inbox and delivers it live. Call it
 // inside With.
 func (s *Server) Store(user string, v map[string]any) {
+	s.store(user, v, nil)
+}
+
+func (s *Server) store(user string, v map[string]any, except *wsConn) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err)
@@ -263,11 +389,14 @@ func (s *Server) Store(user string, v map[string]any) {
 	s.inbox[user] = append(s.inbox[user], b)
 	if s.DropLive[user] > 0 {
 		s.DropLive[user]--
-		return
+		return nil
 	}
 	for fc := range s.conns[user] {
-		fc.send(b)
+		if fc != except {
+			fc.send(b)
+		}
 	}
+	return b
 }
 
 // Replay sends every stored entry of user again, live.
