@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/client"
 )
@@ -31,8 +30,14 @@ type Options struct {
 	// Token is the access token for User. Required.
 	Token string
 
-	// StateDir keeps the outbox and cursor across runs.
-	// Default: <os.UserConfigDir()>/switchboard/<User>.
+	// Device is the device this chat runs as (the token's "dev" claim): it
+	// names the default StateDir, so that one user can chat from several
+	// devices on one machine. Default: "" (the server's "default" device).
+	Device string
+
+	// StateDir keeps the outbox and cursor across runs. Default:
+	// <os.UserConfigDir()>/switchboard/<User>, or <User>@<Device> with a
+	// Device.
 	StateDir string
 
 	// AutoRead sends a read receipt for every message shown, after the
@@ -51,15 +56,18 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 }
 
-// quitWait bounds how long /quit and end of input wait for messages still
-// in flight to be acked.
-const quitWait = 3 * time.Second
+const (
+	// quitWait bounds how long /quit and end of input wait for messages
+	// still in flight to be acked.
+	quitWait = 3 * time.Second
 
-const helpText = `Type "name: message" to send, e.g. "bob: hi there".
-  ✓ sent (stored on the server)   ✓✓ delivered   ✓✓ read
-/help  this help
-/quit  leave (end of input, Ctrl-D, works too)
-`
+	// requestWait bounds a command's request to the server.
+	requestWait = 10 * time.Second
+
+	// activeEvery is how often input tells the server the user is active
+	// (which moves their last seen).
+	activeEvery = 30 * time.Second
+)
 
 // Run chats until in ends, the user types /quit, or ctx is done; all three
 // return nil. It returns an error for bad options, an unusable state
@@ -72,12 +80,13 @@ func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) error {
 	if err := opts.setDefaults(); err != nil {
 		return err
 	}
-	ui := &ui{opts: opts, out: out, byClientID: make(map[string]*sent), byMsgID: make(map[string]*sent)}
+	u := newUI(opts, out)
 	c, err := client.New(client.Config{
 		URL:        opts.Server,
 		Token:      opts.Token,
+		User:       opts.User,
 		StateDir:   opts.StateDir,
-		Handler:    ui.handle,
+		Handler:    u.handle,
 		Logger:     opts.Logger,
 		MinBackoff: opts.MinBackoff,
 		MaxBackoff: opts.MaxBackoff,
@@ -85,17 +94,25 @@ func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ui.c = c
+	u.c = c
 	defer c.Close()
-	defer ui.stop() // before Close: its last events are not printed
+	defer u.stop() // before Close: its last events are not printed
 
-	ui.printf("switchboard chat as %s on %s; /help for help\n", opts.User, opts.Server)
+	u.printf("switchboard chat as %s on %s; /help for help\n", opts.User, opts.Server)
+	// Not connected yet: the client remembers it and says so on connect.
+	_ = c.SetActive(ctx, true)
+	u.lastActive = opts.Now()
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(ctx) }()
-
-	lines := make(chan string)
 	done := make(chan struct{})
 	defer close(done)
+	return u.loop(ctx, runErr, readLines(in, done))
+}
+
+// readLines sends the lines of in on the channel it returns, which is
+// closed at the end of in, or at the next line once done is closed.
+func readLines(in io.Reader, done <-chan struct{}) <-chan string {
+	lines := make(chan string)
 	go func() {
 		defer close(lines)
 		sc := bufio.NewScanner(in)
@@ -107,7 +124,12 @@ func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) error {
 			}
 		}
 	}()
+	return lines
+}
 
+// loop handles input and connects until the chat ends. Commands run here,
+// never in the client's Handler, which must not wait for the server.
+func (u *ui) loop(ctx context.Context, runErr <-chan error, lines <-chan string) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -117,16 +139,18 @@ func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) error {
 				return nil
 			}
 			if errors.Is(err, client.ErrUnauthorized) {
-				ui.printf("the server rejected the token for %s (401)\n", opts.User)
+				u.printf("the server rejected the token for %s (401)\n", u.opts.User)
 			}
 			return err
+		case <-u.reload:
+			u.loadGroups(ctx)
 		case line, ok := <-lines:
 			if !ok {
-				ui.drain(ctx)
+				u.leave(ctx)
 				return nil
 			}
-			if quit := ui.line(ctx, line); quit {
-				ui.drain(ctx)
+			if quit := u.line(ctx, line); quit {
+				u.leave(ctx)
 				return nil
 			}
 		}
@@ -144,14 +168,18 @@ func (o *Options) setDefaults() error {
 		o.Server = client.DefaultURL
 	}
 	if o.StateDir == "" {
-		if strings.ContainsAny(o.User, `/\`) || o.User == "." || o.User == ".." {
-			return fmt.Errorf("chatcli: user %q cannot name a state directory; set StateDir", o.User)
+		name := o.User
+		if o.Device != "" {
+			name += "@" + o.Device
+		}
+		if strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
+			return fmt.Errorf("chatcli: %q cannot name a state directory; set StateDir", name)
 		}
 		base, err := os.UserConfigDir()
 		if err != nil {
 			return fmt.Errorf("chatcli: no state directory: %w", err)
 		}
-		o.StateDir = filepath.Join(base, "switchboard", o.User)
+		o.StateDir = filepath.Join(base, "switchboard", name)
 	}
 	if o.AutoRead == nil {
 		t := true
@@ -166,15 +194,30 @@ func (o *Options) setDefaults() error {
 	return nil
 }
 
-// sent is a message this user sent, for the receipt lines.
-type sent struct {
-	to, body string
-	status   client.Status // highest receipt shown; "" until one
+// conversation is where lines without a "name:" go: a user or a group.
+type conversation struct {
+	peer  string // a user, or ""
+	group string // a group id, or ""
 }
+
+// sent is a message this user sent, for the tick lines and /info.
+type sent struct {
+	msgID       string
+	to, group   string // the recipient or the group
+	body        string
+	status      client.Status // highest receipt shown; "" until one
+	otherDevice bool          // sent from another of the user's devices
+}
+
+// maxMine bounds the messages /info can name by number.
+const maxMine = 100
 
 type ui struct {
 	opts Options
 	c    *client.Client
+
+	reload     chan struct{} // cap 1: the handler asks loop to learn the groups' names
+	lastActive time.Time     // when input last said "active"; loop only
 
 	mu         sync.Mutex // guards out and everything below
 	out        io.Writer
@@ -182,9 +225,30 @@ type ui struct {
 	online     bool
 	byClientID map[string]*sent // sent, not yet acked
 	byMsgID    map[string]*sent // acked: waiting for receipts
+	mine       []*sent          // the latest acked, oldest first, for /info
+
+	conv     conversation
+	groups   map[string]string // group id → name
+	watched  map[string]bool   // users /who asked about
+	presence map[string]string // user → how their presence was last shown
+	typing   map[string]bool   // who is shown typing where
 
 	unreceipted  []string    // incoming msg ids whose receipts are not queued yet
 	receiptTimer *time.Timer // sends them; nil when unreceipted is empty
+}
+
+func newUI(opts Options, out io.Writer) *ui {
+	return &ui{
+		opts:       opts,
+		out:        out,
+		reload:     make(chan struct{}, 1),
+		byClientID: make(map[string]*sent),
+		byMsgID:    make(map[string]*sent),
+		groups:     make(map[string]string),
+		watched:    make(map[string]bool),
+		presence:   make(map[string]string),
+		typing:     make(map[string]bool),
+	}
 }
 
 func (u *ui) printf(format string, args ...any) {
@@ -215,35 +279,63 @@ func (u *ui) stop() {
 // line handles one line of input and reports whether it asked to quit.
 func (u *ui) line(ctx context.Context, line string) (quit bool) {
 	line = strings.TrimSpace(line)
-	switch {
-	case line == "":
-		return false
-	case line == "/quit" || line == "/exit":
-		return true
-	case line == "/help":
-		u.printf("%s", helpText)
-		return false
-	case strings.HasPrefix(line, "/"):
-		u.printf("unknown command %s; /help for help\n", strings.Fields(line)[0])
+	if line == "" {
 		return false
 	}
-	to, body, ok := parseLine(line)
-	if !ok {
-		u.printf(`to send, type "name: message" (e.g. "bob: hi"); /help for help` + "\n")
-		return false
+	u.stillActive(ctx)
+	if strings.HasPrefix(line, "/") {
+		return u.command(ctx, line)
 	}
-	id, err := u.c.Send(ctx, to, body)
-	if err != nil {
-		u.printf("not sent: %v\n", err)
+	if to, body, ok := parseLine(line); ok {
+		u.sendTo(ctx, conversation{peer: to}, body)
 		return false
 	}
 	u.mu.Lock()
-	u.byClientID[id] = &sent{to: to, body: body}
+	conv := u.conv
+	u.mu.Unlock()
+	if conv == (conversation{}) {
+		u.printf(`to send, type "name: message" (e.g. "bob: hi"); /help for help` + "\n")
+		return false
+	}
+	u.sendTo(ctx, conv, line)
+	return false
+}
+
+// stillActive tells the server, at most every activeEvery, that the user
+// is using the chat: that keeps them online and their last seen current.
+func (u *ui) stillActive(ctx context.Context) {
+	now := u.opts.Now()
+	if now.Sub(u.lastActive) < activeEvery {
+		return
+	}
+	u.lastActive = now
+	ctx, cancel := context.WithTimeout(ctx, requestWait)
+	defer cancel()
+	if err := u.c.SetActive(ctx, true); err != nil {
+		u.opts.Logger.Debug("chatcli: active", "err", err)
+	}
+}
+
+// sendTo sends body in conv, which becomes the conversation.
+func (u *ui) sendTo(ctx context.Context, conv conversation, body string) {
+	u.switchTo(ctx, conv)
+	var id string
+	var err error
+	if conv.group != "" {
+		id, err = u.c.SendGroup(ctx, conv.group, body)
+	} else {
+		id, err = u.c.Send(ctx, conv.peer, body)
+	}
+	if err != nil {
+		u.printf("not sent: %v\n", err)
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.byClientID[id] = &sent{to: conv.peer, group: conv.group, body: body}
 	if !u.online {
 		u.writef("  … queued: will send when connected\n")
 	}
-	u.mu.Unlock()
-	return false
 }
 
 // parseLine splits "name: message". The name is one word; the message is
@@ -260,151 +352,22 @@ func parseLine(line string) (to, body string, ok bool) {
 	return name, msg, true
 }
 
-// drain waits (briefly) for messages and receipts still in the outbox to
-// be acked, so that piping lines into the chat sends them before it exits.
-// Unacked ones stay in the state directory for the next run.
-func (u *ui) drain(ctx context.Context) {
+// leave ends the chat: it waits (briefly) for messages and receipts still
+// in the outbox to be acked, so that piping lines into the chat sends them
+// before it exits, and tells the server the user is no longer active.
+// Unacked messages stay in the state directory for the next run.
+func (u *ui) leave(ctx context.Context) {
 	u.sendReceipts()
-	if u.c.Pending() == 0 {
-		return
-	}
 	ctx, cancel := context.WithTimeout(ctx, quitWait)
 	defer cancel()
-	if u.c.Flush(ctx) != nil {
+	if u.c.Pending() > 0 && u.c.Flush(ctx) != nil {
 		if n := u.c.Pending(); n > 0 {
 			u.printf("%d unsent, kept for next time\n", n)
 		}
 	}
-}
-
-// handle receives the client's events (one at a time).
-func (u *ui) handle(ev client.Event) {
-	switch e := ev.(type) {
-	case client.Message:
-		u.message(e)
-	case client.Ack:
-		u.ack(e)
-	case client.Receipt:
-		u.receipt(e)
-	case *client.ServerError:
-		if client.IsRetriable(e) && e.ID != "" {
-			return // the client retries it: nothing for the user to do
-		}
-		u.printf("  server error: %s: %s\n", e.Code, e.Message)
-	case client.StateChange:
-		u.state(e)
+	if err := u.c.SetActive(ctx, false); err != nil {
+		u.opts.Logger.Debug("chatcli: inactive", "err", err)
 	}
-}
-
-func (u *ui) clock(t time.Time) string {
-	now := u.opts.Now()
-	if t.IsZero() {
-		t = now
-	}
-	return t.In(now.Location()).Format("15:04:05")
-}
-
-func (u *ui) message(m client.Message) {
-	if m.From == u.opts.User {
-		// Sent from another of this user's devices.
-		u.printf("[%s] you → %s: %s\n", u.clock(m.TS), m.To, m.Body)
-		return
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.writef("[%s] %s: %s\n", u.clock(m.TS), m.From, m.Body)
-	// Receipts go out in batches: a sync after a day offline brings
-	// hundreds of messages, and one receipt each would trip the server's
-	// rate limit.
-	u.unreceipted = append(u.unreceipted, m.MsgID)
-	if len(u.unreceipted) == 1 {
-		u.receiptTimer = time.AfterFunc(receiptDelay, u.sendReceipts)
-	}
-}
-
-// receiptDelay is how long receipts for incoming messages wait to be sent
-// together.
-const receiptDelay = 20 * time.Millisecond
-
-// sendReceipts sends the delivered (and, with AutoRead, read) receipts for
-// the messages shown since the last call.
-func (u *ui) sendReceipts() {
-	u.mu.Lock()
-	ids := u.unreceipted
-	u.unreceipted = nil
-	if u.receiptTimer != nil {
-		u.receiptTimer.Stop()
-		u.receiptTimer = nil
-	}
-	u.mu.Unlock()
-	if len(ids) == 0 {
-		return
-	}
-	ctx := context.Background()
-	err := u.c.MarkDelivered(ctx, ids...)
-	if err == nil && *u.opts.AutoRead {
-		err = u.c.MarkRead(ctx, ids...)
-	}
-	if err != nil {
-		u.printf("  receipts not sent: %v\n", err)
-	}
-}
-
-func (u *ui) ack(a client.Ack) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	s := u.byClientID[a.ClientID]
-	delete(u.byClientID, a.ClientID)
-	if s == nil {
-		s = &sent{to: a.To, body: a.Body} // sent in an earlier run
-	}
-	u.byMsgID[a.MsgID] = s
-	u.writef("[%s] you → %s: %s  ✓\n", u.clock(time.Time{}), s.to, s.body)
-}
-
-func (u *ui) receipt(r client.Receipt) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	earlier := 0
-	for _, id := range r.MsgIDs {
-		s := u.byMsgID[id]
-		if s == nil {
-			earlier++ // sent before this run: nothing to show but a count
-			continue
-		}
-		if rank(r.Status) <= rank(s.status) {
-			continue // read already shown; a late delivered adds nothing
-		}
-		s.status = r.Status
-		u.writef("  ✓✓ %s (msg to %s: %q)\n", r.Status, s.to, abbrev(s.body, 40))
-		if r.Status == client.StatusRead {
-			delete(u.byMsgID, id) // nothing more will come
-		}
-	}
-	switch {
-	case earlier == 1:
-		u.writef("  ✓✓ %s by %s (an earlier message)\n", r.Status, r.By)
-	case earlier > 1:
-		u.writef("  ✓✓ %s by %s (%d earlier messages)\n", r.Status, r.By, earlier)
-	}
-}
-
-func rank(s client.Status) int {
-	switch s {
-	case client.StatusDelivered:
-		return 1
-	case client.StatusRead:
-		return 2
-	}
-	return 0
-}
-
-func abbrev(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
 }
 
 func (u *ui) state(s client.StateChange) {
@@ -418,6 +381,10 @@ func (u *ui) state(s client.StateChange) {
 	case client.StateConnected:
 		u.online = true
 		u.writef("connected\n")
+		select {
+		case u.reload <- struct{}{}: // names of groups joined meanwhile
+		default:
+		}
 	case client.StateDisconnected:
 		retry := "retrying now"
 		if s.RetryIn >= 100*time.Millisecond {

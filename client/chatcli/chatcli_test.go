@@ -281,7 +281,14 @@ func TestDefaults(t *testing.T) {
 	if want := filepath.Join("switchboard", "alice"); !strings.HasSuffix(o.StateDir, want) {
 		t.Fatalf("StateDir = %q, want it to end in %q", o.StateDir, want)
 	}
-	for _, bad := range []Options{{Token: "t"}, {User: "a"}, {User: "../x", Token: "t"}} {
+	o = Options{User: "alice", Device: "laptop", Token: "t"}
+	if err := o.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join("switchboard", "alice@laptop"); !strings.HasSuffix(o.StateDir, want) {
+		t.Fatalf("StateDir = %q, want it to end in %q", o.StateDir, want)
+	}
+	for _, bad := range []Options{{Token: "t"}, {User: "a"}, {User: "../x", Token: "t"}, {User: "a", Device: "x/y", Token: "t"}} {
 		if err := bad.setDefaults(); err == nil {
 			t.Errorf("setDefaults(%+v) accepted", bad)
 		}

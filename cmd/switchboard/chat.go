@@ -13,14 +13,16 @@ import (
 func chatCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	user := fs.String("user", "", "who you are (the token's user); required")
+	device := fs.String("device", "", "which of your devices this is (the token's dev), to chat from several at once; optional")
 	server := fs.String("server", "ws://127.0.0.1:8080/v1/ws", "the server's WebSocket URL")
 	tok := fs.String("token", "", "access token; default: minted with the secret in --data-dir (a local server's)")
 	dataDir := fs.String("data-dir", "./data", "the local server's data directory, for minting a token")
-	stateDir := fs.String("state-dir", "", "where the outbox and cursor are kept (default: <user config dir>/switchboard/<user>)")
+	stateDir := fs.String("state-dir", "", "where the outbox and cursor are kept (default: <user config dir>/switchboard/<user>[@<device>])")
 	autoRead := fs.Bool("auto-read", true, "send read receipts for messages as they are shown")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: switchboard chat --user ID [--server URL] [--token TOKEN]\n\n"+
-			"A terminal chat. Type \"bob: hello\" to send; ✓ sent, ✓✓ delivered, ✓✓ read.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: switchboard chat --user ID [--device ID] [--server URL] [--token TOKEN]\n\n"+
+			"A terminal chat. Type \"bob: hello\" to send; ✓ sent, ✓✓ delivered, ✓✓ read.\n"+
+			"Groups, last seen, privacy, contacts and devices: type /help in the chat.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -31,13 +33,13 @@ func chatCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("chat: --user is required")
 	}
 	if *tok == "" {
-		t, err := mintToken(*dataDir, "", *user, "", 24*time.Hour)
+		t, err := mintToken(*dataDir, "", *user, *device, 24*time.Hour)
 		if err != nil {
 			return fmt.Errorf("chat: no --token, and minting one from %s failed: %w", *dataDir, err)
 		}
 		*tok = t
 	}
 	return chatcli.Run(ctx, chatcli.Options{
-		User: *user, Server: *server, Token: *tok, StateDir: *stateDir, AutoRead: autoRead,
+		User: *user, Device: *device, Server: *server, Token: *tok, StateDir: *stateDir, AutoRead: autoRead,
 	}, os.Stdin, os.Stdout)
 }
