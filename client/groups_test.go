@@ -503,3 +503,40 @@ func TestRecentOwnIsBounded(t *testing.T) {
 		t.Fatalf("%d ids remembered, want %d", len(r.ids), maxRecentOwn)
 	}
 }
+
+// A group message queued offline is kept on disk, like any send, and goes
+// out after a restart with its group.
+func TestSendGroupSurvivesRestart(t *testing.T) {
+	fs := newFakeServer(t)
+	dir := t.TempDir()
+	bob := startClient(t, fs, "bob", "")
+	a1 := startClient(t, fs, "alice", dir)
+	waitFor(t, "the connection", a1.Connected)
+	gid, err := a1.CreateGroup(context.Background(), "g", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1.stop(t)
+
+	a2 := newTestClient(t, fs, "alice", dir)
+	id, err := a2.SendGroup(context.Background(), gid, "written offline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2.stop(t)
+	a3 := newTestClient(t, fs, "alice", dir)
+	if n := a3.Pending(); n != 1 {
+		t.Fatalf("Pending after restart = %d, want 1", n)
+	}
+	a3.start(t)
+	waitFor(t, "the ack", func() bool { return a3.rec.nAcks() == 1 })
+	_, _, acks := a3.rec.snapshot()
+	if a := acks[0]; a.ClientID != id || a.Group != gid || a.To != "" || a.Body != "written offline" {
+		t.Fatalf("ack after restart %+v", a)
+	}
+	waitFor(t, "bob's message", func() bool { return bob.rec.nMsgs() == 1 })
+	msgs, _, _ := bob.rec.snapshot()
+	if msgs[0].Group != gid || msgs[0].Body != "written offline" {
+		t.Fatalf("bob got %+v", msgs[0])
+	}
+}

@@ -104,6 +104,8 @@ func (u *ui) switchTo(ctx context.Context, conv conversation) {
 		return
 	}
 	u.printf("now talking %s\n", where)
+	ctx, cancel := context.WithTimeout(ctx, requestWait)
+	defer cancel()
 	if dropOld {
 		if err := u.c.Unsubscribe(ctx, old.peer); err != nil {
 			u.opts.Logger.Debug("chatcli: unsubscribe", "user", old.peer, "err", err)

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -250,9 +251,7 @@ func (s *Server) handle(fc *wsConn, data []byte) {
 // ack answers f with an ack carrying fields (nil for none).
 func (fc *wsConn) ack(f *Frame, fields map[string]any) {
 	a := map[string]any{"type": "ack", "id": f.ID}
-	for k, v := range fields {
-		a[k] = v
-	}
+	maps.Copy(a, fields)
 	fc.sendJSON(a)
 }
 
@@ -367,10 +366,7 @@ func (s *Server) sync(fc *wsConn, f *Frame) {
 // inbox, delivers it live to user's connections but except, and returns
 // its frame.
 func (s *Server) put(user string, fields map[string]any, except *wsConn) []byte {
-	v := make(map[string]any, len(fields)+1)
-	for k, x := range fields {
-		v[k] = x
-	}
+	v := maps.Clone(fields)
 	v["seq"] = len(s.inbox[user]) + 1
 	return s.store(user, v, except)
 }
