@@ -820,17 +820,20 @@ func (s *Service) finishGroups(ctx context.Context, b *building) error {
 		return a.k - b.k
 	})
 	for _, t := range keys {
-		seq, err := s.nextSeq(ctx, t.sender)
-		if err != nil {
-			return err
-		}
 		status := StatusDelivered
 		if t.k == wmRead {
 			status = StatusRead
 		}
-		n := len(c.arena)
-		c.arena = protocol.AppendGroupReceipt(c.arena, seq, status.String(), ticks[t], t.group, b.now.UnixMilli())
-		c.batch.Entries = append(c.batch.Entries, Entry{User: t.sender, Seq: seq, Frame: c.arena[n:]})
+		// One entry per MaxMsgIDs ids, as a client's receipt frame holds.
+		for ids := range slices.Chunk(ticks[t], protocol.MaxMsgIDs) {
+			seq, err := s.nextSeq(ctx, t.sender)
+			if err != nil {
+				return err
+			}
+			n := len(c.arena)
+			c.arena = protocol.AppendGroupReceipt(c.arena, seq, status.String(), ids, t.group, b.now.UnixMilli())
+			c.batch.Entries = append(c.batch.Entries, Entry{User: t.sender, Seq: seq, Frame: c.arena[n:]})
+		}
 	}
 	for u := range b.users {
 		ids, _ := s.ugroups.get(u)
@@ -861,16 +864,17 @@ func cmpString(a, b string) int {
 // memory (after a restart, or pushed out by pendCap).
 func (s *Service) fillPending(ctx context.Context, g *groupState, k int) error {
 	after := g.all[k]
-	if len(g.pend) > 0 && g.pend[0].seq <= after+1 {
+	i := sort.Search(len(g.pend), func(i int) bool { return g.pend[i].seq > after })
+	if i < len(g.pend) && g.pend[i].seq == after+1 {
 		return nil
 	}
 	head, err := s.headSeq(ctx, groupInbox(g.id))
 	if err != nil || head <= after {
 		return err
 	}
-	upto := head // read up to what memory holds, or the log's head
-	if len(g.pend) > 0 {
-		upto = g.pend[0].seq - 1
+	upto := head // read up to what memory holds next, or the log's head
+	if i < len(g.pend) {
+		upto = g.pend[i].seq - 1
 	}
 	var read []pendingMsg
 	err = s.store.ReadInbox(ctx, groupInbox(g.id), after, int(min(upto-after, pendCap)), func(seq uint64, frame []byte) error {
@@ -886,12 +890,13 @@ func (s *Service) fillPending(ctx context.Context, g *groupState, k int) error {
 	if err != nil {
 		return err
 	}
-	if len(read) == 0 && len(g.pend) == 0 {
+	if len(read) == 0 && i == len(g.pend) {
 		g.all[k] = head // everything after it expired
 		g.aggDirty = true
 		return nil
 	}
-	g.pend = append(read, g.pend...)
+	// With nothing read, what lies between expired: the caller skips it.
+	g.pend = slices.Insert(g.pend, i, read...)
 	return nil
 }
 

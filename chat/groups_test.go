@@ -1,6 +1,7 @@
 package chat_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -307,5 +308,63 @@ func TestGroupCreateIsIdempotent(t *testing.T) {
 	}
 	if gs := data(t, do(t, svc2, groupReq(chat.GroupList, "bob", "")))["groups"].([]any); len(gs) != 1 {
 		t.Fatalf("bob is in %d groups, want 1", len(gs))
+	}
+}
+
+// TestGroupReceiptsBeyondMemory: more messages wait for "everyone has it"
+// than a group keeps in memory; one watermark jump still ticks every one
+// of them (those pushed out of memory are read back from the group's
+// log), in receipt entries of at most 256 ids.
+func TestGroupReceiptsBeyondMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("9,000 messages")
+	}
+	svc, _, _ := newService(t, memory.NewStore(), chat.Config{})
+	g := createGroup(t, svc, "alice", "bob")
+	const n = 9000 // over the 8,192 kept in memory
+	d := make(done, n)
+	for i := range n {
+		r := groupSend("alice", fmt.Sprint("m", i), g, "x")
+		r.Done = d
+		for svc.Submit(r) != nil {
+			time.Sleep(time.Millisecond) // the queue is full: let it drain
+		}
+	}
+	var last string
+	for range n {
+		res := <-d
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		last = max(last, res.MsgID)
+	}
+	if res := do(t, svc, &chat.Request{Kind: chat.KindReceipt, From: "bob", Status: chat.StatusDelivered, MsgIDs: bytesList(last)}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	seen := map[string]bool{}
+	err := svc.ReadInbox(context.Background(), "alice", n, 1000, func(_ uint64, frame []byte) error {
+		var f struct {
+			Type   string
+			All    bool
+			MsgIDs []string `json:"msg_ids"`
+		}
+		if err := json.Unmarshal(frame, &f); err != nil {
+			return err
+		}
+		if f.Type == "receipt" && f.All {
+			if len(f.MsgIDs) > 256 {
+				t.Fatalf("a receipt entry with %d ids", len(f.MsgIDs))
+			}
+			for _, id := range f.MsgIDs {
+				seen[id] = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != n {
+		t.Fatalf("%d of %d messages ticked delivered to everyone", len(seen), n)
 	}
 }
