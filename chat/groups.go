@@ -668,13 +668,22 @@ func (s *Service) addGroupSend(ctx context.Context, b *building, r *Request, key
 	if g.members[r.From] == nil {
 		return Result{Err: ErrNotMember}
 	}
+	var attachment []byte
+	if len(r.AssetID) > 0 {
+		if attachment, err = s.attach(ctx, b, r, g); err != nil {
+			return Result{Err: err}
+		}
+	}
 	c := b.c
 	log := groupInbox(g.id)
 	gseq, err := s.nextSeq(ctx, log)
 	if err != nil {
 		return Result{Err: err}
 	}
-	m := s.addMessage(b, r, key, log, gseq, g.id)
+	m := s.addMessage(b, r, key, log, gseq, g.id, attachment)
+	if attachment != nil {
+		b.grant(string(r.AssetID), "", g)
+	}
 	s.addHead(c, log, gseq, "msg", m.ID)
 	for u := range g.members {
 		seq, err := s.nextSeq(ctx, u)

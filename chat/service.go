@@ -32,6 +32,7 @@ const (
 	KindGroup                   // a group operation (Op)
 	KindMsgInfo                 // per-member delivered/read of MsgIDs[0], one of From's messages
 	KindTyping                  // tell To, or Group's members, that From is typing (Stop: stopped)
+	KindAsset                   // record Asset, uploaded by From
 )
 
 // Request is one client request for the committer. The caller owns it
@@ -49,6 +50,8 @@ type Request struct {
 	MsgIDs   [][]byte
 	Members  [][]byte // KindGroup: the users an operation names
 	Stop     bool     // KindTyping
+	AssetID  []byte   // KindSend: the attachment, an asset From may use
+	Asset    *Asset   // KindAsset
 	Done     Completer
 }
 
@@ -332,6 +335,8 @@ func (s *Service) build(c *commit) {
 			res = s.msgInfo(ctx, b, r)
 		case KindTyping:
 			res.Err = s.typing(ctx, b, r)
+		case KindAsset:
+			res.Err = s.addAsset(ctx, b, r)
 		default:
 			res.Err = errors.New("switchboard: unknown request kind")
 		}
@@ -389,6 +394,7 @@ type building struct {
 	users     map[string]bool // users whose list of groups changed
 	fatal     error           // a store failure midway through a request: fail the batch
 	events    bool            // build analytics events: someone consumes them
+	hashRefs  map[string]uint64
 }
 
 func (s *Service) lookupMeta(ctx context.Context, b *building, id string) (MessageMeta, bool, error) {
@@ -436,6 +442,13 @@ func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
 	if len(r.Group) > 0 {
 		return s.addGroupSend(ctx, b, r, key)
 	}
+	var attachment []byte
+	if len(r.AssetID) > 0 {
+		var err error
+		if attachment, err = s.attach(ctx, b, r, nil); err != nil {
+			return Result{Err: err}
+		}
+	}
 	to := string(r.To)
 	seq, err := s.nextSeq(ctx, to)
 	if err != nil {
@@ -447,7 +460,10 @@ func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
 			return Result{Err: err}
 		}
 	}
-	m := s.addMessage(b, r, key, to, seq, "")
+	m := s.addMessage(b, r, key, to, seq, "", attachment)
+	if attachment != nil {
+		b.grant(string(r.AssetID), to, nil)
+	}
 	s.addHead(c, to, seq, "msg", m.ID)
 	if echo != 0 {
 		s.addHead(c, r.From, echo, "msg", m.ID)
@@ -461,7 +477,7 @@ func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
 // addMessage records a new message of r to inbox to (a user's, or a
 // group's log) at seq, and its frame's tail as a shared part keyed by its
 // id, for the entries that addHead adds.
-func (s *Service) addMessage(b *building, r *Request, key clientKey, to string, seq uint64, group string) MessageMeta {
+func (s *Service) addMessage(b *building, r *Request, key clientKey, to string, seq uint64, group string, attachment []byte) MessageMeta {
 	c := b.c
 	m := MessageMeta{ID: s.ids.Next(b.now), From: r.From, To: to, ClientID: key.id,
 		TS: b.now.UnixMilli(), Seq: seq, Status: StatusSent}
@@ -473,7 +489,7 @@ func (s *Service) addMessage(b *building, r *Request, key clientKey, to string, 
 		wireTo = group
 	}
 	n := len(c.arena)
-	c.arena = protocol.AppendMsgTail(c.arena, m.ID, m.From, wireTo, group, r.Body, m.TS)
+	c.arena = protocol.AppendMsgTailWith(c.arena, m.ID, m.From, wireTo, group, r.Body, attachment, m.TS)
 	c.batch.Shared = append(c.batch.Shared, SharedPart{Key: m.ID, Data: c.arena[n:]})
 	return m
 }

@@ -80,9 +80,11 @@ type Request struct {
 	LastSeen []byte // privacy.set
 	Online   []byte // privacy.set
 	Stop     bool   // typing
+	AssetID  []byte // send: "attachment":{"asset_id":…}
 
 	HasType, HasID, HasTo, HasBody, HasStatus, HasMsgIDs, HasAfter            bool
 	HasGroup, HasName, HasMembers, HasUsers, HasMsgID, HasLastSeen, HasOnline bool
+	HasAttachment                                                             bool
 }
 
 func (r *Request) reset() {
@@ -227,6 +229,8 @@ func (p *parser) field(key []byte, r *Request) *Error {
 		return p.setStr(&r.LastSeen, &r.HasLastSeen, errTypeLastSeen)
 	case "online":
 		return p.setStr(&r.Online, &r.HasOnline, errTypeOnline)
+	case "attachment":
+		return p.attachment(r)
 	case "stop":
 		switch {
 		case p.literal("true"):
@@ -248,6 +252,48 @@ func (p *parser) field(key []byte, r *Request) *Error {
 		}
 	}
 	return nil
+}
+
+// attachment parses the attachment object of a send. Only "asset_id" is
+// read: everything else the server takes from the asset itself.
+func (p *parser) attachment(r *Request) *Error {
+	if !p.consume('{') {
+		return errTypeAttachment
+	}
+	r.HasAttachment = true
+	p.ws()
+	if p.consume('}') {
+		return nil
+	}
+	for {
+		p.ws()
+		key, ok := p.str()
+		if !ok {
+			return p.fail()
+		}
+		p.ws()
+		if !p.consume(':') {
+			return errSyntax
+		}
+		p.ws()
+		if string(key) == "asset_id" {
+			v, e := p.strField(errTypeAssetID)
+			if e != nil {
+				return e
+			}
+			r.AssetID = v
+		} else if !p.skip(1) {
+			return p.fail()
+		}
+		p.ws()
+		if p.consume(',') {
+			continue
+		}
+		if p.consume('}') {
+			return nil
+		}
+		return errSyntax
+	}
 }
 
 // setStr parses a string value into *dst and sets *has.

@@ -39,6 +39,12 @@ func AppendHead(dst []byte, typ string, seq uint64) []byte {
 // AppendMsgTail appends the rest of a msg frame after its head: msg_id,
 // from, to, group (when not empty), body and ts.
 func AppendMsgTail[S ~string | ~[]byte](dst []byte, msgID, from, to, group string, body S, ts int64) []byte {
+	return AppendMsgTailWith(dst, msgID, from, to, group, body, nil, ts)
+}
+
+// AppendMsgTailWith is AppendMsgTail with an attachment: a JSON object
+// the caller encoded, added as "attachment" when not empty.
+func AppendMsgTailWith[S ~string | ~[]byte](dst []byte, msgID, from, to, group string, body S, attachment []byte, ts int64) []byte {
 	dst = append(dst, `,"msg_id":`...)
 	dst = AppendString(dst, msgID)
 	dst = append(dst, `,"from":`...)
@@ -51,6 +57,10 @@ func AppendMsgTail[S ~string | ~[]byte](dst []byte, msgID, from, to, group strin
 	}
 	dst = append(dst, `,"body":`...)
 	dst = AppendString(dst, body)
+	if len(attachment) > 0 {
+		dst = append(dst, `,"attachment":`...)
+		dst = append(dst, attachment...)
+	}
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendInt(dst, ts, 10)
 	return append(dst, '}')

@@ -54,4 +54,6 @@ var (
 	errTypeLastSeen   = &Error{CodeBadRequest, `"last_seen" must be a string`}
 	errTypeOnline     = &Error{CodeBadRequest, `"online" must be a string`}
 	errTypeStop       = &Error{CodeBadRequest, `"stop" must be true or false`}
+	errTypeAttachment = &Error{CodeBadRequest, `"attachment" must be an object`}
+	errTypeAssetID    = &Error{CodeBadRequest, `"attachment"."asset_id" must be a string`}
 )

@@ -206,3 +206,24 @@ func BenchmarkAppendMsg(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+func TestDecodeAttachment(t *testing.T) {
+	var d Decoder
+	var r Request
+	in := `{"type":"send","id":"1","to":"bob","body":"","attachment":{"kind":"image","asset_id":"0123456789ABCDEFGHJKMNPQRS","size":{"w":[1,2]}}}`
+	if e := d.Decode([]byte(in), &r); e != nil {
+		t.Fatal(e)
+	}
+	if !r.HasAttachment || string(r.AssetID) != "0123456789ABCDEFGHJKMNPQRS" {
+		t.Fatalf("attachment: %v %q", r.HasAttachment, r.AssetID)
+	}
+	for in, want := range map[string]string{
+		`{"type":"send","attachment":"x"}`:            `"attachment" must be an object`,
+		`{"type":"send","attachment":{"asset_id":1}}`: `"attachment"."asset_id" must be a string`,
+		`{"type":"send","attachment":{"asset_id":"a"`: "malformed JSON",
+	} {
+		if e := d.Decode([]byte(in), &r); e == nil || e.Message != want {
+			t.Errorf("%s: %v, want %s", in, e, want)
+		}
+	}
+}
