@@ -324,4 +324,3 @@ func FuzzSniff(f *testing.F) {
 		}
 	})
 }
-
