@@ -16,9 +16,10 @@ build:
 ## test: everything CI runs: setup, vet, unit/e2e/interop tests, fuzzing
 test: deps vet unit fuzz
 
-## deps: install the tools the tests need (Python websockets, Node ws)
+## deps: install the tools the tests need (Python websockets, Node ws, the
+## versitygw S3 server for backends/s3)
 deps:
-	bash scripts/test-deps.sh
+	GO="$(GO)" bash scripts/test-deps.sh
 
 vet:
 	$(GO) vet ./...

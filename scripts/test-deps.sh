@@ -1,30 +1,36 @@
 #!/usr/bin/env bash
-# Installs the tools that interop/ drives against the server: a Python venv
-# with the websockets package and a node_modules with the ws package, both
-# pinned, under .cache/interop/ (git ignores it). Idempotent: a second run
-# checks the pinned versions import and returns at once.
+# Installs the tools the tests drive: for interop/, a Python venv with the
+# websockets package and a node_modules with the ws package, both pinned,
+# under .cache/interop/ (git ignores it); for backends/s3, the Versity S3
+# Gateway (versitygw), pinned, built with `go install` into .cache/bin/
+# (the script writes a .gitignore there). Idempotent: a second run checks
+# the pinned versions and returns at once.
 #
 #   bash scripts/test-deps.sh            # install or check
 #   INTEROP_CACHE=DIR bash scripts/...   # somewhere else (the test honours it too)
+#   GO=go1.26.8 bash scripts/...         # the go command that builds versitygw
 #
-# Needs python3 (with venv) and node + npm on PATH. Exits non-zero, saying
-# which step failed, if anything cannot be installed.
+# Needs python3 (with venv), node + npm and go on PATH. Exits non-zero,
+# saying which step failed, if anything cannot be installed.
 set -euo pipefail
 
-WEBSOCKETS_VERSION=17.4 # Python: websockets, the asyncio implementation
-WS_VERSION=8.23.0       # Node: ws
+WEBSOCKETS_VERSION=17.4  # Python: websockets, the asyncio implementation
+WS_VERSION=8.23.0        # Node: ws
+VERSITYGW_VERSION=v1.8.0 # Go: github.com/versity/versitygw, the S3 server of backends/s3
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${INTEROP_CACHE:-$root/.cache/interop}
 venv=$cache/venv
 nodedir=$cache/node
+bindir=$root/.cache/bin
+GO=${GO:-go}
 
 die() {
 	echo "test-deps: $*" >&2
 	exit 1
 }
 
-for tool in python3 node npm; do
+for tool in python3 node npm "$GO"; do
 	command -v "$tool" >/dev/null || die "$tool not found on PATH"
 done
 mkdir -p "$cache"
@@ -65,4 +71,24 @@ else
 	node_ok || die "ws $WS_VERSION does not load from $nodedir"
 fi
 
-echo "test-deps: ok (python: $venv/bin/python, node modules: $nodedir/node_modules)"
+# versitygw. `go version -m` reads the module version built into the binary
+# (its --version says only "git" when built by go install).
+vgw=$bindir/versitygw
+vgw_ok() {
+	[ -x "$vgw" ] &&
+		"$GO" version -m "$vgw" 2>/dev/null |
+		grep -qE "^[[:space:]]+mod[[:space:]]+github.com/versity/versitygw[[:space:]]+$VERSITYGW_VERSION[[:space:]]"
+}
+mkdir -p "$bindir"
+[ -f "$bindir/.gitignore" ] || printf '*\n' >"$bindir/.gitignore"
+if vgw_ok; then
+	echo "test-deps: versitygw $VERSITYGW_VERSION already in $bindir"
+else
+	echo "test-deps: installing versitygw $VERSITYGW_VERSION into $bindir (builds from source, about a minute)"
+	rm -f "$vgw"
+	GOBIN=$bindir "$GO" install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" ||
+		die "go install github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION failed"
+	vgw_ok || die "$vgw is not versitygw $VERSITYGW_VERSION"
+fi
+
+echo "test-deps: ok (python: $venv/bin/python, node modules: $nodedir/node_modules, versitygw: $vgw)"
