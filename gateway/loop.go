@@ -232,12 +232,15 @@ func (l *loop) message(c *wsConn, data []byte, now int64) gnet.Action {
 			l.writeError(c, r.ID, protocol.CodeBadRequest, msg)
 			return gnet.None
 		}
-		q := getReq(c, now, len(r.ID)+len(r.To)+len(r.Group)+len(r.Body))
+		q := getReq(c, now, len(r.ID)+len(r.To)+len(r.Group)+len(r.Body)+len(r.AssetID))
 		q.Kind = chat.KindSend
 		q.ClientID = q.keep(r.ID)
 		q.To = q.keep(r.To) // one of To and Group is empty
 		q.Group = q.keep(r.Group)
 		q.Body = q.keep(r.Body)
+		if r.HasAttachment {
+			q.AssetID = q.keep(r.AssetID)
+		}
 		l.submit(c, q, r.ID)
 	case protocol.TypeReceipt:
 		g.m.receipts.Inc()
@@ -716,6 +719,8 @@ func (g *Gateway) checkSend(r *protocol.Request) string {
 		return msgBadGroup
 	case !r.HasGroup && (!r.HasTo || !validUser(r.To)):
 		return `"to" must be a user id: 1 to 128 bytes, no control characters`
+	case r.HasAttachment && !validMsgIDs([][]byte{r.AssetID}):
+		return `"attachment" needs "asset_id", as the upload returned it`
 	case !r.HasBody:
 		return `missing "body"`
 	case len(r.Body) > g.maxBody:

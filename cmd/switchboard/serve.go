@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -17,7 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/switchboard/switchboard/assets"
+	"github.com/switchboard/switchboard/assets/api"
 	"github.com/switchboard/switchboard/auth"
+	"github.com/switchboard/switchboard/backends/blobdir"
 	"github.com/switchboard/switchboard/backends/disk"
 	"github.com/switchboard/switchboard/backends/memory"
 	"github.com/switchboard/switchboard/chat"
@@ -51,6 +55,7 @@ type Config struct {
 	Chat     chat.Config     `yaml:"chat"`
 	Presence presence.Config `yaml:"presence"`
 	Store    disk.Options    `yaml:"store"`
+	Assets   api.Config      `yaml:"assets"`
 }
 
 func (c *Config) setDefaults() {
@@ -73,6 +78,7 @@ func (c *Config) setDefaults() {
 		c.ShutdownTimeout = 10 * time.Second
 	}
 	c.Gateway.Listen = c.Listen
+	c.Assets.SetDefaults()
 }
 
 func serveCmd(ctx context.Context, args []string) error {
@@ -211,6 +217,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("presence stream: %w", err)
 	}
 	defer stopPresence()
+	stopAssets, err := serveAssets(cfg, secret, svc, verifier{v}, log)
+	if err != nil {
+		return err
+	}
+	defer stopAssets()
 	done := make(chan error, 1)
 	go func() { done <- g.Run() }()
 	select {
@@ -239,6 +250,38 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	<-done
 	log.Info("stopped")
 	return nil
+}
+
+// serveAssets starts the asset HTTP API on its own listener, storing
+// files in <data_dir>/blobs, and returns what stops it.
+func serveAssets(cfg Config, secret []byte, svc *chat.Service, auth api.Authenticator, log *slog.Logger) (stop func(), err error) {
+	if cfg.Assets.Listen == "off" {
+		return func() {}, nil
+	}
+	blobs, err := blobdir.Open(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return nil, err
+	}
+	h, err := api.New(cfg.Assets, blobs, svc, auth, assets.NewSigner(secret), log)
+	if err != nil {
+		return nil, fmt.Errorf("assets config: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Assets.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("assets listen %s: %w", cfg.Assets.Listen, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("asset API stopped", "err", err)
+		}
+	}()
+	log.Info("asset API serving", "listen", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr().String())+"/v1/assets")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
 }
 
 func loadSecret(cfg Config) ([]byte, error) {

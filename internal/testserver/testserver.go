@@ -116,6 +116,9 @@ func Token(t testing.TB, dataDir, user, device string) string {
 type Options struct {
 	// Addr is the listen address. Default: a free loopback port (FreeAddr).
 	Addr string
+	// AssetsAddr is the asset API's listen address. Default: another free
+	// loopback port.
+	AssetsAddr string
 	// DataDir is the data directory. Default: t.TempDir().
 	DataDir string
 	// Env is extra KEY=VALUE environment, after the test process's own.
@@ -130,9 +133,9 @@ type Options struct {
 // Server is a switchboard process started by [Start]. Its methods are safe
 // for concurrent use.
 type Server struct {
-	addr, dataDir string
-	cmd           *exec.Cmd
-	log           SyncBuffer
+	addr, assetsAddr, dataDir string
+	cmd                       *exec.Cmd
+	log                       SyncBuffer
 
 	done    chan struct{} // closed when the process has exited
 	exitErr error         // cmd.Wait's result; read after done is closed
@@ -155,9 +158,12 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.StopTimeout <= 0 {
 		opts.StopTimeout = defaultStopTimeout
 	}
-	s := &Server{addr: opts.Addr, dataDir: opts.DataDir, done: make(chan struct{})}
+	if opts.AssetsAddr == "" {
+		opts.AssetsAddr = FreeAddr(t)
+	}
+	s := &Server{addr: opts.Addr, assetsAddr: opts.AssetsAddr, dataDir: opts.DataDir, done: make(chan struct{})}
 	s.cmd = exec.Command(bin, append([]string{"serve", "--listen", s.addr, "--data-dir", s.dataDir}, opts.Args...)...)
-	s.cmd.Env = append(os.Environ(), opts.Env...)
+	s.cmd.Env = append(append(os.Environ(), "SWITCHBOARD_ASSETS_LISTEN="+opts.AssetsAddr), opts.Env...)
 	s.cmd.Stdout, s.cmd.Stderr = &s.log, &s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start server: %v", err)
@@ -220,6 +226,9 @@ func (s *Server) cleanup(t testing.TB, timeout time.Duration) {
 
 // Addr returns the listen address, host:port.
 func (s *Server) Addr() string { return s.addr }
+
+// AssetsURL returns the asset API's base, http://ADDR/v1/assets.
+func (s *Server) AssetsURL() string { return "http://" + s.assetsAddr + "/v1/assets" }
 
 // URL returns the WebSocket endpoint, ws://ADDR/v1/ws.
 func (s *Server) URL() string { return "ws://" + s.addr + "/v1/ws" }

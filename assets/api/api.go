@@ -1,0 +1,341 @@
+// Package api is the asset service's HTTP API (docs/assets.md): uploads
+// into a content-addressed blob store, downloads authorized by the chat
+// core's grants or by signed URLs.
+//
+//	POST /v1/assets                  upload a file in one request (small files)
+//	GET  /v1/assets/{id}             download (Range, ETag, immutable caching)
+//	POST /v1/assets/{id}/url         a signed URL for the asset, for a CDN or a browser
+//
+// Every refusal to read an asset, whether it does not exist or the caller
+// may not see it, is the same 404, so asset ids cannot be probed.
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/switchboard/switchboard/assets"
+	"github.com/switchboard/switchboard/chat"
+)
+
+// Config configures the API. The zero value means defaults.
+type Config struct {
+	// Listen is the TCP address of the API. Default ":8081"; "off"
+	// disables it. (serve reads it; the Handler does not listen.)
+	Listen string `yaml:"listen" help:"TCP address of the asset HTTP API, /v1/assets (default :8081; off disables it)"`
+	// MaxUploadBytes is the largest file accepted. Default 2 GiB.
+	MaxUploadBytes int64 `yaml:"max_upload_bytes" help:"largest file accepted (default 2147483648, 2 GiB)"`
+	// SignedURLTTL is how long a signed URL stays valid. Default 1h.
+	SignedURLTTL time.Duration `yaml:"signed_url_ttl" help:"how long a signed download URL stays valid (default 1h)"`
+}
+
+// SetDefaults fills in the defaults of zero fields.
+func (c *Config) SetDefaults() {
+	if c.Listen == "" {
+		c.Listen = ":8081"
+	}
+	if c.MaxUploadBytes == 0 {
+		c.MaxUploadBytes = 2 << 30
+	}
+	if c.SignedURLTTL == 0 {
+		c.SignedURLTTL = time.Hour
+	}
+}
+
+// Validate reports settings that cannot work.
+func (c *Config) Validate() error {
+	if c.MaxUploadBytes < 0 || c.SignedURLTTL < 0 {
+		return errors.New("assets: max_upload_bytes and signed_url_ttl must not be negative")
+	}
+	return nil
+}
+
+// Authenticator checks a bearer token (the WebSocket's tokens).
+type Authenticator interface {
+	Authenticate(token []byte) (user, device string, err error)
+}
+
+// Catalog is what the API needs of the chat core: *chat.Service.
+type Catalog interface {
+	Submit(r *chat.Request) error
+	MayRead(ctx context.Context, id, user string) (chat.Asset, error)
+	GetAsset(ctx context.Context, id string) (chat.Asset, error)
+}
+
+// Handler serves the API. Safe for concurrent use.
+type Handler struct {
+	cfg    Config
+	blobs  assets.Blobs
+	cat    Catalog
+	auth   Authenticator
+	signer *assets.Signer
+	log    *slog.Logger
+	mux    *http.ServeMux
+}
+
+// New returns the API's handler.
+func New(cfg Config, blobs assets.Blobs, cat Catalog, auth Authenticator, signer *assets.Signer, log *slog.Logger) (*Handler, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{cfg: cfg, blobs: blobs, cat: cat, auth: auth, signer: signer, log: log, mux: http.NewServeMux()}
+	h.mux.HandleFunc("POST /v1/assets", h.upload)
+	h.mux.HandleFunc("GET /v1/assets/{id}", h.download)
+	h.mux.HandleFunc("HEAD /v1/assets/{id}", h.download)
+	h.mux.HandleFunc("POST /v1/assets/{id}/url", h.signedURL)
+	return h, nil
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// apiError writes a JSON error body with a stable code.
+func apiError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
+}
+
+func notFound(w http.ResponseWriter) {
+	apiError(w, http.StatusNotFound, "not_found", "no such asset")
+}
+
+// user returns the caller of a request with a bearer token, or "".
+func (h *Handler) user(r *http.Request) string {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return ""
+	}
+	u, _, err := h.auth.Authenticate([]byte(tok))
+	if err != nil {
+		return ""
+	}
+	return u
+}
+
+// upload stores the request body as a new asset.
+func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
+	user := h.user(r)
+	if user == "" {
+		apiError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
+		return
+	}
+	if r.ContentLength > h.cfg.MaxUploadBytes {
+		apiError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("files are at most %d bytes", h.cfg.MaxUploadBytes))
+		return
+	}
+	name, err := fileName(r.URL.Query().Get("name"))
+	if err != nil {
+		apiError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	// What it is comes from its first bytes, before anything is stored.
+	body := bufio.NewReaderSize(r.Body, assets.SniffLen)
+	head, err := body.Peek(assets.SniffLen)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		apiError(w, http.StatusBadRequest, "bad_request", "reading the upload: "+err.Error())
+		return
+	}
+	mimeType, kind := assets.Sniff(head)
+	claimed, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err := assets.CheckClaim(claimed, mimeType, kind); err != nil {
+		apiError(w, http.StatusUnsupportedMediaType, "type_mismatch",
+			fmt.Sprintf("the file is %s, not the %s it claims to be", mimeType, claimed))
+		return
+	}
+	blob, err := h.blobs.Put(r.Context(), body, h.cfg.MaxUploadBytes)
+	switch {
+	case errors.Is(err, assets.ErrTooLarge):
+		apiError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("files are at most %d bytes", h.cfg.MaxUploadBytes))
+		return
+	case err != nil:
+		h.log.Warn("asset upload failed", "err", err)
+		apiError(w, http.StatusBadRequest, "upload_failed", "the upload did not complete: retry")
+		return
+	}
+	a := &chat.Asset{ID: assets.NewID(), Hash: blob.Hash.String(), Size: blob.Size, Mime: mimeType,
+		Kind: kind.String(), Name: name}
+	if err := h.record(r.Context(), user, a); err != nil {
+		h.log.Warn("recording an asset failed", "err", err)
+		apiError(w, http.StatusServiceUnavailable, "unavailable", "the upload could not be recorded: retry")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Location", "/v1/assets/"+a.ID)
+	w.WriteHeader(http.StatusCreated)
+	json.NewEncoder(w).Encode(a)
+}
+
+// fileName checks a file's display name: a name, not a path.
+func fileName(s string) (string, error) {
+	switch {
+	case s == "":
+		return "", nil
+	case len(s) > 255 || !utf8.ValidString(s):
+		return "", errors.New(`"name" must be at most 255 bytes of UTF-8`)
+	case strings.ContainsAny(s, "/\\\x00") || s == "." || s == "..":
+		return "", errors.New(`"name" must be a file name, not a path`)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return "", errors.New(`"name" must not hold control characters`)
+		}
+	}
+	return s, nil
+}
+
+// done is a chat.Completer for one request.
+type done chan chat.Result
+
+func (d done) Complete(_ *chat.Request, res chat.Result) { d <- res }
+
+// record commits a's record through the chat core and waits for it.
+func (h *Handler) record(ctx context.Context, owner string, a *chat.Asset) error {
+	d := make(done, 1)
+	if err := h.cat.Submit(&chat.Request{Kind: chat.KindAsset, From: owner, Asset: a, Done: d}); err != nil {
+		return err
+	}
+	select {
+	case res := <-d:
+		return res.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// download serves an asset to a caller that may read it: by token, or
+// by a signed URL.
+func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !assets.ValidID(id) {
+		notFound(w)
+		return
+	}
+	var a chat.Asset
+	var err error
+	if q := r.URL.Query(); q.Has("sig") {
+		if err = h.signer.Verify(r.URL.Path, q.Get("exp"), q.Get("sig"), time.Now()); err == nil {
+			a, err = h.cat.GetAsset(r.Context(), id)
+		}
+	} else if user := h.user(r); user != "" {
+		a, err = h.cat.MayRead(r.Context(), id, user)
+	} else {
+		err = chat.ErrAssetNotFound
+	}
+	if err != nil {
+		if !errors.Is(err, chat.ErrAssetNotFound) && !errors.Is(err, assets.ErrBadSignature) && !errors.Is(err, assets.ErrExpired) {
+			h.log.Warn("asset lookup failed", "err", err)
+		}
+		notFound(w)
+		return
+	}
+	hash, err := assets.ParseHash(a.Hash)
+	if err != nil {
+		notFound(w)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", a.Mime)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("ETag", `"`+a.Hash+`"`)
+	hd.Set("Cache-Control", "private, max-age=31536000, immutable")
+	kind, _ := assets.ParseKind(a.Kind)
+	disp := assets.Disposition(kind)
+	if a.Name != "" {
+		disp = mime.FormatMediaType(disp, map[string]string{"filename": a.Name})
+	}
+	hd.Set("Content-Disposition", disp)
+	rs := &blobReader{ctx: r.Context(), blobs: h.blobs, hash: hash, size: a.Size}
+	defer rs.Close()
+	http.ServeContent(w, r, "", time.Time{}, rs)
+}
+
+// signedURL answers POST /v1/assets/{id}/url with a URL that fetches the
+// asset without a token until it expires; only a caller who may read the
+// asset gets one.
+func (h *Handler) signedURL(w http.ResponseWriter, r *http.Request) {
+	user := h.user(r)
+	id := r.PathValue("id")
+	if user == "" || !assets.ValidID(id) {
+		notFound(w)
+		return
+	}
+	if _, err := h.cat.MayRead(r.Context(), id, user); err != nil {
+		notFound(w)
+		return
+	}
+	path := "/v1/assets/" + id
+	exp := time.Now().Add(h.cfg.SignedURLTTL)
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"url": path + "?" + h.signer.Sign(path, exp), "expires": exp.UnixMilli()})
+}
+
+// blobReader is an io.ReadSeeker over a blob for http.ServeContent: it
+// opens a ranged read at the offset of the first Read after a Seek.
+type blobReader struct {
+	ctx   context.Context
+	blobs assets.Blobs
+	hash  assets.Hash
+	size  int64
+	off   int64
+	rc    io.ReadCloser
+}
+
+func (b *blobReader) Read(p []byte) (int, error) {
+	if b.off >= b.size {
+		return 0, io.EOF
+	}
+	if b.rc == nil {
+		rc, err := b.blobs.Read(b.ctx, b.hash, b.off, -1)
+		if err != nil {
+			return 0, err
+		}
+		b.rc = rc
+	}
+	n, err := b.rc.Read(p)
+	b.off += int64(n)
+	return n, err
+}
+
+func (b *blobReader) Seek(offset int64, whence int) (int64, error) {
+	var off int64
+	switch whence {
+	case io.SeekStart:
+		off = offset
+	case io.SeekCurrent:
+		off = b.off + offset
+	case io.SeekEnd:
+		off = b.size + offset
+	}
+	if off < 0 {
+		return 0, errors.New("assets: seek before the start")
+	}
+	if off != b.off {
+		b.Close()
+		b.off = off
+	}
+	return off, nil
+}
+
+func (b *blobReader) Close() error {
+	if b.rc == nil {
+		return nil
+	}
+	err := b.rc.Close()
+	b.rc = nil
+	return err
+}

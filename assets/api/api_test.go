@@ -1,0 +1,218 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/assets"
+	"github.com/switchboard/switchboard/backends/blobdir"
+	"github.com/switchboard/switchboard/backends/memory"
+	"github.com/switchboard/switchboard/chat"
+)
+
+// tokens are "ok:<user>".
+type testAuth struct{}
+
+func (testAuth) Authenticate(tok []byte) (string, string, error) {
+	u, ok := strings.CutPrefix(string(tok), "ok:")
+	if !ok || u == "" {
+		return "", "", errors.New("bad token")
+	}
+	return u, "", nil
+}
+
+type env struct {
+	srv   *httptest.Server
+	svc   *chat.Service
+	blobs *blobdir.Store
+}
+
+func newEnv(t *testing.T, cfg Config) *env {
+	t.Helper()
+	svc, err := chat.New(chat.Config{}, memory.NewStore(), memory.NewBus(), memory.NewDirectory(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	blobs, err := blobdir.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(cfg, blobs, svc, testAuth{}, assets.NewSigner([]byte("test secret")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &env{srv: srv, svc: svc, blobs: blobs}
+}
+
+func (e *env) do(t *testing.T, method, path, user string, body []byte, hdr map[string]string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.Header.Set("Authorization", "Bearer ok:"+user)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func pngBytes(t *testing.T) []byte {
+	var b bytes.Buffer
+	if err := png.Encode(&b, image.NewRGBA(image.Rect(0, 0, 40, 30))); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func (e *env) upload(t *testing.T, user string, body []byte, ctype, name string) chat.Asset {
+	t.Helper()
+	resp := e.do(t, "POST", "/v1/assets?name="+name, user, body, map[string]string{"Content-Type": ctype})
+	if resp.StatusCode != http.StatusCreated {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("upload: %d %s", resp.StatusCode, b)
+	}
+	var a chat.Asset
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func (e *env) sendWith(t *testing.T, from, to, assetID string) error {
+	t.Helper()
+	d := make(done, 1)
+	r := &chat.Request{Kind: chat.KindSend, From: from, To: []byte(to), ClientID: []byte(fmt.Sprint(time.Now().UnixNano())),
+		Body: []byte("see"), AssetID: []byte(assetID), Done: d}
+	if err := e.svc.Submit(r); err != nil {
+		return err
+	}
+	return (<-d).Err
+}
+
+// TestUploadSendDownload: an image is uploaded, sent, and downloaded by
+// its recipient with ranges and caching headers; anyone else gets the same
+// 404 as for an asset that does not exist.
+func TestUploadSendDownload(t *testing.T) {
+	e := newEnv(t, Config{})
+	img := pngBytes(t)
+	a := e.upload(t, "alice", img, "image/png", "cat.png")
+	sum := sha256.Sum256(img)
+	if a.Hash != hex.EncodeToString(sum[:]) || a.Size != int64(len(img)) || a.Mime != "image/png" || a.Kind != "image" || !assets.ValidID(a.ID) {
+		t.Fatalf("upload answered %+v", a)
+	}
+	path := "/v1/assets/" + a.ID
+	if resp := e.do(t, "GET", path, "bob", nil, nil); resp.StatusCode != 404 {
+		t.Fatalf("bob before being sent it: %d", resp.StatusCode)
+	}
+	if err := e.sendWith(t, "alice", "bob", a.ID); err != nil {
+		t.Fatal(err)
+	}
+	resp := e.do(t, "GET", path, "bob", nil, nil)
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !bytes.Equal(got, img) {
+		t.Fatalf("bob's download: %d, %d bytes", resp.StatusCode, len(got))
+	}
+	for k, want := range map[string]string{
+		"Content-Type": "image/png", "X-Content-Type-Options": "nosniff", "ETag": `"` + a.Hash + `"`,
+		"Cache-Control": "private, max-age=31536000, immutable", "Content-Disposition": `inline; filename=cat.png`,
+	} {
+		if v := resp.Header.Get(k); v != want {
+			t.Errorf("%s: %q, want %q", k, v, want)
+		}
+	}
+	resp = e.do(t, "GET", path, "bob", nil, map[string]string{"Range": "bytes=10-19"})
+	got, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(got, img[10:20]) {
+		t.Fatalf("range: %d %q", resp.StatusCode, got)
+	}
+	resp = e.do(t, "GET", path, "bob", nil, map[string]string{"If-None-Match": `"` + a.Hash + `"`})
+	if resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("If-None-Match: %d", resp.StatusCode)
+	}
+	// Everyone else, and every kind of bad request, sees one 404.
+	missing := e.do(t, "GET", "/v1/assets/"+assets.NewID(), "bob", nil, nil)
+	mb, _ := io.ReadAll(missing.Body)
+	for name, resp := range map[string]*http.Response{
+		"carol":     e.do(t, "GET", path, "carol", nil, nil),
+		"no token":  e.do(t, "GET", path, "", nil, nil),
+		"bad token": e.do(t, "GET", path, "", nil, map[string]string{"Authorization": "Bearer nope"}),
+		"bad id":    e.do(t, "GET", "/v1/assets/..%2f..%2fetc", "bob", nil, nil),
+	} {
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 404 || !bytes.Equal(b, mb) {
+			t.Errorf("%s: %d %s; want the 404 of a missing asset", name, resp.StatusCode, b)
+		}
+	}
+}
+
+func TestSignedURLs(t *testing.T) {
+	e := newEnv(t, Config{SignedURLTTL: time.Minute})
+	a := e.upload(t, "alice", []byte("%PDF-1.7\nhello"), "application/pdf", "doc.pdf")
+	resp := e.do(t, "POST", "/v1/assets/"+a.ID+"/url", "alice", nil, nil)
+	var u struct{ URL string }
+	json.NewDecoder(resp.Body).Decode(&u)
+	if resp.StatusCode != 200 || !strings.HasPrefix(u.URL, "/v1/assets/"+a.ID+"?exp=") {
+		t.Fatalf("signed URL: %d %q", resp.StatusCode, u.URL)
+	}
+	resp = e.do(t, "GET", u.URL, "", nil, nil)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Disposition") != "attachment; filename=doc.pdf" {
+		t.Fatalf("signed download: %d %q", resp.StatusCode, resp.Header.Get("Content-Disposition"))
+	}
+	tampered := strings.Replace(u.URL, "exp=", "exp=9", 1)
+	if resp := e.do(t, "GET", tampered, "", nil, nil); resp.StatusCode != 404 {
+		t.Fatalf("tampered signed URL: %d", resp.StatusCode)
+	}
+	if resp := e.do(t, "POST", "/v1/assets/"+a.ID+"/url", "mallory", nil, nil); resp.StatusCode != 404 {
+		t.Fatalf("a signed URL for someone who may not read it: %d", resp.StatusCode)
+	}
+}
+
+// TestUploadRefusals: each bad upload gets its documented status, and
+// nothing of it is stored.
+func TestUploadRefusals(t *testing.T) {
+	e := newEnv(t, Config{MaxUploadBytes: 1000})
+	cases := []struct {
+		name, user, ctype, fname string
+		body                     []byte
+		status                   int
+	}{
+		{"no token", "", "image/png", "", pngBytes(t), 401},
+		{"over the limit", "alice", "application/octet-stream", "", bytes.Repeat([]byte("x"), 1001), 413},
+		{"a pdf claimed as an image", "alice", "image/jpeg", "", []byte("%PDF-1.7\n..."), 415},
+		{"a path for a name", "alice", "text/plain", "..%2Fetc%2Fpasswd", []byte("hi"), 400},
+	}
+	for _, c := range cases {
+		resp := e.do(t, "POST", "/v1/assets?name="+c.fname, c.user, c.body, map[string]string{"Content-Type": c.ctype})
+		if resp.StatusCode != c.status {
+			b, _ := io.ReadAll(resp.Body)
+			t.Errorf("%s: %d %s, want %d", c.name, resp.StatusCode, b, c.status)
+		}
+		if _, err := e.blobs.Stat(context.Background(), sha256.Sum256(c.body)); !errors.Is(err, assets.ErrNotFound) {
+			t.Errorf("%s: the refused upload was stored", c.name)
+		}
+	}
+}

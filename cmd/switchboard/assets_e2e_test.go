@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/internal/testserver"
+)
+
+// TestFileMessageEndToEnd: through the binary, alice uploads a file to the
+// asset API, sends it to bob in a message, and bob (but not carol) can
+// download it with the id the message carried.
+func TestFileMessageEndToEnd(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{})
+	dir, addr := srv.DataDir(), srv.Addr()
+	tokens := map[string]string{}
+	for _, u := range []string{"alice", "bob", "carol"} {
+		tokens[u] = testserver.Token(t, dir, u, "")
+	}
+	httpDo := func(method, url, user string, body []byte, ctype string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tokens[user])
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	file := []byte("%PDF-1.7\n% a tiny document\n")
+	resp := httpDo("POST", srv.AssetsURL()+"?name=plan.pdf", "alice", file, "application/pdf")
+	var up struct {
+		ID   string `json:"asset_id"`
+		Mime string `json:"mime"`
+		Kind string `json:"kind"`
+	}
+	json.NewDecoder(resp.Body).Decode(&up)
+	if resp.StatusCode != http.StatusCreated || up.ID == "" || up.Mime != "application/pdf" || up.Kind != "file" {
+		t.Fatalf("upload: %d %+v", resp.StatusCode, up)
+	}
+
+	alice, err := dial(addr, tokens["alice"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.conn.Close()
+	bob, err := dial(addr, tokens["bob"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.conn.Close()
+	bob.send(map[string]any{"type": "sync", "after": 0})
+	if f, err := bob.read(5 * time.Second); err != nil || f.Type != "synced" {
+		t.Fatalf("bob's sync: %+v %v", f, err)
+	}
+	ack, _ := alice.request(t, map[string]any{"type": "send", "id": "m1", "to": "bob", "body": "the plan",
+		"attachment": map[string]any{"asset_id": up.ID}})
+	if ack.Type != "ack" {
+		t.Fatalf("send with an attachment: %v", ack.raw)
+	}
+	var attachment map[string]any
+	for attachment == nil {
+		f, raw, err := bob.readRaw()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == "msg" {
+			attachment, _ = raw["attachment"].(map[string]any)
+		}
+	}
+	if attachment["asset_id"] != up.ID || attachment["name"] != "plan.pdf" || attachment["size"] != float64(len(file)) {
+		t.Fatalf("bob's attachment: %v", attachment)
+	}
+	resp = httpDo("GET", srv.AssetsURL()+"/"+up.ID, "bob", nil, "")
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !bytes.Equal(got, file) || resp.Header.Get("Content-Disposition") != "attachment; filename=plan.pdf" {
+		t.Fatalf("bob's download: %d %q %q", resp.StatusCode, got, resp.Header.Get("Content-Disposition"))
+	}
+	if resp := httpDo("GET", srv.AssetsURL()+"/"+up.ID, "carol", nil, ""); resp.StatusCode != 404 {
+		t.Fatalf("carol's download: %d", resp.StatusCode)
+	}
+	// Carol cannot send it on either: she was never sent it.
+	carol, err := dial(addr, tokens["carol"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer carol.conn.Close()
+	if r, _ := carol.request(t, map[string]any{"type": "send", "id": "c1", "to": "dave", "body": "leak",
+		"attachment": map[string]any{"asset_id": up.ID}}); r.Type != "error" || r.Code != "not_found" {
+		t.Fatalf("carol forwarding what she cannot see: %v", r.raw)
+	}
+}
