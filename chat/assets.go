@@ -154,6 +154,27 @@ func (s *Service) addAsset(ctx context.Context, b *building, r *Request) error {
 	return nil
 }
 
+// setAssetMedia records what the asset worker found out about an asset
+// (KindAssetMedia): its thumbnail's asset id and its dimensions or
+// duration. Messages sent afterwards carry them.
+func (s *Service) setAssetMedia(ctx context.Context, b *building, r *Request) error {
+	m := r.Asset
+	if m == nil {
+		return badRequest("no asset")
+	}
+	a, err := s.GetAsset(ctx, m.ID)
+	if err != nil {
+		return err
+	}
+	a.Thumb, a.Width, a.Height, a.DurationMS = m.Thumb, m.Width, m.Height, m.DurationMS
+	rec, err := json.Marshal(assetRecord{Asset: a, Owner: a.Owner, Created: a.Created})
+	if err != nil {
+		return err
+	}
+	b.c.batch.State = append(b.c.batch.State, KV{Key: assetKey(a.ID), Value: rec})
+	return nil
+}
+
 // hashRefs returns how many assets use blob hash, counting this batch.
 func (s *Service) hashRefs(ctx context.Context, b *building, hash string) (uint64, error) {
 	if b.hashRefs == nil {

@@ -96,3 +96,34 @@ func TestAssetIDsAreUnique(t *testing.T) {
 		t.Fatalf("asset A1 now owned by %q", a.Owner)
 	}
 }
+
+// TestAssetMedia: what the asset worker finds (thumbnail, dimensions) is
+// kept with the asset and travels in later messages' attachments.
+func TestAssetMedia(t *testing.T) {
+	svc, _, _ := newService(t, memory.NewStore(), chat.Config{})
+	newAsset(t, svc, "alice", "PHOTO", "p1")
+	m := &chat.Asset{ID: "PHOTO", Thumb: "THUMB", Width: 4000, Height: 3000}
+	if res := do(t, svc, &chat.Request{Kind: chat.KindAssetMedia, From: "alice", Asset: m}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	a, err := svc.GetAsset(context.Background(), "PHOTO")
+	if err != nil || a.Thumb != "THUMB" || a.Width != 4000 || a.Owner != "alice" || a.Hash != "p1" {
+		t.Fatalf("after the worker: %+v, %v", a, err)
+	}
+	r := send("alice", "s1", "bob", "look", nil)
+	r.AssetID = []byte("PHOTO")
+	if res := do(t, svc, r); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	for _, f := range inbox(t, svc, "bob") {
+		if f["type"] == "msg" {
+			att := f["attachment"].(map[string]any)
+			if att["thumbnail"] != "THUMB" || att["width"] != float64(4000) {
+				t.Fatalf("attachment %v", att)
+			}
+		}
+	}
+	if res := do(t, svc, &chat.Request{Kind: chat.KindAssetMedia, From: "alice", Asset: &chat.Asset{ID: "NOPE"}}); res.Err == nil {
+		t.Fatal("media for a missing asset was accepted")
+	}
+}

@@ -33,6 +33,7 @@ const (
 	KindMsgInfo                 // per-member delivered/read of MsgIDs[0], one of From's messages
 	KindTyping                  // tell To, or Group's members, that From is typing (Stop: stopped)
 	KindAsset                   // record Asset, uploaded by From
+	KindAssetMedia              // set Asset.ID's thumbnail, dimensions and duration from Asset (the asset worker)
 )
 
 // Request is one client request for the committer. The caller owns it
@@ -337,6 +338,8 @@ func (s *Service) build(c *commit) {
 			res.Err = s.typing(ctx, b, r)
 		case KindAsset:
 			res.Err = s.addAsset(ctx, b, r)
+		case KindAssetMedia:
+			res.Err = s.setAssetMedia(ctx, b, r)
 		default:
 			res.Err = errors.New("switchboard: unknown request kind")
 		}
