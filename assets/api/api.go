@@ -5,6 +5,7 @@
 //	POST /v1/assets                  upload a file in one request (small files)
 //	GET  /v1/assets/{id}             download (Range, ETag, immutable caching)
 //	POST /v1/assets/{id}/url         a signed URL for the asset, for a CDN or a browser
+//	/v1/assets/uploads/              resumable uploads, tus 1.0 (tus.go; with Config.UploadDir)
 //
 // Every refusal to read an asset, whether it does not exist or the caller
 // may not see it, is the same 404, so asset ids cannot be probed.
@@ -37,6 +38,13 @@ type Config struct {
 	MaxUploadBytes int64 `yaml:"max_upload_bytes" help:"largest file accepted (default 2147483648, 2 GiB)"`
 	// SignedURLTTL is how long a signed URL stays valid. Default 1h.
 	SignedURLTTL time.Duration `yaml:"signed_url_ttl" help:"how long a signed download URL stays valid (default 1h)"`
+	// UploadExpiry is how long an unfinished resumable upload is kept
+	// after its last byte arrived. Default 24h.
+	UploadExpiry time.Duration `yaml:"upload_expiry" help:"how long an unfinished resumable (tus) upload is kept after its last byte arrived (default 24h)"`
+	// UploadDir is the directory of unfinished resumable uploads, created
+	// if missing; "" disables resumable uploads. (serve sets it to
+	// <data_dir>/uploads.)
+	UploadDir string `yaml:"-"`
 }
 
 // SetDefaults fills in the defaults of zero fields.
@@ -50,12 +58,15 @@ func (c *Config) SetDefaults() {
 	if c.SignedURLTTL == 0 {
 		c.SignedURLTTL = time.Hour
 	}
+	if c.UploadExpiry == 0 {
+		c.UploadExpiry = 24 * time.Hour
+	}
 }
 
 // Validate reports settings that cannot work.
 func (c *Config) Validate() error {
-	if c.MaxUploadBytes < 0 || c.SignedURLTTL < 0 {
-		return errors.New("assets: max_upload_bytes and signed_url_ttl must not be negative")
+	if c.MaxUploadBytes < 0 || c.SignedURLTTL < 0 || c.UploadExpiry < 0 {
+		return errors.New("assets: max_upload_bytes, signed_url_ttl and upload_expiry must not be negative")
 	}
 	return nil
 }
@@ -81,6 +92,7 @@ type Handler struct {
 	signer *assets.Signer
 	log    *slog.Logger
 	mux    *http.ServeMux
+	tus    *tusUploads // nil without an UploadDir
 }
 
 // New returns the API's handler.
@@ -97,10 +109,38 @@ func New(cfg Config, blobs assets.Blobs, cat Catalog, auth Authenticator, signer
 	h.mux.HandleFunc("GET /v1/assets/{id}", h.download)
 	h.mux.HandleFunc("HEAD /v1/assets/{id}", h.download)
 	h.mux.HandleFunc("POST /v1/assets/{id}/url", h.signedURL)
+	if cfg.UploadDir != "" {
+		t, err := newTusUploads(h)
+		if err != nil {
+			return nil, err
+		}
+		h.tus = t
+		// Creation takes the base path with or without its slash. Patterns
+		// and not a "/v1/assets/uploads/" subtree: that would overlap
+		// "POST /v1/assets/{id}/url".
+		for _, p := range []string{
+			"POST /v1/assets/uploads", "POST /v1/assets/uploads/{$}",
+			"OPTIONS /v1/assets/uploads", "OPTIONS /v1/assets/uploads/{$}",
+			"HEAD /v1/assets/uploads/{id}", "PATCH /v1/assets/uploads/{id}",
+			"DELETE /v1/assets/uploads/{id}", "OPTIONS /v1/assets/uploads/{id}",
+		} {
+			h.mux.Handle(p, t)
+		}
+	}
 	return h, nil
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Close stops the Handler's background work (the janitor of abandoned
+// resumable uploads) and waits for it. It does not wait for requests in
+// flight: shut the server down first. Safe to call more than once.
+func (h *Handler) Close() error {
+	if h.tus != nil {
+		h.tus.close()
+	}
+	return nil
+}
 
 // apiError writes a JSON error body with a stable code.
 func apiError(w http.ResponseWriter, status int, code, msg string) {
@@ -135,7 +175,7 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.ContentLength > h.cfg.MaxUploadBytes {
-		apiError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("files are at most %d bytes", h.cfg.MaxUploadBytes))
+		tooLarge(h.cfg.MaxUploadBytes).writeTo(w)
 		return
 	}
 	name, err := fileName(r.URL.Query().Get("name"))
@@ -143,41 +183,82 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	// What it is comes from its first bytes, before anything is stored.
-	body := bufio.NewReaderSize(r.Body, assets.SniffLen)
-	head, err := body.Peek(assets.SniffLen)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
-		apiError(w, http.StatusBadRequest, "bad_request", "reading the upload: "+err.Error())
-		return
-	}
-	mimeType, kind := assets.Sniff(head)
-	claimed, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err := assets.CheckClaim(claimed, mimeType, kind); err != nil {
-		apiError(w, http.StatusUnsupportedMediaType, "type_mismatch",
-			fmt.Sprintf("the file is %s, not the %s it claims to be", mimeType, claimed))
-		return
-	}
-	blob, err := h.blobs.Put(r.Context(), body, h.cfg.MaxUploadBytes)
-	switch {
-	case errors.Is(err, assets.ErrTooLarge):
-		apiError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("files are at most %d bytes", h.cfg.MaxUploadBytes))
-		return
-	case err != nil:
-		h.log.Warn("asset upload failed", "err", err)
-		apiError(w, http.StatusBadRequest, "upload_failed", "the upload did not complete: retry")
-		return
-	}
-	a := &chat.Asset{ID: assets.NewID(), Hash: blob.Hash.String(), Size: blob.Size, Mime: mimeType,
-		Kind: kind.String(), Name: name}
-	if err := h.record(r.Context(), user, a); err != nil {
-		h.log.Warn("recording an asset failed", "err", err)
-		apiError(w, http.StatusServiceUnavailable, "unavailable", "the upload could not be recorded: retry")
+	a, err := h.store(r.Context(), user, r.Body, claimedType(r.Header.Get("Content-Type")), name)
+	if err != nil {
+		refusalOf(err).writeTo(w)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Location", "/v1/assets/"+a.ID)
 	w.WriteHeader(http.StatusCreated)
 	json.NewEncoder(w).Encode(a)
+}
+
+// refusal is an upload refused, as its client is told: an HTTP status and
+// a stable code (docs/assets.md, Errors).
+type refusal struct {
+	status    int
+	code, msg string
+}
+
+func (e *refusal) Error() string { return e.code + ": " + e.msg }
+
+func (e *refusal) writeTo(w http.ResponseWriter) { apiError(w, e.status, e.code, e.msg) }
+
+// refusalOf returns err as the client sees it: err itself if it is a
+// *refusal, else a 500.
+func refusalOf(err error) *refusal {
+	if rf, ok := errors.AsType[*refusal](err); ok {
+		return rf
+	}
+	return &refusal{http.StatusInternalServerError, "internal", "the upload failed: retry"}
+}
+
+// claimedType is the media type of a client's claim ("" if none or
+// unparsable).
+func claimedType(s string) string {
+	t, _, _ := mime.ParseMediaType(s)
+	return t
+}
+
+// store streams r into the blob store as a new asset of user's, named
+// name (checked by the caller): its type told from its first bytes and
+// checked against claimed (a media type, or ""), its size bounded by
+// MaxUploadBytes, its record committed through the catalog. It never holds
+// the content in memory. Every error is a *refusal; a refused upload leaves
+// nothing that is served. Both the single-request upload and the tus
+// uploads end here.
+func (h *Handler) store(ctx context.Context, user string, r io.Reader, claimed, name string) (*chat.Asset, error) {
+	// What it is comes from its first bytes, before anything is stored.
+	body := bufio.NewReaderSize(r, assets.SniffLen)
+	head, err := body.Peek(assets.SniffLen)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, &refusal{http.StatusBadRequest, "bad_request", "reading the upload: " + err.Error()}
+	}
+	mimeType, kind := assets.Sniff(head)
+	if err := assets.CheckClaim(claimed, mimeType, kind); err != nil {
+		return nil, &refusal{http.StatusUnsupportedMediaType, "type_mismatch",
+			fmt.Sprintf("the file is %s, not the %s it claims to be", mimeType, claimed)}
+	}
+	blob, err := h.blobs.Put(ctx, body, h.cfg.MaxUploadBytes)
+	switch {
+	case errors.Is(err, assets.ErrTooLarge):
+		return nil, tooLarge(h.cfg.MaxUploadBytes)
+	case err != nil:
+		h.log.Warn("asset upload failed", "err", err)
+		return nil, &refusal{http.StatusBadRequest, "upload_failed", "the upload did not complete: retry"}
+	}
+	a := &chat.Asset{ID: assets.NewID(), Hash: blob.Hash.String(), Size: blob.Size, Mime: mimeType,
+		Kind: kind.String(), Name: name}
+	if err := h.record(ctx, user, a); err != nil {
+		h.log.Warn("recording an asset failed", "err", err)
+		return nil, &refusal{http.StatusServiceUnavailable, "unavailable", "the upload could not be recorded: retry"}
+	}
+	return a, nil
+}
+
+func tooLarge(limit int64) *refusal {
+	return &refusal{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("files are at most %d bytes", limit)}
 }
 
 // fileName checks a file's display name: a name, not a path.

@@ -253,7 +253,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 }
 
 // serveAssets starts the asset HTTP API on its own listener, storing
-// files in <data_dir>/blobs, and returns what stops it.
+// files in <data_dir>/blobs and unfinished resumable uploads in
+// <data_dir>/uploads, and returns what stops it.
 func serveAssets(cfg Config, secret []byte, svc *chat.Service, auth api.Authenticator, log *slog.Logger) (stop func(), err error) {
 	if cfg.Assets.Listen == "off" {
 		return func() {}, nil
@@ -262,12 +263,15 @@ func serveAssets(cfg Config, secret []byte, svc *chat.Service, auth api.Authenti
 	if err != nil {
 		return nil, err
 	}
-	h, err := api.New(cfg.Assets, blobs, svc, auth, assets.NewSigner(secret), log)
+	acfg := cfg.Assets
+	acfg.UploadDir = filepath.Join(cfg.DataDir, "uploads")
+	h, err := api.New(acfg, blobs, svc, auth, assets.NewSigner(secret), log)
 	if err != nil {
 		return nil, fmt.Errorf("assets config: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.Assets.Listen)
 	if err != nil {
+		h.Close()
 		return nil, fmt.Errorf("assets listen %s: %w", cfg.Assets.Listen, err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
@@ -281,6 +285,7 @@ func serveAssets(cfg Config, secret []byte, svc *chat.Service, auth api.Authenti
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
 		srv.Shutdown(ctx)
+		h.Close()
 	}, nil
 }
 
