@@ -54,8 +54,12 @@ const (
 // uploadsBase is where the tus endpoint is mounted.
 const uploadsBase = "/v1/assets/uploads/"
 
-// ownerKey is the context key of the authenticated caller of a tus request.
-type ownerKey struct{}
+// ownerKey is the context key of the authenticated caller of a tus
+// request; connKey that of its *http.ResponseController.
+type (
+	ownerKey struct{}
+	connKey  struct{}
+)
 
 // tusUploads serves /v1/assets/uploads/. Safe for concurrent use.
 type tusUploads struct {
@@ -120,7 +124,8 @@ func (t *tusUploads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			t.unauthorized(w, r)
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), ownerKey{}, user))
+		ctx := context.WithValue(r.Context(), ownerKey{}, user)
+		r = r.WithContext(context.WithValue(ctx, connKey{}, http.NewResponseController(w)))
 	}
 	t.serve.ServeHTTP(w, r)
 }
@@ -257,6 +262,12 @@ func (t *tusUploads) finished(ev tusd.HookEvent) (tusd.HTTPResponse, error) {
 	}
 	defer f.Close()
 	a, err := t.h.store(ev.Context, info.MetaData[metaOwner], f, claimedType(info.MetaData[metaFiletype]), info.MetaData[metaFilename])
+	// tusd's write deadline runs from the last byte read; storing a large
+	// file in a remote blob store can outlast it, and the answer must
+	// still reach the client.
+	if rc, ok := ev.Context.Value(connKey{}).(*http.ResponseController); ok {
+		rc.SetWriteDeadline(time.Now().Add(time.Minute))
+	}
 	if err != nil {
 		return tusd.HTTPResponse{}, tusRefusal(refusalOf(err))
 	}

@@ -336,8 +336,14 @@ func TestTusRefusals(t *testing.T) {
 			t.Errorf("%s with a bad token: %d", m, resp.StatusCode)
 		}
 	}
+	// A browser can read the 401 (CORS headers as tusd sets them).
+	resp := anon.must("POST", "/v1/assets/uploads/", nil, 0, map[string]string{"Origin": "https://app.example", "Upload-Length": "10"})
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Asset-Id") || resp.Header.Get("Tus-Resumable") != "1.0.0" {
+		t.Errorf("401 to a browser: %d %v", resp.StatusCode, resp.Header)
+	}
 	// Discovery and CORS preflight need no token.
-	resp := anon.must("OPTIONS", "/v1/assets/uploads/", nil, 0, map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
+	resp = anon.must("OPTIONS", "/v1/assets/uploads/", nil, 0, map[string]string{"Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
 	if resp.StatusCode != 200 || resp.Header.Get("Tus-Max-Size") != "1000" || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
 		t.Errorf("OPTIONS: %d %v", resp.StatusCode, resp.Header)
 	}
