@@ -274,6 +274,88 @@ func TestThumbnailDoesNotAlias(t *testing.T) {
 	}
 }
 
+// shrink's blocks are the means of the original's pixels, for every
+// image type it has a fast path for, at any origin and with blocks cut
+// short at the edges.
+func TestShrink(t *testing.T) {
+	const w, h = 37, 23
+	src := photo(w+5, h+7)
+	var imgs []image.Image
+	for _, r := range []image.YCbCrSubsampleRatio{
+		image.YCbCrSubsampleRatio444, image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio420,
+		image.YCbCrSubsampleRatio440, image.YCbCrSubsampleRatio411, image.YCbCrSubsampleRatio410,
+	} {
+		m := image.NewYCbCr(src.Bounds(), r)
+		for y := range src.Rect.Dy() {
+			for x := range src.Rect.Dx() {
+				c := src.RGBAAt(x, y)
+				yy, cb, cr := color.RGBToYCbCr(c.R, c.G, c.B)
+				m.Y[m.YOffset(x, y)] = yy
+				m.Cb[m.COffset(x, y)] = cb
+				m.Cr[m.COffset(x, y)] = cr
+			}
+		}
+		imgs = append(imgs, m)
+	}
+	gray := image.NewGray(src.Bounds())
+	draw.Draw(gray, gray.Rect, src, image.Point{}, draw.Src)
+	nrgba := image.NewNRGBA(src.Bounds())
+	for i := range nrgba.Pix {
+		nrgba.Pix[i] = src.Pix[i]
+		if i%4 == 3 {
+			nrgba.Pix[i] = byte(i * 13)
+		}
+	}
+	rgba := image.NewRGBA(src.Bounds())
+	draw.Draw(rgba, rgba.Rect, nrgba, image.Point{}, draw.Src)
+	imgs = append(imgs, gray, rgba, nrgba)
+
+	type subImager interface {
+		SubImage(image.Rectangle) image.Image
+	}
+	for _, whole := range imgs {
+		for _, k := range []int{2, 3, 5} {
+			img := whole.(subImager).SubImage(image.Rect(3, 5, 3+w, 5+h))
+			got := shrink(img, k)
+			name := fmt.Sprintf("%T k=%d", img, k)
+			if m, ok := img.(*image.YCbCr); ok {
+				name += " " + m.SubsampleRatio.String()
+			}
+			if b := got.Bounds(); b != image.Rect(0, 0, (w+k-1)/k, (h+k-1)/k) {
+				t.Errorf("%s: %v", name, b)
+				continue
+			}
+			for oy := range got.Bounds().Dy() {
+				for ox := range got.Bounds().Dx() {
+					var sum [4]int
+					n := 0
+					for y := 5 + oy*k; y < min(5+oy*k+k, 5+h); y++ {
+						for x := 3 + ox*k; x < min(3+ox*k+k, 3+w); x++ {
+							c := color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
+							sum[0] += int(c.R)
+							sum[1] += int(c.G)
+							sum[2] += int(c.B)
+							sum[3] += int(c.A)
+							n++
+						}
+					}
+					c := color.RGBAModel.Convert(got.At(ox, oy)).(color.RGBA)
+					for i, v := range []uint8{c.R, c.G, c.B, c.A} {
+						if want := (sum[i] + n/2) / n; max(int(v), want)-min(int(v), want) > 2 {
+							t.Fatalf("%s: block (%d,%d) channel %d = %d, want %d", name, ox, oy, i, v, want)
+						}
+					}
+				}
+			}
+		}
+	}
+	// Other images are left to the scaler.
+	p := image.NewPaletted(image.Rect(0, 0, 10, 10), color.Palette{color.Black})
+	if got := shrink(p, 2); got != image.Image(p) {
+		t.Errorf("paletted: %T", got)
+	}
+}
+
 func TestThumbnailRefusesDecompressionBombs(t *testing.T) {
 	jpegBomb := encodeJPEG(t, image.NewGray(image.Rect(0, 0, 8, 8)), 75)
 	// Rewrite the SOF0 frame's dimensions to 60000×60000.
@@ -747,19 +829,25 @@ func BenchmarkThumbnailDecodeOnly12MP(b *testing.B) {
 	}
 }
 
-// BenchmarkThumbnailScaler compares the scalers on the 12 MP photo (the
-// choice in thumb.go, scaler).
+// BenchmarkThumbnailScaler compares the scalers on the 12 MP photo, on
+// the original and after the box filter (the choice in thumb.go, scaler).
 func BenchmarkThumbnailScaler(b *testing.B) {
 	benchJPEGs(b)
-	defer func(s draw.Scaler) { scaler = s }(scaler)
+	defer func(s draw.Scaler, p bool) { scaler, prefilter = s, p }(scaler, prefilter)
 	for _, s := range []struct {
 		name string
 		s    draw.Scaler
 	}{{"ApproxBiLinear", draw.ApproxBiLinear}, {"BiLinear", draw.BiLinear}, {"CatmullRom", draw.CatmullRom}} {
-		b.Run(s.name, func(b *testing.B) {
-			scaler = s.s
-			benchThumbnail(b, bench12MP)
-		})
+		for _, p := range []bool{false, true} {
+			name := s.name
+			if p {
+				name = "box+" + name
+			}
+			b.Run(name, func(b *testing.B) {
+				scaler, prefilter = s.s, p
+				benchThumbnail(b, bench12MP)
+			})
+		}
 	}
 }
 
