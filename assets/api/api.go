@@ -85,6 +85,7 @@ type Catalog interface {
 
 // Handler serves the API. Safe for concurrent use.
 type Handler struct {
+	bus    chat.Bus // nil: no upload events
 	cfg    Config
 	blobs  assets.Blobs
 	cat    Catalog
@@ -108,6 +109,9 @@ func New(cfg Config, blobs assets.Blobs, cat Catalog, auth Authenticator, signer
 	h.mux.HandleFunc("POST /v1/assets", h.upload)
 	h.mux.HandleFunc("GET /v1/assets/{id}", h.download)
 	h.mux.HandleFunc("HEAD /v1/assets/{id}", h.download)
+	// GET /v1/assets/{id}/thumb. A wildcard, not "thumb": a literal there
+	// would clash with the tus routes under /v1/assets/uploads/.
+	h.mux.HandleFunc("GET /v1/assets/{id}/{variant}", h.download)
 	h.mux.HandleFunc("POST /v1/assets/{id}/url", h.signedURL)
 	if cfg.UploadDir != "" {
 		t, err := newTusUploads(h)
@@ -254,8 +258,19 @@ func (h *Handler) store(ctx context.Context, user string, r io.Reader, claimed, 
 		h.log.Warn("recording an asset failed", "err", err)
 		return nil, &refusal{http.StatusServiceUnavailable, "unavailable", "the upload could not be recorded: retry"}
 	}
+	if h.bus != nil {
+		// The asset worker makes its thumbnail.
+		if err := h.bus.Emit(StreamAssets, user, []byte(a.ID)); err != nil {
+			h.log.Warn("upload event lost: no thumbnail", "asset", a.ID, "err", err)
+		}
+	}
 	return a, nil
 }
+
+// SetBus makes the handler announce each recorded upload on bus's
+// StreamAssets stream, which the asset Worker consumes. Call it before
+// serving.
+func (h *Handler) SetBus(bus chat.Bus) { h.bus = bus }
 
 func tooLarge(limit int64) *refusal {
 	return &refusal{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("files are at most %d bytes", limit)}
@@ -317,6 +332,19 @@ func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	} else {
 		err = chat.ErrAssetNotFound
 	}
+	switch r.PathValue("variant") {
+	case "", "thumb":
+	default:
+		err = chat.ErrAssetNotFound
+	}
+	if err == nil && r.PathValue("variant") == "thumb" {
+		// The thumbnail is readable by whoever may read the asset.
+		if a.Thumb == "" {
+			err = chat.ErrAssetNotFound // none (yet): the worker makes it after the upload
+		} else {
+			a, err = h.cat.GetAsset(r.Context(), a.Thumb)
+		}
+	}
 	if err != nil {
 		if !errors.Is(err, chat.ErrAssetNotFound) && !errors.Is(err, assets.ErrBadSignature) && !errors.Is(err, assets.ErrExpired) {
 			h.log.Warn("asset lookup failed", "err", err)
@@ -355,14 +383,19 @@ func (h *Handler) signedURL(w http.ResponseWriter, r *http.Request) {
 		notFound(w)
 		return
 	}
-	if _, err := h.cat.MayRead(r.Context(), id, user); err != nil {
+	a, err := h.cat.MayRead(r.Context(), id, user)
+	if err != nil {
 		notFound(w)
 		return
 	}
 	path := "/v1/assets/" + id
 	exp := time.Now().Add(h.cfg.SignedURLTTL)
+	out := map[string]any{"url": path + "?" + h.signer.Sign(path, exp), "expires": exp.UnixMilli()}
+	if a.Thumb != "" {
+		out["thumb_url"] = path + "/thumb?" + h.signer.Sign(path+"/thumb", exp)
+	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{"url": path + "?" + h.signer.Sign(path, exp), "expires": exp.UnixMilli()})
+	json.NewEncoder(w).Encode(out)
 }
 
 // blobReader is an io.ReadSeeker over a blob for http.ServeContent: it

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"image"
+	"image/jpeg"
+	"image/png"
 	"io"
 	"net/http"
 	"testing"
@@ -96,5 +99,50 @@ func TestFileMessageEndToEnd(t *testing.T) {
 	if r, _ := carol.request(t, map[string]any{"type": "send", "id": "c1", "to": "dave", "body": "leak",
 		"attachment": map[string]any{"asset_id": up.ID}}); r.Type != "error" || r.Code != "not_found" {
 		t.Fatalf("carol forwarding what she cannot see: %v", r.raw)
+	}
+}
+
+// TestImageThumbnailEndToEnd: through the binary, an uploaded image gets a
+// thumbnail from the asset worker, which its recipient can download.
+func TestImageThumbnailEndToEnd(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{})
+	tok := testserver.Token(t, srv.DataDir(), "alice", "")
+	var img bytes.Buffer
+	png.Encode(&img, image.NewRGBA(image.Rect(0, 0, 1200, 800)))
+	req, _ := http.NewRequest("POST", srv.AssetsURL()+"?name=photo.png", bytes.NewReader(img.Bytes()))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var up struct {
+		ID string `json:"asset_id"`
+	}
+	json.NewDecoder(resp.Body).Decode(&up)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload: %d", resp.StatusCode)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", srv.AssetsURL()+"/"+up.ID+"/thumb", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			cfg, err := jpeg.DecodeConfig(bytes.NewReader(body))
+			if err != nil || cfg.Width != 320 || cfg.Height != 213 {
+				t.Fatalf("thumbnail: %dx%d %v", cfg.Width, cfg.Height, err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no thumbnail after 10s: %d %s", resp.StatusCode, body)
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
 	}
 }

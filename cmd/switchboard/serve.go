@@ -24,6 +24,7 @@ import (
 	"github.com/switchboard/switchboard/backends/blobdir"
 	"github.com/switchboard/switchboard/backends/disk"
 	"github.com/switchboard/switchboard/backends/memory"
+	"github.com/switchboard/switchboard/backends/s3"
 	"github.com/switchboard/switchboard/chat"
 	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/internal/config"
@@ -56,6 +57,34 @@ type Config struct {
 	Presence presence.Config `yaml:"presence"`
 	Store    disk.Options    `yaml:"store"`
 	Assets   api.Config      `yaml:"assets"`
+	Blobs    BlobsConfig     `yaml:"blobs"`
+}
+
+// BlobsConfig says where uploaded files are stored.
+type BlobsConfig struct {
+	// Backend is "dir" (default: <data_dir>/blobs) or "s3".
+	Backend string `yaml:"backend" help:"where uploaded files are stored: dir (default, <data_dir>/blobs) or s3"`
+	// S3 configures the s3 backend.
+	S3 s3.Options `yaml:"s3"`
+}
+
+// openBlobs opens the configured blob store.
+func openBlobs(cfg Config, log *slog.Logger) (assets.Blobs, error) {
+	switch cfg.Blobs.Backend {
+	case "", "dir":
+		return blobdir.Open(filepath.Join(cfg.DataDir, "blobs"))
+	case "s3":
+		opts := cfg.Blobs.S3
+		opts.Logger = log
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		st, err := s3.Open(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("blobs on s3: %w", err)
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("blobs.backend %q: want dir or s3", cfg.Blobs.Backend)
 }
 
 func (c *Config) setDefaults() {
@@ -217,7 +246,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("presence stream: %w", err)
 	}
 	defer stopPresence()
-	stopAssets, err := serveAssets(cfg, secret, svc, verifier{v}, log)
+	stopAssets, err := serveAssets(cfg, secret, svc, bus, verifier{v}, log)
 	if err != nil {
 		return err
 	}
@@ -255,11 +284,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 // serveAssets starts the asset HTTP API on its own listener, storing
 // files in <data_dir>/blobs and unfinished resumable uploads in
 // <data_dir>/uploads, and returns what stops it.
-func serveAssets(cfg Config, secret []byte, svc *chat.Service, auth api.Authenticator, log *slog.Logger) (stop func(), err error) {
+func serveAssets(cfg Config, secret []byte, svc *chat.Service, bus chat.Bus, auth api.Authenticator, log *slog.Logger) (stop func(), err error) {
 	if cfg.Assets.Listen == "off" {
 		return func() {}, nil
 	}
-	blobs, err := blobdir.Open(filepath.Join(cfg.DataDir, "blobs"))
+	blobs, err := openBlobs(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -269,8 +298,17 @@ func serveAssets(cfg Config, secret []byte, svc *chat.Service, auth api.Authenti
 	if err != nil {
 		return nil, fmt.Errorf("assets config: %w", err)
 	}
+	// The asset worker: thumbnails of uploaded images, from the bus.
+	h.SetBus(bus)
+	worker := api.NewWorker(blobs, svc, assets.ThumbOptions{}, log)
+	stopWorker, err := bus.Consume(api.StreamAssets, worker.Handle)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("asset worker: %w", err)
+	}
 	ln, err := net.Listen("tcp", cfg.Assets.Listen)
 	if err != nil {
+		stopWorker()
 		h.Close()
 		return nil, fmt.Errorf("assets listen %s: %w", cfg.Assets.Listen, err)
 	}
@@ -286,6 +324,7 @@ func serveAssets(cfg Config, secret []byte, svc *chat.Service, auth api.Authenti
 		defer cancel()
 		srv.Shutdown(ctx)
 		h.Close()
+		stopWorker()
 	}, nil
 }
 
