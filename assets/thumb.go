@@ -165,9 +165,12 @@ var prefilter = true
 // opts.MaxPixels pixels (ErrTooManyPixels) without decoding it. Corrupt
 // input is ErrBadImage (a panic in a decoder is recovered as one), a
 // format it does not decode ErrUnsupportedFormat, an error reading r is
-// returned as it is. It holds the decoded original in memory (1.5 bytes
-// per pixel for a JPEG, 4 for the others) while it works, so the caller
-// bounds how many run at once.
+// returned as it is. It holds the decoded original in memory while it
+// works: 1.5 bytes per pixel for a baseline JPEG (18 MB at 12 MP), about 6
+// for a progressive one, 4 for the other formats; so the caller bounds how
+// many run at once. Photos (JPEG in YCbCr or gray, PNG in 8-bit RGB(A) or
+// gray) take the fast path; others (CMYK JPEG, 16-bit PNG, palettes) are
+// scaled correctly but several times slower.
 //
 // Thumbnail is safe for concurrent use.
 func Thumbnail(r io.Reader, opts ThumbOptions) (Thumb, error) {
@@ -610,7 +613,7 @@ func VideoThumbnail(ctx context.Context, path string, opts ThumbOptions) (Thumb,
 		"-protocol_whitelist", "file",
 		"-f", demuxer, "-i", "file:"+path,
 		"-map", "0:v:0", "-frames:v", "1", "-an", "-sn", "-dn",
-		"-f", "image2pipe", "-c:v", "png", "pipe:1")
+		"-f", "image2pipe", "-c:v", "png", "-pix_fmt", "rgb24", "pipe:1")
 	stderr := &headBuffer{max: 1024}
 	cmd.Stderr = stderr
 	cmd.WaitDelay = 5 * time.Second
