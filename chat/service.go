@@ -27,13 +27,13 @@ type Kind uint8
 
 // Request kinds.
 const (
-	KindSend    Kind = iota + 1 // store a message for To, or for every member of Group
-	KindReceipt                 // mark MsgIDs delivered or read
-	KindGroup                   // a group operation (Op)
-	KindMsgInfo                 // per-member delivered/read of MsgIDs[0], one of From's messages
-	KindTyping                  // tell To, or Group's members, that From is typing (Stop: stopped)
-	KindAsset                   // record Asset, uploaded by From
-	KindAssetMedia              // set Asset.ID's thumbnail, dimensions and duration from Asset (the asset worker)
+	KindSend       Kind = iota + 1 // store a message for To, or for every member of Group
+	KindReceipt                    // mark MsgIDs delivered or read
+	KindGroup                      // a group operation (Op)
+	KindMsgInfo                    // per-member delivered/read of MsgIDs[0], one of From's messages
+	KindTyping                     // tell To, or Group's members, that From is typing (Stop: stopped)
+	KindAsset                      // record Asset, uploaded by From
+	KindAssetMedia                 // set Asset.ID's thumbnail, dimensions and duration from Asset (the asset worker)
 )
 
 // Request is one client request for the committer. The caller owns it
