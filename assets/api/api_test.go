@@ -38,6 +38,7 @@ type env struct {
 	srv   *httptest.Server
 	svc   *chat.Service
 	blobs *blobdir.Store
+	h     *Handler
 }
 
 func newEnv(t *testing.T, cfg Config) *env {
@@ -56,8 +57,11 @@ func newEnv(t *testing.T, cfg Config) *env {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return &env{srv: srv, svc: svc, blobs: blobs}
+	t.Cleanup(func() {
+		srv.Close()
+		h.Close()
+	})
+	return &env{srv: srv, svc: svc, blobs: blobs, h: h}
 }
 
 func (e *env) do(t *testing.T, method, path, user string, body []byte, hdr map[string]string) *http.Response {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -19,8 +18,6 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/assets"
-	"github.com/switchboard/switchboard/backends/blobdir"
-	"github.com/switchboard/switchboard/backends/memory"
 	"github.com/switchboard/switchboard/chat"
 )
 
@@ -33,26 +30,9 @@ type tusEnv struct {
 
 func newTusEnv(t *testing.T, cfg Config) *tusEnv {
 	t.Helper()
-	svc, err := chat.New(chat.Config{}, memory.NewStore(), memory.NewBus(), memory.NewDirectory(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { svc.Close() })
-	blobs, err := blobdir.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg.UploadDir = t.TempDir() + "/uploads" // New creates it
-	h, err := New(cfg, blobs, svc, testAuth{}, assets.NewSigner([]byte("test secret")), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		h.Close()
-	})
-	return &tusEnv{env: &env{srv: srv, svc: svc, blobs: blobs}, h: h, dir: cfg.UploadDir}
+	e := newEnv(t, cfg)
+	return &tusEnv{env: e, h: e.h, dir: cfg.UploadDir}
 }
 
 // tus is a minimal tus 1.0 client: the requests tus-js-client makes.
