@@ -11,8 +11,10 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +41,7 @@ type env struct {
 	svc   *chat.Service
 	blobs *blobdir.Store
 	h     *Handler
+	dir   string // the blob directory
 }
 
 func newEnv(t *testing.T, cfg Config) *env {
@@ -48,7 +51,8 @@ func newEnv(t *testing.T, cfg Config) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Close() })
-	blobs, err := blobdir.Open(t.TempDir())
+	dir := t.TempDir()
+	blobs, err := blobdir.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +65,7 @@ func newEnv(t *testing.T, cfg Config) *env {
 		srv.Close()
 		h.Close()
 	})
-	return &env{srv: srv, svc: svc, blobs: blobs, h: h}
+	return &env{srv: srv, svc: svc, blobs: blobs, h: h, dir: dir}
 }
 
 func (e *env) do(t *testing.T, method, path, user string, body []byte, hdr map[string]string) *http.Response {
@@ -218,5 +222,40 @@ func TestUploadRefusals(t *testing.T) {
 		if _, err := e.blobs.Stat(context.Background(), sha256.Sum256(c.body)); !errors.Is(err, assets.ErrNotFound) {
 			t.Errorf("%s: the refused upload was stored", c.name)
 		}
+	}
+}
+
+// TestForwardToManyStoresOnce: an image forwarded to 100 chats is uploaded
+// once and stored once; every recipient may download it, and a second
+// upload of the same bytes by someone else is still stored once.
+func TestForwardToManyStoresOnce(t *testing.T) {
+	e := newEnv(t, Config{})
+	img := pngBytes(t)
+	a := e.upload(t, "alice", img, "image/png", "viral.png")
+	for i := range 100 {
+		to := fmt.Sprintf("friend%03d", i)
+		from := "alice"
+		if i > 0 {
+			from = fmt.Sprintf("friend%03d", i-1) // each forwards it on
+		}
+		if err := e.sendWith(t, from, to, a.ID); err != nil {
+			t.Fatalf("%s forwarding to %s: %v", from, to, err)
+		}
+	}
+	for _, u := range []string{"friend000", "friend050", "friend099"} {
+		if resp := e.do(t, "GET", "/v1/assets/"+a.ID, u, nil, nil); resp.StatusCode != 200 {
+			t.Fatalf("%s's download: %d", u, resp.StatusCode)
+		}
+	}
+	e.upload(t, "mallory", img, "image/png", "same.png") // the same bytes, uploaded again
+	files := 0
+	filepath.WalkDir(e.dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.Contains(p, string(filepath.Separator)+"blobs"+string(filepath.Separator)) {
+			files++
+		}
+		return nil
+	})
+	if files != 1 {
+		t.Fatalf("%d files stored for one image sent to 100 chats and uploaded twice", files)
 	}
 }
