@@ -47,6 +47,22 @@ func assetKey(id string) string { return "as/" + id }
 // sent it in a one-to-one message, ag/<id>\x00#<group> for a group.
 func grantPrefix(id string) string { return "ag/" + id + "\x00" }
 
+// usageKey holds the bytes a user has uploaded (the sum of their assets'
+// sizes), for the upload quota.
+func usageKey(user string) string { return "aq/" + user }
+
+// AssetUsage returns the bytes user's assets add up to. Safe for
+// concurrent use.
+func (s *Service) AssetUsage(ctx context.Context, user string) (int64, error) {
+	var n int64
+	_, err := s.store.GetState(ctx, usageKey(user), func(v []byte) {
+		if len(v) == 8 {
+			n = int64(binary.BigEndian.Uint64(v))
+		}
+	})
+	return n, err
+}
+
 // hashRefsKey counts the assets whose bytes are blob hash: the blob may be
 // deleted when it drops to zero.
 func hashRefsKey(hash string) string { return "ah/" + hash }
@@ -144,9 +160,20 @@ func (s *Service) addAsset(ctx context.Context, b *building, r *Request) error {
 		return err
 	}
 	b.hashRefs[a.Hash] = refs + 1
+	used, ok := b.usage[r.From]
+	if !ok {
+		if used, err = s.AssetUsage(ctx, r.From); err != nil {
+			return err
+		}
+	}
+	if b.usage == nil {
+		b.usage = make(map[string]int64)
+	}
+	b.usage[r.From] = used + a.Size
 	b.c.batch.State = append(b.c.batch.State,
 		KV{Key: assetKey(a.ID), Value: rec},
-		KV{Key: hashRefsKey(a.Hash), Value: binary.BigEndian.AppendUint64(nil, refs+1)})
+		KV{Key: hashRefsKey(a.Hash), Value: binary.BigEndian.AppendUint64(nil, refs+1)},
+		KV{Key: usageKey(r.From), Value: binary.BigEndian.AppendUint64(nil, uint64(used+a.Size))})
 	if b.events {
 		b.analytics(r.From, NewEvent("asset.uploaded", r.From, b.now.UnixMilli()).Str("asset_id", a.ID).
 			Str("kind", a.Kind).Int("bytes", a.Size))

@@ -398,6 +398,7 @@ type building struct {
 	fatal     error           // a store failure midway through a request: fail the batch
 	events    bool            // build analytics events: someone consumes them
 	hashRefs  map[string]uint64
+	usage     map[string]int64 // users' asset bytes, counting this batch
 }
 
 func (s *Service) lookupMeta(ctx context.Context, b *building, id string) (MessageMeta, bool, error) {

@@ -22,6 +22,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -36,6 +37,12 @@ type Config struct {
 	Listen string `yaml:"listen" help:"TCP address of the asset HTTP API, /v1/assets (default :8081; off disables it)"`
 	// MaxUploadBytes is the largest file accepted. Default 2 GiB.
 	MaxUploadBytes int64 `yaml:"max_upload_bytes" help:"largest file accepted (default 2147483648, 2 GiB)"`
+	// QuotaBytes is the total size of the files one user may upload.
+	// Default 20 GiB; -1 means no limit.
+	QuotaBytes int64 `yaml:"quota_bytes" help:"total size of the files one user may upload (default 21474836480, 20 GiB; -1: no limit)"`
+	// UploadsPerMinute is how many uploads one user may start per minute
+	// (a burst of as many is allowed). Default 60.
+	UploadsPerMinute int `yaml:"uploads_per_minute" help:"uploads one user may start per minute (default 60)"`
 	// SignedURLTTL is how long a signed URL stays valid. Default 1h.
 	SignedURLTTL time.Duration `yaml:"signed_url_ttl" help:"how long a signed download URL stays valid (default 1h)"`
 	// UploadExpiry is how long an unfinished resumable upload is kept
@@ -54,6 +61,12 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MaxUploadBytes == 0 {
 		c.MaxUploadBytes = 2 << 30
+	}
+	if c.QuotaBytes == 0 {
+		c.QuotaBytes = 20 << 30
+	}
+	if c.UploadsPerMinute == 0 {
+		c.UploadsPerMinute = 60
 	}
 	if c.SignedURLTTL == 0 {
 		c.SignedURLTTL = time.Hour
@@ -81,10 +94,12 @@ type Catalog interface {
 	Submit(r *chat.Request) error
 	MayRead(ctx context.Context, id, user string) (chat.Asset, error)
 	GetAsset(ctx context.Context, id string) (chat.Asset, error)
+	AssetUsage(ctx context.Context, user string) (int64, error)
 }
 
 // Handler serves the API. Safe for concurrent use.
 type Handler struct {
+	rate   *limiter
 	bus    chat.Bus // nil: no upload events
 	cfg    Config
 	blobs  assets.Blobs
@@ -105,7 +120,7 @@ func New(cfg Config, blobs assets.Blobs, cat Catalog, auth Authenticator, signer
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{cfg: cfg, blobs: blobs, cat: cat, auth: auth, signer: signer, log: log, mux: http.NewServeMux()}
+	h := &Handler{rate: &limiter{perMinute: cfg.UploadsPerMinute}, cfg: cfg, blobs: blobs, cat: cat, auth: auth, signer: signer, log: log, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /v1/assets", h.upload)
 	h.mux.HandleFunc("GET /v1/assets/{id}", h.download)
 	h.mux.HandleFunc("HEAD /v1/assets/{id}", h.download)
@@ -182,6 +197,10 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		tooLarge(h.cfg.MaxUploadBytes).writeTo(w)
 		return
 	}
+	if rf := h.admit(r.Context(), user, max(r.ContentLength, 0)); rf != nil {
+		rf.writeTo(w)
+		return
+	}
 	name, err := fileName(r.URL.Query().Get("name"))
 	if err != nil {
 		apiError(w, http.StatusBadRequest, "bad_request", err.Error())
@@ -252,6 +271,9 @@ func (h *Handler) store(ctx context.Context, user string, r io.Reader, claimed, 
 		h.log.Warn("asset upload failed", "err", err)
 		return nil, &refusal{http.StatusBadRequest, "upload_failed", "the upload did not complete: retry"}
 	}
+	if rf := h.overQuota(ctx, user, blob.Size); rf != nil {
+		return nil, rf // the blob stays unreferenced: never served
+	}
 	a := &chat.Asset{ID: assets.NewID(), Hash: blob.Hash.String(), Size: blob.Size, Mime: mimeType,
 		Kind: kind.String(), Name: name}
 	if err := h.record(ctx, user, a); err != nil {
@@ -271,6 +293,72 @@ func (h *Handler) store(ctx context.Context, user string, r io.Reader, claimed, 
 // StreamAssets stream, which the asset Worker consumes. Call it before
 // serving.
 func (h *Handler) SetBus(bus chat.Bus) { h.bus = bus }
+
+// admit checks, as an upload of declared bytes (0 if unknown) starts,
+// the user's upload rate and quota.
+func (h *Handler) admit(ctx context.Context, user string, declared int64) *refusal {
+	if !h.rate.allow(user, time.Now()) {
+		return &refusal{http.StatusTooManyRequests, "rate_limited",
+			fmt.Sprintf("at most %d uploads a minute: retry later", h.cfg.UploadsPerMinute)}
+	}
+	return h.overQuota(ctx, user, declared)
+}
+
+// overQuota refuses an upload of size bytes that would take user past
+// the quota. Concurrent uploads of one user may pass it together: the
+// quota bounds what a user stores, not to the byte.
+func (h *Handler) overQuota(ctx context.Context, user string, size int64) *refusal {
+	if h.cfg.QuotaBytes < 0 {
+		return nil
+	}
+	used, err := h.cat.AssetUsage(ctx, user)
+	if err != nil {
+		h.log.Warn("reading a user's upload usage failed", "err", err)
+		return &refusal{http.StatusServiceUnavailable, "unavailable", "retry later"}
+	}
+	if used+size > h.cfg.QuotaBytes {
+		return &refusal{http.StatusForbidden, "quota_exceeded",
+			fmt.Sprintf("%d of your %d bytes are used: delete files first", used, h.cfg.QuotaBytes)}
+	}
+	return nil
+}
+
+// limiter is a token bucket per user: perMinute uploads a minute, a burst
+// of as many. Safe for concurrent use.
+type limiter struct {
+	perMinute int
+	mu        sync.Mutex
+	users     map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// maxTracked bounds the users a limiter remembers: past it, it forgets
+// them all (each gets a full bucket again), which errs on the lenient side.
+const maxTracked = 100_000
+
+func (l *limiter) allow(user string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.users == nil || len(l.users) >= maxTracked {
+		l.users = make(map[string]*bucket)
+	}
+	b := l.users[user]
+	if b == nil {
+		b = &bucket{tokens: float64(l.perMinute), at: now}
+		l.users[user] = b
+	}
+	b.tokens = min(float64(l.perMinute), b.tokens+now.Sub(b.at).Minutes()*float64(l.perMinute))
+	b.at = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
 
 func tooLarge(limit int64) *refusal {
 	return &refusal{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("files are at most %d bytes", limit)}

@@ -259,3 +259,39 @@ func TestForwardToManyStoresOnce(t *testing.T) {
 		t.Fatalf("%d files stored for one image sent to 100 chats and uploaded twice", files)
 	}
 }
+
+// TestQuotaAndRate: a user's uploads stop at their quota (403
+// quota_exceeded, nothing recorded) and at their rate (429 rate_limited);
+// other users are not affected.
+func TestQuotaAndRate(t *testing.T) {
+	e := newEnv(t, Config{QuotaBytes: 2500, UploadsPerMinute: 5})
+	up := func(user string, n int) int {
+		t.Helper()
+		body := append([]byte(user), bytes.Repeat([]byte("x"), n)...)
+		resp := e.do(t, "POST", "/v1/assets", user, body, map[string]string{"Content-Type": "text/plain"})
+		return resp.StatusCode
+	}
+	if s := up("alice", 1000); s != 201 {
+		t.Fatalf("first upload: %d", s)
+	}
+	if s := up("alice", 1000); s != 201 {
+		t.Fatalf("second upload: %d", s)
+	}
+	if s := up("alice", 1000); s != 403 {
+		t.Fatalf("an upload past the quota: %d, want 403", s)
+	}
+	if used, _ := e.svc.AssetUsage(context.Background(), "alice"); used != 2010 {
+		t.Fatalf("alice's usage %d, want 2010", used)
+	}
+	for i := range 2 { // the fourth and fifth starts this minute (the third was refused)
+		if s := up("alice", 10); s != 201 {
+			t.Fatalf("small upload %d within the quota: %d", i, s)
+		}
+	}
+	if s := up("alice", 10); s != 429 {
+		t.Fatalf("the sixth upload within a minute: %d, want 429", s)
+	}
+	if s := up("bob", 1000); s != 201 {
+		t.Fatalf("bob's upload: %d", s)
+	}
+}

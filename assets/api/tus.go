@@ -229,6 +229,9 @@ func (t *tusUploads) created(ev tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInf
 	if err != nil {
 		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusRefusal(&refusal{http.StatusBadRequest, "bad_request", strings.Replace(err.Error(), `"name"`, `"filename"`, 1)})
 	}
+	if rf := t.h.admit(ev.Context, user, ev.Upload.Size); rf != nil {
+		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusRefusal(rf)
+	}
 	meta := tusd.MetaData{metaOwner: user}
 	if name != "" {
 		meta[metaFilename] = name
