@@ -47,6 +47,23 @@ func assetKey(id string) string { return "as/" + id }
 // sent it in a one-to-one message, ag/<id>\x00#<group> for a group.
 func grantPrefix(id string) string { return "ag/" + id + "\x00" }
 
+// byHashPrefix indexes assets by the hash of their bytes:
+// ahx/<hash>\x00<id>, for "do I already have access to this file?".
+func byHashPrefix(hash string) string { return "ahx/" + hash + "\x00" }
+
+// AssetsByHash returns the ids of the assets whose bytes hash to hash.
+// Callers must filter them by access (MayRead) before telling anyone.
+// Safe for concurrent use.
+func (s *Service) AssetsByHash(ctx context.Context, hash string) ([]string, error) {
+	prefix := byHashPrefix(hash)
+	var ids []string
+	err := s.store.ScanState(ctx, prefix, func(k, _ []byte) error {
+		ids = append(ids, string(k[len(prefix):]))
+		return nil
+	})
+	return ids, err
+}
+
 // usageKey holds the bytes a user has uploaded (the sum of their assets'
 // sizes), for the upload quota.
 func usageKey(user string) string { return "aq/" + user }
@@ -173,7 +190,8 @@ func (s *Service) addAsset(ctx context.Context, b *building, r *Request) error {
 	b.c.batch.State = append(b.c.batch.State,
 		KV{Key: assetKey(a.ID), Value: rec},
 		KV{Key: hashRefsKey(a.Hash), Value: binary.BigEndian.AppendUint64(nil, refs+1)},
-		KV{Key: usageKey(r.From), Value: binary.BigEndian.AppendUint64(nil, uint64(used+a.Size))})
+		KV{Key: usageKey(r.From), Value: binary.BigEndian.AppendUint64(nil, uint64(used+a.Size))},
+		KV{Key: byHashPrefix(a.Hash) + a.ID, Value: []byte{}})
 	if b.events {
 		b.analytics(r.From, NewEvent("asset.uploaded", r.From, b.now.UnixMilli()).Str("asset_id", a.ID).
 			Str("kind", a.Kind).Int("bytes", a.Size))

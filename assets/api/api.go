@@ -95,6 +95,7 @@ type Catalog interface {
 	MayRead(ctx context.Context, id, user string) (chat.Asset, error)
 	GetAsset(ctx context.Context, id string) (chat.Asset, error)
 	AssetUsage(ctx context.Context, user string) (int64, error)
+	AssetsByHash(ctx context.Context, hash string) ([]string, error)
 }
 
 // Handler serves the API. Safe for concurrent use.
@@ -128,6 +129,7 @@ func New(cfg Config, blobs assets.Blobs, cat Catalog, auth Authenticator, signer
 	// would clash with the tus routes under /v1/assets/uploads/.
 	h.mux.HandleFunc("GET /v1/assets/{id}/{variant}", h.download)
 	h.mux.HandleFunc("POST /v1/assets/{id}/url", h.signedURL)
+	h.mux.HandleFunc("GET /v1/assets/sha256/{hash}", h.byHash)
 	if cfg.UploadDir != "" {
 		t, err := newTusUploads(h)
 		if err != nil {
@@ -459,6 +461,34 @@ func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	rs := &blobReader{ctx: r.Context(), blobs: h.blobs, hash: hash, size: a.Size}
 	defer rs.Close()
 	http.ServeContent(w, r, "", time.Time{}, rs)
+}
+
+// byHash answers GET /v1/assets/sha256/{hash}: an asset with those bytes
+// that the caller may already read, so that they can send it without
+// uploading it again. An asset of those bytes that the caller may not
+// read is not admitted to exist: the answer is the same 404, so nobody
+// learns what others have uploaded (docs/assets.md, "Deduplication").
+func (h *Handler) byHash(w http.ResponseWriter, r *http.Request) {
+	user := h.user(r)
+	hash, err := assets.ParseHash(strings.ToLower(r.PathValue("hash")))
+	if user == "" || err != nil {
+		notFound(w)
+		return
+	}
+	ids, err := h.cat.AssetsByHash(r.Context(), hash.String())
+	if err != nil {
+		h.log.Warn("asset lookup by hash failed", "err", err)
+		notFound(w)
+		return
+	}
+	for _, id := range ids {
+		if a, err := h.cat.MayRead(r.Context(), id, user); err == nil {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(a)
+			return
+		}
+	}
+	notFound(w)
 }
 
 // signedURL answers POST /v1/assets/{id}/url with a URL that fetches the

@@ -295,3 +295,35 @@ func TestQuotaAndRate(t *testing.T) {
 		t.Fatalf("bob's upload: %d", s)
 	}
 }
+
+// TestByHashOnlyWhatYouMayRead: "skip the upload, the server has it" is
+// answered only with an asset the caller may already read; for anyone
+// else the bytes do not exist.
+func TestByHashOnlyWhatYouMayRead(t *testing.T) {
+	e := newEnv(t, Config{})
+	img := pngBytes(t)
+	a := e.upload(t, "alice", img, "image/png", "p.png")
+	path := "/v1/assets/sha256/" + a.Hash
+	missing := e.do(t, "GET", "/v1/assets/sha256/"+strings.Repeat("0", 64), "bob", nil, nil)
+	mb, _ := io.ReadAll(missing.Body)
+	resp := e.do(t, "GET", path, "bob", nil, nil)
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 404 || !bytes.Equal(b, mb) {
+		t.Fatalf("bob asking for bytes he was never sent: %d %s; want the 404 of unknown bytes", resp.StatusCode, b)
+	}
+	if err := e.sendWith(t, "alice", "bob", a.ID); err != nil {
+		t.Fatal(err)
+	}
+	var got chat.Asset
+	resp = e.do(t, "GET", path, "bob", nil, nil)
+	json.NewDecoder(resp.Body).Decode(&got)
+	if resp.StatusCode != 200 || got.ID != a.ID {
+		t.Fatalf("bob after being sent it: %d %+v", resp.StatusCode, got)
+	}
+	if resp := e.do(t, "GET", path, "carol", nil, nil); resp.StatusCode != 404 {
+		t.Fatalf("carol: %d", resp.StatusCode)
+	}
+	if resp := e.do(t, "GET", path, "", nil, nil); resp.StatusCode != 404 {
+		t.Fatalf("no token: %d", resp.StatusCode)
+	}
+}
