@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -21,6 +22,14 @@ type Config struct {
 	// URL is the server's WebSocket endpoint, ws:// or wss://.
 	// Default: DefaultURL.
 	URL string
+
+	// AssetsURL is the asset API's upload endpoint (docs/assets.md), used
+	// by Upload, SendFile and Download: uploads are POSTed to it, asset
+	// <id> is downloaded from <AssetsURL>/<id>. Default: derived from URL,
+	// its host with port 8081 (the asset API's default listener), http
+	// for ws and https for wss, and the path /v1/assets; e.g.
+	// ws://chat.example:8080/v1/ws gives http://chat.example:8081/v1/assets.
+	AssetsURL string
 
 	// Token is the access token (an HS256 JWT) sent as
 	// "Authorization: Bearer <Token>" on every connection attempt.
@@ -96,6 +105,9 @@ func (c *Config) setDefaults() {
 	if c.URL == "" {
 		c.URL = DefaultURL
 	}
+	if c.AssetsURL == "" {
+		c.AssetsURL = defaultAssetsURL(c.URL)
+	}
 	if c.MinBackoff == 0 {
 		c.MinBackoff = 250 * time.Millisecond
 	}
@@ -137,6 +149,13 @@ func (c *Config) Validate() error {
 	case u.Host == "":
 		errs = append(errs, fmt.Errorf("client: URL %q: no host", c.URL))
 	}
+	// AssetsURL is "" only when URL is bad, which is reported above.
+	if c.AssetsURL != "" {
+		a, err := url.Parse(c.AssetsURL)
+		if err != nil || (a.Scheme != "http" && a.Scheme != "https") || a.Host == "" {
+			errs = append(errs, fmt.Errorf("client: AssetsURL %q: need an http or https URL with a host", c.AssetsURL))
+		}
+	}
 	if c.Token == "" && c.TokenSource == nil {
 		errs = append(errs, errors.New("client: Token or TokenSource is required"))
 	}
@@ -174,4 +193,24 @@ func tokenSubject(tok string) string {
 		return ""
 	}
 	return claims.Sub
+}
+
+// defaultAssetsURL is the asset API next to the WebSocket endpoint ws:
+// the same host, port 8081, http for ws and https for wss. It is "" when
+// ws is not a WebSocket URL (Validate reports that).
+func defaultAssetsURL(ws string) string {
+	u, err := url.Parse(ws)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	scheme := "http"
+	switch u.Scheme {
+	case "ws":
+	case "wss":
+		scheme = "https"
+	default:
+		return ""
+	}
+	a := url.URL{Scheme: scheme, Host: net.JoinHostPort(u.Hostname(), "8081"), Path: "/v1/assets"}
+	return a.String()
 }

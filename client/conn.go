@@ -530,7 +530,8 @@ func (s *session) onAck(f *serverFrame, p []byte) {
 	if e.send {
 		var sf sendFrame
 		_ = json.Unmarshal(e.frame, &sf) // we encoded it
-		c.emit(Ack{ClientID: f.ID, MsgID: f.MsgID, TS: time.UnixMilli(f.TS), To: sf.To, Group: sf.Group, Body: sf.Body})
+		c.emit(Ack{ClientID: f.ID, MsgID: f.MsgID, TS: time.UnixMilli(f.TS), To: sf.To, Group: sf.Group, Body: sf.Body,
+			Attachment: sf.Attachment})
 	}
 	c.notifyEmpty()
 }

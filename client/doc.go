@@ -48,6 +48,17 @@
 // connection, SetActive and Subscribe, are remembered by the Client and
 // restored on every connect.
 //
+// # Files
+//
+// Files go over HTTP to the asset API (Config.AssetsURL; by default the
+// WebSocket host's port 8081), never through the WebSocket. SendFile and
+// SendGroupFile upload (UploadFile, Upload: streamed, not buffered) and
+// then queue a send carrying the asset id, durably like Send: a resend
+// after a reconnect or a restart reuses the id, never uploads again.
+// SendAttachment forwards an asset already uploaded or received. A
+// received Message has Attachment set (as the server describes the file);
+// Download writes its bytes. Refusals of the asset API are *AssetError.
+//
 // # Delivery guarantees
 //
 // Sending is at-least-once up to the server and exactly-once after it: every

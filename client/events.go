@@ -15,16 +15,21 @@ type Event interface {
 // Message is a message in this user's inbox: one addressed to the user
 // (directly or through a group), or a copy of one the user sent (Own), from
 // this device or another. Raw keeps the whole frame: fields that this
-// version of the package does not know (e.g. "attachment") are there.
+// version of the package does not know are there.
 type Message struct {
 	Seq   uint64    // position in this user's inbox
 	MsgID string    // server id; stable across redelivery
 	From  string    // sender
 	To    string    // recipient; for a group message, the group id
 	Group string    // the group id for a group message; "" for one-to-one
-	Body  string    // text
+	Body  string    // text; with an Attachment, its caption (may be "")
 	TS    time.Time // when the server accepted it
-	Raw   []byte    // the frame as received; owned by the receiver
+
+	// Attachment is the file sent with the message, as the server knows
+	// it (never as the sender described it); nil for none. Download
+	// fetches its bytes.
+	Attachment *Attachment
+	Raw        []byte // the frame as received; owned by the receiver
 
 	// Own is true when From is this Client's user (Client.User): the
 	// server copies each message a user sends into the user's own inbox,
@@ -78,6 +83,10 @@ type Ack struct {
 	To       string // the recipient as sent (also after a restart); "" for a group
 	Group    string // the group as sent; "" for one-to-one
 	Body     string // the body as sent
+
+	// Attachment is the file sent (SendFile, SendAttachment), as the
+	// upload described it; nil for none.
+	Attachment *Attachment
 }
 
 // Group membership events (GroupEvent.Event).

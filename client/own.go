@@ -54,7 +54,7 @@ func (r *recentOwn) get(msgID string) (clientID string, ok bool) {
 func (c *Client) message(f *serverFrame, p []byte) Message {
 	m := Message{
 		Seq: f.Seq, MsgID: f.MsgID, From: f.From, To: f.To, Group: f.Group, Body: f.Body,
-		TS: time.UnixMilli(f.TS), Raw: p,
+		TS: time.UnixMilli(f.TS), Raw: p, Attachment: f.Attachment,
 	}
 	if u := c.User(); u != "" && f.From == u {
 		m.Own = true
@@ -62,7 +62,7 @@ func (c *Client) message(f *serverFrame, p []byte) Message {
 		if f.Group != "" {
 			target = f.Group
 		}
-		m.ClientID = c.ownCopy(f.MsgID, target, f.Body)
+		m.ClientID = c.ownCopy(f.MsgID, target, f.Body, f.Attachment.id())
 	}
 	return m
 }
@@ -72,13 +72,13 @@ func (c *Client) message(f *serverFrame, p []byte) Message {
 // normally comes after its ack; one that comes first (its send reached the
 // server on an earlier connection, and the sync overtook the resend) is
 // matched by target and body to such a send.
-func (c *Client) ownCopy(msgID, target, body string) string {
+func (c *Client) ownCopy(msgID, target, body, assetID string) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if id, ok := c.own.get(msgID); ok {
 		return id
 	}
-	id := c.ob.claimStored(msgID, target, body)
+	id := c.ob.claimStored(msgID, target, body, assetID)
 	c.own.add(msgID, id)
 	return id
 }
@@ -118,18 +118,19 @@ func newSendEntry(f sendFrame, frame []byte) *entry {
 	return &entry{id: f.ID, frame: frame, send: true, sum: sendSum(f.target(), f.Body)}
 }
 
-// claimStored finds the oldest unacked send to target with body that the
+// claimStored finds the oldest unacked send to target with body (and the
+// attachment assetID, "" for none) that the
 // server may have stored on an earlier connection and that no copy has
 // claimed yet, marks it as the send of msgID, and returns its id ("" if
 // there is none).
-func (o *outbox) claimStored(msgID, target, body string) string {
+func (o *outbox) claimStored(msgID, target, body, assetID string) string {
 	sum := sendSum(target, body)
 	for _, e := range o.entries {
 		if e.acked || !e.send || !e.maybeStored || e.claimed != "" || e.sum != sum {
 			continue
 		}
 		var f sendFrame
-		if json.Unmarshal(e.frame, &f) != nil || f.target() != target || f.Body != body {
+		if json.Unmarshal(e.frame, &f) != nil || f.target() != target || f.Body != body || f.Attachment.id() != assetID {
 			continue
 		}
 		e.claimed = msgID

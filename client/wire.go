@@ -11,6 +11,10 @@ type sendFrame struct {
 	To    string `json:"to,omitempty"`
 	Group string `json:"group,omitempty"`
 	Body  string `json:"body"`
+
+	// Attachment is sent whole, so that the outbox keeps what the Ack
+	// reports after a restart; the server reads only its asset_id.
+	Attachment *Attachment `json:"attachment,omitempty"`
 }
 
 // target is the conversation a send goes to: its group or its recipient.
@@ -62,4 +66,6 @@ type serverFrame struct {
 	LastSeen json.RawMessage `json:"last_seen"`
 	Code     string          `json:"code"`
 	Message  string          `json:"message"`
+
+	Attachment *Attachment `json:"attachment"`
 }

@@ -27,6 +27,11 @@ type Options struct {
 	// (ws://127.0.0.1:8080/v1/ws).
 	Server string
 
+	// AssetsURL is the asset API, for /send and /save (see
+	// client.Config.AssetsURL). Default: derived from Server (its host,
+	// port 8081).
+	AssetsURL string
+
 	// Token is the access token for User. Required.
 	Token string
 
@@ -83,6 +88,7 @@ func Run(ctx context.Context, opts Options, in io.Reader, out io.Writer) error {
 	u := newUI(opts, out)
 	c, err := client.New(client.Config{
 		URL:        opts.Server,
+		AssetsURL:  opts.AssetsURL,
 		Token:      opts.Token,
 		User:       opts.User,
 		StateDir:   opts.StateDir,
@@ -232,6 +238,9 @@ type ui struct {
 	watched  map[string]bool   // users /who asked about
 	presence map[string]string // user → how their presence was last shown
 	typing   map[string]bool   // who is shown typing where
+
+	files     []client.Attachment // received files, for /save: number filesBase+1 first
+	filesBase int                 // files forgotten (maxFiles)
 
 	unreceipted  []string    // incoming msg ids whose receipts are not queued yet
 	receiptTimer *time.Timer // sends them; nil when unreceipted is empty

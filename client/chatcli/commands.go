@@ -22,6 +22,8 @@ lines without "name:" go to the conversation.
 /remove <user>…             remove users from the group (admins)
 /rename <name>              rename the group (admins)
 /leave                      leave the group
+/send <path> [caption]      send a file (and a caption) in the conversation
+/save <n> [dir]             save received file n (📎 … [/save n]) into dir (default: here)
 /info [n or msg id]         who has your last message (or the n-th last), and when they read it
 /who <user>                 show when user is online, or was last seen
 /privacy [last_seen|online everyone|contacts|nobody]
@@ -50,7 +52,13 @@ var commands = map[string]func(u *ui, ctx context.Context, args []string){
 	"/privacy":  (*ui).cmdPrivacy,
 	"/contacts": (*ui).cmdContacts,
 	"/devices":  (*ui).cmdDevices,
+	"/send":     (*ui).cmdSend,
+	"/save":     (*ui).cmdSave,
 }
+
+// longCommands move files: no requestWait, the transfer takes what it
+// takes (the chat's context still ends it).
+var longCommands = map[string]bool{"/send": true, "/save": true}
 
 // command runs a line that starts with "/" and reports whether it asked
 // to quit.
@@ -65,8 +73,11 @@ func (u *ui) command(ctx context.Context, line string) (quit bool) {
 		u.printf("unknown command %s; /help for help\n", name)
 		return false
 	}
-	ctx, cancel := context.WithTimeout(ctx, requestWait)
-	defer cancel()
+	if !longCommands[name] {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, requestWait)
+		defer cancel()
+	}
 	run(u, ctx, args)
 	return false
 }

@@ -36,8 +36,12 @@
 // privacy settings and the user's allow (/privacy). The chat tells the
 // server the user is active when it starts and as they type, and inactive
 // when it ends. /help lists the commands: groups (/group, /add, /remove,
-// /leave, /members, /rename, /groups), /info, /who, /privacy, /contacts
-// and /devices.
+// /leave, /members, /rename, /groups), /info, /who, /privacy, /contacts,
+// /devices, and files: /send <path> [caption] uploads a file and sends it
+// in the conversation ("you → bob: 📎 plan.pdf (12 KB) caption  ✓");
+// received files show as "📎 plan.pdf (12 KB, file) [/save 3]", and
+// /save 3 [dir] downloads one into dir (default: the current directory)
+// under its name made safe, never overwriting a file.
 //
 // State (the outbox of unacked messages and the seq cursor) is kept per user
 // under the OS user config directory, so lines typed while the server is

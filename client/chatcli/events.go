@@ -106,10 +106,11 @@ func (u *ui) message(m client.Message) {
 		u.ownMessage(m)
 		return
 	}
+	text := u.receivedText(m)
 	if m.Group != "" {
-		u.writef("[%s] %s %s: %s\n", u.clock(m.TS), u.label(m.Group), m.From, m.Body)
+		u.writef("[%s] %s %s: %s\n", u.clock(m.TS), u.label(m.Group), m.From, text)
 	} else {
-		u.writef("[%s] %s: %s\n", u.clock(m.TS), m.From, m.Body)
+		u.writef("[%s] %s: %s\n", u.clock(m.TS), m.From, text)
 	}
 	// Receipts go out in batches: a sync after a day offline brings
 	// hundreds of messages, and one receipt each would trip the server's
@@ -127,12 +128,12 @@ func (u *ui) ownMessage(m client.Message) {
 	if m.ClientID != "" {
 		return
 	}
-	s := &sent{msgID: m.MsgID, to: m.To, group: m.Group, body: m.Body, otherDevice: true}
+	s := &sent{msgID: m.MsgID, to: m.To, group: m.Group, body: sentText(m.Body, m.Attachment), otherDevice: true}
 	if m.Group != "" {
 		s.to = ""
 	}
 	u.remember(s)
-	u.writef("[%s] you → %s: %s  (from another device)\n", u.clock(m.TS), u.target(s), m.Body)
+	u.writef("[%s] you → %s: %s  (from another device)\n", u.clock(m.TS), u.target(s), u.receivedText(m))
 }
 
 // remember keeps s, acked as s.msgID, for its ticks and for /info. Caller
@@ -179,7 +180,7 @@ func (u *ui) ack(a client.Ack) {
 	s := u.byClientID[a.ClientID]
 	delete(u.byClientID, a.ClientID)
 	if s == nil {
-		s = &sent{to: a.To, group: a.Group, body: a.Body} // sent in an earlier run
+		s = &sent{to: a.To, group: a.Group, body: sentText(a.Body, a.Attachment)} // sent in an earlier run
 	}
 	s.msgID = a.MsgID
 	u.remember(s)

@@ -43,6 +43,10 @@ type Server struct {
 	// URL is the WebSocket endpoint, ws://127.0.0.1:port/v1/ws.
 	URL string
 
+	// AssetsURL is the asset API, http://127.0.0.1:port/v1/assets
+	// (assets.go).
+	AssetsURL string
+
 	srv *httptest.Server
 
 	mu       sync.Mutex
@@ -53,6 +57,7 @@ type Server struct {
 	nextID   int
 	groups   map[string]*group // group id → group
 	presence map[string]*userPresence
+	assets   map[string]*asset // asset id → asset
 
 	// Hooks and counters: read and set them inside With.
 
@@ -64,6 +69,8 @@ type Server struct {
 	Sends      map[string]int                     // send frames received per user (resends too)
 	Syncs      map[string][]uint64                // "after" of every sync per user
 	Received   map[string]map[string]int          // user → frame type → count
+	Uploads    map[string]int                     // asset uploads per user
+	SentAssets map[string][]string                // user → the asset id of every send frame with one
 }
 
 type message struct {
@@ -102,6 +109,8 @@ type Frame struct {
 	LastSeen *string  `json:"last_seen"`
 	Online   *string  `json:"online"`
 	Stop     bool     `json:"stop"`
+
+	Attachment *AttachmentRef `json:"attachment"`
 }
 
 // New starts a Server on a random loopback port; it stops when t ends.
@@ -113,13 +122,18 @@ func New(t testing.TB) *Server {
 		conns:    make(map[string]map[*wsConn]bool),
 		groups:   make(map[string]*group),
 		presence: make(map[string]*userPresence),
-		DropLive: make(map[string]int),
-		Sends:    make(map[string]int),
-		Syncs:    make(map[string][]uint64),
-		Received: make(map[string]map[string]int),
+		assets:   make(map[string]*asset),
+		Uploads:  make(map[string]int),
+
+		SentAssets: make(map[string][]string),
+		DropLive:   make(map[string]int),
+		Sends:      make(map[string]int),
+		Syncs:      make(map[string][]uint64),
+		Received:   make(map[string]map[string]int),
 	}
 	s.srv = httptest.NewServer(s)
 	s.URL = "ws" + strings.TrimPrefix(s.srv.URL, "http") + "/v1/ws"
+	s.AssetsURL = s.srv.URL + "/v1/assets"
 	t.Cleanup(s.close)
 	return s
 }
@@ -142,6 +156,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		user = r.URL.Query().Get("access_token")
 	}
 	user, device, _ := strings.Cut(user, "#")
+	if strings.HasPrefix(r.URL.Path, "/v1/assets") {
+		s.serveAssets(w, r, user)
+		return
+	}
 	if device == "" {
 		device = "default"
 	}
@@ -275,6 +293,18 @@ func (s *Server) send(fc *wsConn, f *Frame, now int64) {
 			return
 		}
 	}
+	var att map[string]any
+	if f.Attachment != nil {
+		s.SentAssets[fc.user] = append(s.SentAssets[fc.user], f.Attachment.AssetID)
+		to := f.To
+		if g != nil {
+			to = "#" + g.id
+		}
+		if att = s.attach(f.Attachment, fc.user, to); att == nil {
+			fc.fail(f, "not_found", "no such asset")
+			return
+		}
+	}
 	key := fc.user + "\x00" + f.ID
 	msgID, dup := s.byClient[key]
 	var own []byte // the sender's copy, for fc after the ack
@@ -286,6 +316,9 @@ func (s *Server) send(fc *wsConn, f *Frame, now int64) {
 		s.msgs[msgID] = m
 		fields := map[string]any{"type": "msg", "msg_id": msgID, "from": fc.user, "to": f.To,
 			"body": f.Body, "ts": now, "future_field": map[string]any{"x": 1}}
+		if att != nil {
+			fields["attachment"] = att
+		}
 		if g != nil {
 			m.to, m.group = g.id, g.id
 			m.delivered, m.read, m.announced = map[string]int64{}, map[string]int64{}, map[string]bool{}
