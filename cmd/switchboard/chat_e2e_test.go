@@ -224,7 +224,7 @@ func startChatTerm(t *testing.T, srv *testserver.Server, user, device string) *c
 	t.Helper()
 	pr, pw := io.Pipe()
 	tm := &chatTerm{t: t, in: pw, out: &testserver.SyncBuffer{}}
-	opts := chatcli.Options{User: user, Device: device, Server: srv.URL(),
+	opts := chatcli.Options{User: user, Device: device, Server: srv.URL(), AssetsURL: srv.AssetsURL(),
 		Token: testserver.Token(t, srv.DataDir(), user, device), StateDir: t.TempDir(),
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())

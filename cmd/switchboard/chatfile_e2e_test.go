@@ -10,39 +10,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"testing"
-	"time"
 
 	"github.com/switchboard/switchboard/client"
-	"github.com/switchboard/switchboard/client/chatcli"
 	"github.com/switchboard/switchboard/internal/testserver"
 )
-
-// startFileChat is startChatTerm with the asset API's URL.
-func startFileChat(t *testing.T, srv *testserver.Server, user string) *chatTerm {
-	t.Helper()
-	pr, pw := io.Pipe()
-	tm := &chatTerm{t: t, in: pw, out: &testserver.SyncBuffer{}}
-	opts := chatcli.Options{User: user, Server: srv.URL(), AssetsURL: srv.AssetsURL(),
-		Token: testserver.Token(t, srv.DataDir(), user, ""), StateDir: t.TempDir(),
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- chatcli.Run(ctx, opts, pr, tm.out) }()
-	t.Cleanup(func() {
-		pw.Close()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("%s: Run: %v", user, err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("%s: Run did not return", user)
-		}
-		cancel()
-	})
-	tm.waitFor(`(?m)^connected$`)
-	return tm
-}
 
 // TestChatSendAndSaveFile: alice /sends a file to bob in `switchboard
 // chat`'s terminal against the binary; bob sees it with its size and kind,
@@ -50,8 +21,8 @@ func startFileChat(t *testing.T, srv *testserver.Server, user string) *chatTerm 
 // carol, who was not sent it, cannot download it.
 func TestChatSendAndSaveFile(t *testing.T) {
 	srv := testserver.Start(t, testserver.Options{})
-	alice := startFileChat(t, srv, "alice")
-	bob := startFileChat(t, srv, "bob")
+	alice := startChatTerm(t, srv, "alice", "")
+	bob := startChatTerm(t, srv, "bob", "")
 
 	data := make([]byte, 300<<10)
 	_, _ = rand.Read(data)
