@@ -32,7 +32,7 @@ const (
 type tools struct {
 	python   string // the venv's python, with websockets
 	node     string // node on PATH
-	nodeMods string // directory holding node_modules/ws
+	nodeMods string // directory holding node_modules/ws and node_modules/tus-js-client
 }
 
 func repoRoot(t *testing.T) string {
@@ -68,8 +68,10 @@ func findTools(t *testing.T, root string) tools {
 		missing = append(missing, "node on PATH")
 	}
 	tl.node = node
-	if _, err := os.Stat(filepath.Join(tl.nodeMods, "node_modules", "ws", "package.json")); err != nil {
-		missing = append(missing, fmt.Sprintf("node ws package in %s", tl.nodeMods))
+	for _, pkg := range []string{"ws", "tus-js-client"} {
+		if _, err := os.Stat(filepath.Join(tl.nodeMods, "node_modules", pkg, "package.json")); err != nil {
+			missing = append(missing, fmt.Sprintf("node %s package in %s", pkg, tl.nodeMods))
+		}
 	}
 	if len(missing) > 0 {
 		t.Fatalf("interop tools missing: %s\nrun: bash scripts/test-deps.sh", strings.Join(missing, "; "))
@@ -111,6 +113,13 @@ func runScript(t *testing.T, s *testserver.Server, name string, argv []string, e
 		"--user-b", userB,
 		"--idle", scriptIdle,
 	)
+	runPassing(t, name, argv, env)
+}
+
+// runPassing runs argv with env added, logs its lines, and fails unless it
+// exits 0 having printed a line that starts with "PASS ", which it returns.
+func runPassing(t *testing.T, name string, argv []string, env []string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
@@ -119,7 +128,7 @@ func runScript(t *testing.T, s *testserver.Server, name string, argv []string, e
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	passed := false
+	var pass string
 	var fail []string
 	sc := bufio.NewScanner(&out)
 	for sc.Scan() {
@@ -127,7 +136,7 @@ func runScript(t *testing.T, s *testserver.Server, name string, argv []string, e
 		t.Log(line)
 		switch {
 		case strings.HasPrefix(line, "PASS "):
-			passed = true
+			pass = line
 		case strings.HasPrefix(line, "FAIL "), strings.HasPrefix(line, "Traceback"):
 			fail = append(fail, line)
 		}
@@ -137,9 +146,10 @@ func runScript(t *testing.T, s *testserver.Server, name string, argv []string, e
 		t.Fatalf("%s client did not finish within %v", name, scriptTimeout)
 	case err != nil:
 		t.Fatalf("%s client failed (%v): %s", name, err, strings.Join(fail, "; "))
-	case !passed:
+	case pass == "":
 		t.Fatalf("%s client exited 0 without printing PASS", name)
 	}
+	return pass
 }
 
 // TestInterop runs the protocol v1 scenario with Python's websockets and

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the tools the tests drive: for interop/, a Python venv with the
-# websockets package and a node_modules with the ws package, both pinned,
-# under .cache/interop/ (git ignores it); for backends/s3, the Versity S3
-# Gateway (versitygw), pinned, built with `go install` into .cache/bin/
-# (the script writes a .gitignore there). Idempotent: a second run checks
-# the pinned versions and returns at once.
+# websockets package and a node_modules with the ws and tus-js-client
+# packages, all pinned, under .cache/interop/ (git ignores it); for
+# backends/s3, the Versity S3 Gateway (versitygw), pinned, built with
+# `go install` into .cache/bin/ (the script writes a .gitignore there).
+# Idempotent: a second run checks the pinned versions and returns at once.
 #
 #   bash scripts/test-deps.sh            # install or check
 #   INTEROP_CACHE=DIR bash scripts/...   # somewhere else (the test honours it too)
@@ -16,6 +16,7 @@ set -euo pipefail
 
 WEBSOCKETS_VERSION=17.4  # Python: websockets, the asyncio implementation
 WS_VERSION=8.23.0        # Node: ws
+TUS_JS_VERSION=4.3.1     # Node: tus-js-client, the tus client of interop/tus_client.mjs
 VERSITYGW_VERSION=v1.8.0 # Go: github.com/versity/versitygw, the S3 server of backends/s3
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,24 +52,28 @@ else
 	py_ok || die "websockets $WEBSOCKETS_VERSION does not import from $venv"
 fi
 
-# Node ws.
+# Node ws and tus-js-client, in one node_modules.
 node_ok() {
 	[ -f "$nodedir/node_modules/ws/package.json" ] &&
+		[ -f "$nodedir/node_modules/tus-js-client/package.json" ] &&
 		(cd "$nodedir" && node -e "
-			const v = require('ws/package.json').version;
+			const ws = require('ws/package.json').version;
+			const tus = require('tus-js-client/package.json').version;
 			require('ws');
-			process.exit(v === '$WS_VERSION' ? 0 : 1);" 2>/dev/null)
+			require('tus-js-client');
+			process.exit(ws === '$WS_VERSION' && tus === '$TUS_JS_VERSION' ? 0 : 1);" 2>/dev/null)
 }
 if node_ok; then
-	echo "test-deps: ws $WS_VERSION already in $nodedir"
+	echo "test-deps: ws $WS_VERSION and tus-js-client $TUS_JS_VERSION already in $nodedir"
 else
-	echo "test-deps: installing ws@$WS_VERSION into $nodedir"
+	echo "test-deps: installing ws@$WS_VERSION and tus-js-client@$TUS_JS_VERSION into $nodedir"
 	rm -rf "$nodedir"
 	mkdir -p "$nodedir"
-	printf '{\n  "name": "switchboard-interop",\n  "private": true,\n  "dependencies": {"ws": "%s"}\n}\n' "$WS_VERSION" >"$nodedir/package.json"
+	printf '{\n  "name": "switchboard-interop",\n  "private": true,\n  "dependencies": {"ws": "%s", "tus-js-client": "%s"}\n}\n' \
+		"$WS_VERSION" "$TUS_JS_VERSION" >"$nodedir/package.json"
 	(cd "$nodedir" && npm install --no-audit --no-fund --loglevel=error) ||
-		die "npm install ws@$WS_VERSION failed"
-	node_ok || die "ws $WS_VERSION does not load from $nodedir"
+		die "npm install ws@$WS_VERSION tus-js-client@$TUS_JS_VERSION failed"
+	node_ok || die "ws $WS_VERSION or tus-js-client $TUS_JS_VERSION does not load from $nodedir"
 fi
 
 # versitygw. `go version -m` reads the module version built into the binary
