@@ -102,6 +102,10 @@ func TestAssetIDsAreUnique(t *testing.T) {
 func TestAssetMedia(t *testing.T) {
 	svc, _, _ := newService(t, memory.NewStore(), chat.Config{})
 	newAsset(t, svc, "alice", "PHOTO", "p1")
+	thumb := &chat.Asset{ID: "THUMB", Hash: "t1", Size: 1, Mime: "image/jpeg", Kind: "image", Parent: "PHOTO"}
+	if res := do(t, svc, &chat.Request{Kind: chat.KindAsset, From: "alice", Asset: thumb}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
 	m := &chat.Asset{ID: "PHOTO", Thumb: "THUMB", Width: 4000, Height: 3000}
 	if res := do(t, svc, &chat.Request{Kind: chat.KindAssetMedia, From: "alice", Asset: m}); res.Err != nil {
 		t.Fatal(res.Err)

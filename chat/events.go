@@ -46,6 +46,15 @@ func (e *Event) Int(key string, v int64) *Event {
 }
 
 // Strs adds an array of strings.
+// Bool adds a boolean field.
+func (e *Event) Bool(key string, v bool) *Event {
+	e.b = append(e.b, ',', '"')
+	e.b = append(e.b, key...)
+	e.b = append(e.b, '"', ':')
+	e.b = strconv.AppendBool(e.b, v)
+	return e
+}
+
 func (e *Event) Strs(key string, v []string) *Event {
 	e.b = append(e.b, ',', '"')
 	e.b = append(e.b, key...)

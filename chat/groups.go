@@ -18,7 +18,8 @@ import (
 // GroupOp is the operation of a KindGroup request.
 type GroupOp uint8
 
-// Group operations. Only admins add, remove, promote, demote and rename.
+// Group operations. Only admins add, remove, promote, demote, rename and
+// set the icon.
 const (
 	GroupCreate  GroupOp = iota + 1 // Name, Members (besides the creator) → group_id
 	GroupAdd                        // Members join
@@ -29,6 +30,7 @@ const (
 	GroupRename                     // Name
 	GroupInfo                       // → group: name, members, admins
 	GroupList                       // → groups: the groups From is in
+	GroupIcon                       // AssetID, an image of From's, becomes the icon ("" removes it)
 )
 
 // MaxGroupNameBytes bounds a group's name.
@@ -102,6 +104,7 @@ const pendCap = 8192
 type groupState struct {
 	id        string
 	name      string
+	icon      string // an asset id, or ""
 	createdBy string
 	created   int64
 	members   map[string]*member
@@ -214,6 +217,7 @@ func (bs buckets) minExcept(v uint64, ex bool) uint64 {
 // when its membership or name changes.
 type groupRecord struct {
 	Name    string         `json:"name"`
+	Icon    string         `json:"icon,omitempty"`
 	Created int64          `json:"created"`
 	By      string         `json:"by"`
 	Members []memberRecord `json:"members"`
@@ -243,7 +247,7 @@ func (s *Service) group(ctx context.Context, id string) (*groupState, error) {
 	if decErr != nil {
 		return nil, fmt.Errorf("switchboard: group %s record: %w", id, decErr)
 	}
-	g := &groupState{id: id, name: rec.Name, createdBy: rec.By, created: rec.Created,
+	g := &groupState{id: id, name: rec.Name, icon: rec.Icon, createdBy: rec.By, created: rec.Created,
 		members: make(map[string]*member, len(rec.Members))}
 	for _, m := range rec.Members {
 		mem := &member{admin: m.Admin, joined: m.Joined, joinSeq: m.JoinSeq}
@@ -277,7 +281,7 @@ func (s *Service) group(ctx context.Context, id string) (*groupState, error) {
 }
 
 func (g *groupState) record() groupRecord {
-	rec := groupRecord{Name: g.name, Created: g.created, By: g.createdBy,
+	rec := groupRecord{Name: g.name, Icon: g.icon, Created: g.created, By: g.createdBy,
 		Members: make([]memberRecord, 0, len(g.members))}
 	for _, u := range g.sortedMembers() {
 		m := g.members[u]
@@ -433,6 +437,9 @@ func (s *Service) groupOp(ctx context.Context, b *building, r *Request) Result {
 		g.name = name
 		return s.groupChange(ctx, b, g, r, "renamed", nil)
 	}
+	if r.Op == GroupIcon {
+		return s.groupIcon(ctx, b, g, r)
+	}
 	users, err := memberList(r.Members)
 	if err != nil {
 		return Result{Err: err}
@@ -544,7 +551,7 @@ func (s *Service) groupCreate(ctx context.Context, b *building, r *Request) Resu
 // and tells the members: one group frame, stored once, in the inbox of
 // every member before and after the change.
 func (s *Service) groupChange(ctx context.Context, b *building, g *groupState, r *Request, event string, users []string) Result {
-	if len(users) == 0 && event != "renamed" {
+	if len(users) == 0 && event != "renamed" && event != "icon" {
 		return Result{} // nothing changes: the ack is enough
 	}
 	c := b.c
@@ -604,6 +611,9 @@ func (s *Service) groupChange(ctx context.Context, b *building, g *groupState, r
 	if event == "created" || event == "renamed" {
 		ev.Str("name", g.name)
 	}
+	if event == "icon" {
+		ev.Str("icon", g.icon)
+	}
 	b.analytics(r.From, ev)
 	if len(g.members) > 0 && g.admins() == 0 {
 		// The last admin left: the longest-standing member takes over.
@@ -632,7 +642,7 @@ func (s *Service) groupEvent(ctx context.Context, b *building, g *groupState, au
 	if event == "created" || event == "renamed" {
 		name = g.name
 	}
-	c.arena = protocol.AppendGroupEventTail(c.arena, g.id, event, by, users, name, b.now.UnixMilli())
+	c.arena = protocol.AppendGroupEventTail(c.arena, g.id, event, by, users, name, g.icon, b.now.UnixMilli())
 	c.batch.Shared = append(c.batch.Shared, SharedPart{Key: key, Data: c.arena[n:]})
 	for _, u := range audience {
 		seq, err := s.nextSeq(ctx, u)
@@ -669,8 +679,9 @@ func (s *Service) addGroupSend(ctx context.Context, b *building, r *Request, key
 		return Result{Err: ErrNotMember}
 	}
 	var attachment []byte
+	var asset *assetRecord
 	if len(r.AssetID) > 0 {
-		if attachment, err = s.attach(ctx, b, r, g); err != nil {
+		if attachment, asset, err = s.attach(ctx, r); err != nil {
 			return Result{Err: err}
 		}
 	}
@@ -681,8 +692,11 @@ func (s *Service) addGroupSend(ctx context.Context, b *building, r *Request, key
 		return Result{Err: err}
 	}
 	m := s.addMessage(b, r, key, log, gseq, g.id, attachment)
-	if attachment != nil {
-		b.grant(string(r.AssetID), "", g)
+	if asset != nil {
+		if err := s.grant(b, asset, "", g); err != nil {
+			b.fatal = err
+			return Result{Err: err}
+		}
 	}
 	s.addHead(c, log, gseq, "msg", m.ID)
 	for u := range g.members {
@@ -947,6 +961,9 @@ func appendGroupInfo(d []byte, g *groupState) []byte {
 	d = protocol.AppendString(d, g.id)
 	d = append(d, `,"name":`...)
 	d = protocol.AppendString(d, g.name)
+	if g.icon != "" {
+		d = appendField(d, "icon", g.icon)
+	}
 	d = append(d, `,"created":`...)
 	d = strconv.AppendInt(d, g.created, 10)
 	d = append(d, `,"created_by":`...)
@@ -1049,4 +1066,27 @@ func (s *Service) typing(ctx context.Context, b *building, r *Request) error {
 	c.arena = protocol.AppendTyping(c.arena, r.From, string(r.To), group, r.Stop)
 	c.eph = append(c.eph, ephemeral{frame: c.arena[n:], users: users})
 	return nil
+}
+
+// groupIcon sets (or, with no AssetID, removes) g's icon: an image its
+// admin r.From uploaded, which the members may then download.
+func (s *Service) groupIcon(ctx context.Context, b *building, g *groupState, r *Request) Result {
+	icon := string(r.AssetID)
+	if icon == g.icon {
+		return Result{}
+	}
+	grantee := "#" + g.id
+	if icon != "" {
+		if err := s.pin(ctx, b, icon, r.From, grantee); err != nil {
+			return Result{Err: err}
+		}
+	}
+	if g.icon != "" {
+		if err := s.unpin(ctx, b, g.icon, grantee); err != nil {
+			b.fatal = err
+			return Result{Err: err}
+		}
+	}
+	g.icon = icon
+	return s.groupChange(ctx, b, g, r, "icon", nil)
 }

@@ -27,13 +27,16 @@ type Kind uint8
 
 // Request kinds.
 const (
-	KindSend       Kind = iota + 1 // store a message for To, or for every member of Group
-	KindReceipt                    // mark MsgIDs delivered or read
-	KindGroup                      // a group operation (Op)
-	KindMsgInfo                    // per-member delivered/read of MsgIDs[0], one of From's messages
-	KindTyping                     // tell To, or Group's members, that From is typing (Stop: stopped)
-	KindAsset                      // record Asset, uploaded by From
-	KindAssetMedia                 // set Asset.ID's thumbnail, dimensions and duration from Asset (the asset worker)
+	KindSend        Kind = iota + 1 // store a message for To, or for every member of Group
+	KindReceipt                     // mark MsgIDs delivered or read
+	KindGroup                       // a group operation (Op)
+	KindMsgInfo                     // per-member delivered/read of MsgIDs[0], one of From's messages
+	KindTyping                      // tell To, or Group's members, that From is typing (Stop: stopped)
+	KindAsset                       // record Asset, uploaded by From
+	KindAssetMedia                  // set Asset.ID's thumbnail, dimensions and duration from Asset (the asset worker)
+	KindAssetDelete                 // delete asset AssetID: From's (its owner), or the collector's (Collect)
+	KindBlob                        // a step of the collector's deletion of an unused blob (Sweep)
+	KindProfile                     // set From's profile (Profile), or read users' profiles (Members)
 )
 
 // Request is one client request for the committer. The caller owns it
@@ -49,10 +52,14 @@ type Request struct {
 	Body     []byte  // KindSend
 	Status   Status  // KindReceipt
 	MsgIDs   [][]byte
-	Members  [][]byte // KindGroup: the users an operation names
-	Stop     bool     // KindTyping
-	AssetID  []byte   // KindSend: the attachment, an asset From may use
-	Asset    *Asset   // KindAsset
+	Members  [][]byte       // KindGroup: the users an operation names
+	Stop     bool           // KindTyping
+	AssetID  []byte         // KindSend: the attachment, an asset From may use
+	Asset    *Asset         // KindAsset, KindAssetMedia
+	PutAt    int64          // KindAsset: unix ms at which the Put of the asset's blob began (0: now)
+	Collect  *Collect       // KindAssetDelete by the collector
+	Sweep    *Sweep         // KindBlob
+	Profile  *ProfileUpdate // KindProfile: the fields to set; nil reads the profiles of Members
 	Done     Completer
 }
 
@@ -106,6 +113,7 @@ type Service struct {
 	seed     maphash.Seed
 	groups   *genCache[string, *groupState] // group id -> state (groups.go)
 	ugroups  *genCache[string, []string]    // user -> ids of the groups they are in
+	state    *genCache[string, stateVal]    // state records the committer writes and reads (assets, profiles)
 	dec      protocol.Decoder               // reads group log frames
 
 	free  chan *commit // batches ready for reuse
@@ -170,6 +178,7 @@ func New(cfg Config, store Store, bus Bus, dir router.Directory, log *slog.Logge
 		seed:     maphash.MakeSeed(),
 		groups:   newGenCache[string, *groupState](cfg.GroupCacheEntries),
 		ugroups:  newGenCache[string, []string](max(cfg.CacheEntries/10, 1000)),
+		state:    newGenCache[string, stateVal](max(cfg.CacheEntries/10, 1000)),
 		free:     make(chan *commit, 3),
 		apply:    make(chan *commit, 1),
 		post:     make(chan *commit, 1),
@@ -302,6 +311,7 @@ func (s *Service) resetCaches() {
 	s.senders = newGenCache[string, *idSet](max(n/100, 1000))
 	s.groups = newGenCache[string, *groupState](s.cfg.GroupCacheEntries)
 	s.ugroups = newGenCache[string, []string](max(n/10, 1000))
+	s.state = newGenCache[string, stateVal](max(n/10, 1000))
 }
 
 // build turns c's requests into a batch and records what it adds in the
@@ -340,6 +350,12 @@ func (s *Service) build(c *commit) {
 			res.Err = s.addAsset(ctx, b, r)
 		case KindAssetMedia:
 			res.Err = s.setAssetMedia(ctx, b, r)
+		case KindAssetDelete:
+			res.Err = s.deleteAsset(ctx, b, r)
+		case KindBlob:
+			res.Err = s.blobStep(ctx, b, r)
+		case KindProfile:
+			res = s.profile(ctx, b, r)
 		default:
 			res.Err = errors.New("switchboard: unknown request kind")
 		}
@@ -397,8 +413,6 @@ type building struct {
 	users     map[string]bool // users whose list of groups changed
 	fatal     error           // a store failure midway through a request: fail the batch
 	events    bool            // build analytics events: someone consumes them
-	hashRefs  map[string]uint64
-	usage     map[string]int64 // users' asset bytes, counting this batch
 }
 
 func (s *Service) lookupMeta(ctx context.Context, b *building, id string) (MessageMeta, bool, error) {
@@ -447,9 +461,10 @@ func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
 		return s.addGroupSend(ctx, b, r, key)
 	}
 	var attachment []byte
+	var asset *assetRecord
 	if len(r.AssetID) > 0 {
 		var err error
-		if attachment, err = s.attach(ctx, b, r, nil); err != nil {
+		if attachment, asset, err = s.attach(ctx, r); err != nil {
 			return Result{Err: err}
 		}
 	}
@@ -465,8 +480,11 @@ func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
 		}
 	}
 	m := s.addMessage(b, r, key, to, seq, "", attachment)
-	if attachment != nil {
-		b.grant(string(r.AssetID), to, nil)
+	if asset != nil {
+		if err := s.grant(b, asset, to, nil); err != nil {
+			b.fatal = err
+			return Result{Err: err}
+		}
 	}
 	s.addHead(c, to, seq, "msg", m.ID)
 	if echo != 0 {

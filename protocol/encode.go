@@ -69,7 +69,10 @@ func AppendMsgTailWith[S ~string | ~[]byte](dst []byte, msgID, from, to, group s
 // AppendGroupEventTail appends the rest of a group frame (a membership
 // change) after its head: group, event, by, members (when any), name (when
 // not empty) and ts.
-func AppendGroupEventTail(dst []byte, group, event, by string, members []string, name string, ts int64) []byte {
+//
+// A "renamed" or "created" event carries the group's name; an "icon" event
+// its icon, an asset id ("" once removed).
+func AppendGroupEventTail(dst []byte, group, event, by string, members []string, name, icon string, ts int64) []byte {
 	dst = append(dst, `,"group":`...)
 	dst = AppendString(dst, group)
 	dst = append(dst, `,"event":`...)
@@ -83,6 +86,10 @@ func AppendGroupEventTail(dst []byte, group, event, by string, members []string,
 	if name != "" {
 		dst = append(dst, `,"name":`...)
 		dst = AppendString(dst, name)
+	}
+	if event == "icon" {
+		dst = append(dst, `,"icon":`...)
+		dst = AppendString(dst, icon)
 	}
 	dst = append(dst, `,"ts":`...)
 	dst = strconv.AppendInt(dst, ts, 10)

@@ -16,6 +16,7 @@ const (
 	CodeGroupFull            = "group_full"             // the group would exceed its member limit
 	CodeTooManyDevices       = "too_many_devices"       // the user has the most devices connected at once
 	CodeTooManySubscriptions = "too_many_subscriptions" // over the presence subscriptions of one connection
+	CodeInUse                = "in_use"                 // the asset is a profile photo or group icon: replace it first
 )
 
 // Error is a protocol error as carried by an error frame.
@@ -56,4 +57,7 @@ var (
 	errTypeStop       = &Error{CodeBadRequest, `"stop" must be true or false`}
 	errTypeAttachment = &Error{CodeBadRequest, `"attachment" must be an object`}
 	errTypeAssetID    = &Error{CodeBadRequest, `"attachment"."asset_id" must be a string`}
+	errTypeAbout      = &Error{CodeBadRequest, `"about" must be a string`}
+	errTypePhoto      = &Error{CodeBadRequest, `"photo" must be a string`}
+	errTypeIcon       = &Error{CodeBadRequest, `"icon" must be a string`}
 )

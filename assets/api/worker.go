@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -84,16 +85,31 @@ func (w *Worker) process(ctx context.Context, id string) error {
 	default:
 		return nil
 	}
-	blob, err := w.blobs.Put(ctx, bytes.NewReader(thumb.JPEG), w.limit)
+	// The thumbnail is an asset whose parent is a: it goes when a goes.
+	t := &chat.Asset{ID: assets.NewID(), Mime: "image/jpeg", Kind: "image", Parent: a.ID}
+	err = w.put(ctx, a.Owner, t, func() io.Reader { return bytes.NewReader(thumb.JPEG) })
 	if err != nil {
-		return err
-	}
-	t := &chat.Asset{ID: assets.NewID(), Hash: blob.Hash.String(), Size: blob.Size, Mime: "image/jpeg", Kind: "image"}
-	if err := submit(ctx, w.cat, &chat.Request{Kind: chat.KindAsset, From: a.Owner, Asset: t}); err != nil {
 		return err
 	}
 	m := &chat.Asset{ID: a.ID, Thumb: t.ID, Width: thumb.Original.Width, Height: thumb.Original.Height}
 	return submit(ctx, w.cat, &chat.Request{Kind: chat.KindAssetMedia, From: a.Owner, Asset: m})
+}
+
+// put stores what open yields as asset t of owner's, once more if the
+// collector deleted the blob while it was put (chat.ErrBlobGone).
+func (w *Worker) put(ctx context.Context, owner string, t *chat.Asset, open func() io.Reader) error {
+	for try := 0; ; try++ {
+		putAt := time.Now().UnixMilli()
+		blob, err := w.blobs.Put(ctx, open(), w.limit)
+		if err != nil {
+			return err
+		}
+		t.Hash, t.Size = blob.Hash.String(), blob.Size
+		err = submit(ctx, w.cat, &chat.Request{Kind: chat.KindAsset, From: owner, Asset: t, PutAt: putAt})
+		if !errors.Is(err, chat.ErrBlobGone) || try > 0 {
+			return err
+		}
+	}
 }
 
 // videoThumbnail copies the video to a temporary file for ffmpeg.
@@ -118,8 +134,13 @@ func (w *Worker) videoThumbnail(ctx context.Context, hash assets.Hash) (assets.T
 	return assets.VideoThumbnail(ctx, f.Name(), w.opts)
 }
 
+// submitter is the chat core's Submit.
+type submitter interface {
+	Submit(r *chat.Request) error
+}
+
 // submit sends r to the chat core and waits for its result.
-func submit(ctx context.Context, cat Catalog, r *chat.Request) error {
+func submit(ctx context.Context, cat submitter, r *chat.Request) error {
 	d := make(done, 1)
 	r.Done = d
 	if err := cat.Submit(r); err != nil {
