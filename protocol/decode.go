@@ -36,6 +36,9 @@ const (
 	TypeContactsRemove // "contacts.remove"
 	TypeContactsList   // "contacts.list"
 	TypeDevicesList    // "devices.list"
+	TypeProfileSet     // "profile.set"
+	TypeProfileGet     // "profile.get"
+	TypeGroupIcon      // "group.icon"
 )
 
 // types maps wire names to types.
@@ -48,7 +51,8 @@ var types = map[string]Type{
 	"active": TypeActive, "inactive": TypeInactive, "typing": TypeTyping,
 	"privacy.set": TypePrivacySet, "privacy.get": TypePrivacyGet,
 	"contacts.add": TypeContactsAdd, "contacts.remove": TypeContactsRemove, "contacts.list": TypeContactsList,
-	"devices.list": TypeDevicesList,
+	"devices.list": TypeDevicesList, "group.icon": TypeGroupIcon,
+	"profile.set": TypeProfileSet, "profile.get": TypeProfileGet,
 }
 
 // Limits of the decoder. Frames beyond them are refused with bad_request.
@@ -73,18 +77,21 @@ type Request struct {
 	MsgIDs   [][]byte
 	After    uint64
 	Group    []byte
-	Name     []byte
+	Name     []byte // group.create, group.rename, profile.set
 	Members  [][]byte
-	Users    [][]byte
+	Users    [][]byte // presence.*, contacts.*, profile.get
 	MsgID    []byte
 	LastSeen []byte // privacy.set
 	Online   []byte // privacy.set
 	Stop     bool   // typing
 	AssetID  []byte // send: "attachment":{"asset_id":…}
+	About    []byte // profile.set
+	Photo    []byte // profile.set: an asset id, or "" to remove the photo
+	Icon     []byte // group.icon: an asset id, or "" to remove the icon
 
 	HasType, HasID, HasTo, HasBody, HasStatus, HasMsgIDs, HasAfter            bool
 	HasGroup, HasName, HasMembers, HasUsers, HasMsgID, HasLastSeen, HasOnline bool
-	HasAttachment                                                             bool
+	HasAttachment, HasAbout, HasPhoto, HasIcon                                bool
 }
 
 func (r *Request) reset() {
@@ -229,6 +236,12 @@ func (p *parser) field(key []byte, r *Request) *Error {
 		return p.setStr(&r.LastSeen, &r.HasLastSeen, errTypeLastSeen)
 	case "online":
 		return p.setStr(&r.Online, &r.HasOnline, errTypeOnline)
+	case "about":
+		return p.setStr(&r.About, &r.HasAbout, errTypeAbout)
+	case "photo":
+		return p.setStr(&r.Photo, &r.HasPhoto, errTypePhoto)
+	case "icon":
+		return p.setStr(&r.Icon, &r.HasIcon, errTypeIcon)
 	case "attachment":
 		return p.attachment(r)
 	case "stop":

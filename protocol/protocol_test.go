@@ -66,9 +66,13 @@ func TestDecodeErrors(t *testing.T) {
 		`{"body":"\u12"}`:                errEscape,
 		`{"x":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`: errTooDeep,
 		`{"msg_ids":[` + strings.Repeat(`"a",`, 256) + `"a"]}`:            errTooManyIDs,
-		`{"x":tru}`:        errSyntax,
-		`{"x":-}`:          errSyntax,
-		`{"type":"send",}`: errSyntax,
+		`{"type":"profile.set","about":1}`:                                errTypeAbout,
+		`{"type":"profile.set","photo":null}`:                             errTypePhoto,
+		`{"type":"group.icon","icon":["A"]}`:                              errTypeIcon,
+		`{"type":"profile.set","name":false}`:                             errTypeName,
+		`{"x":tru}`:                                                       errSyntax,
+		`{"x":-}`:                                                         errSyntax,
+		`{"type":"send",}`:                                                errSyntax,
 	}
 	var d Decoder
 	var r Request
@@ -84,10 +88,12 @@ func TestDecodeAllocs(t *testing.T) {
 	var r Request
 	in := []byte(`{"type":"send","id":"c1","to":"bob","body":"hi \u00e9 there"}`)
 	rec := []byte(`{"type":"receipt","status":"read","msg_ids":["01J","01K","01L"]}`)
+	prof := []byte(`{"type":"profile.set","id":"p","name":"Al","about":"line\nline","photo":"01J"}`)
 	d.Decode(in, &r) // warm the scratch buffer
 	if n := testing.AllocsPerRun(100, func() {
 		d.Decode(in, &r)
 		d.Decode(rec, &r)
+		d.Decode(prof, &r)
 	}); n != 0 {
 		t.Fatalf("Decode allocates %v times per run", n)
 	}
@@ -143,6 +149,9 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"send","body":"\ud83d\ude00 \u00e9 \\ \" \/ \b\f\n\r\t"}`,
 		`{"x":{"y":[1,-2.5e+3,true,false,null,{"z":"w"}]},"type":"sync"}`,
 		`{"type":"send","body":"\ud800"}`,
+		`{"type":"profile.set","id":"p1","name":"Al","about":"a\nb","photo":""}`,
+		`{"type":"profile.get","id":"p2","users":["bob","carol"]}`,
+		`{"type":"group.icon","id":"i1","group":"01JDQ5A0000000000000000000","icon":"0123456789ABCDEFGHJKMNPQRS"}`,
 		`[1]`, `{`, `{"a"}`, `{"after":00}`,
 	}
 	for _, s := range seeds {
@@ -163,7 +172,8 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for key, dst := range map[string][]byte{"id": r.ID, "to": r.To, "body": r.Body, "type": r.TypeName} {
+		for key, dst := range map[string][]byte{"id": r.ID, "to": r.To, "body": r.Body, "type": r.TypeName,
+			"name": r.Name, "about": r.About, "photo": r.Photo, "icon": r.Icon} {
 			raw, ok := std[key]
 			if !ok {
 				continue
@@ -225,5 +235,30 @@ func TestDecodeAttachment(t *testing.T) {
 		if e := d.Decode([]byte(in), &r); e == nil || e.Message != want {
 			t.Errorf("%s: %v, want %s", in, e, want)
 		}
+	}
+}
+
+func TestDecodeProfileAndIcon(t *testing.T) {
+	var d Decoder
+	var r Request
+	in := `{"type":"profile.set","id":"p1","name":"Al \u00e9","about":"two\nlines","photo":"0123456789ABCDEFGHJKMNPQRS"}`
+	if e := d.Decode([]byte(in), &r); e != nil {
+		t.Fatal(e)
+	}
+	if r.Type != TypeProfileSet || !r.HasName || string(r.Name) != "Al é" || !r.HasAbout || string(r.About) != "two\nlines" ||
+		!r.HasPhoto || string(r.Photo) != "0123456789ABCDEFGHJKMNPQRS" || r.HasIcon {
+		t.Fatalf("profile.set: %+v", r)
+	}
+	// An empty photo is there (it removes the photo); one not sent is not.
+	if e := d.Decode([]byte(`{"type":"profile.set","id":"p2","photo":""}`), &r); e != nil || !r.HasPhoto || len(r.Photo) != 0 || r.HasName || r.HasAbout {
+		t.Fatalf("profile.set photo \"\": %v %+v", e, r)
+	}
+	if e := d.Decode([]byte(`{"type":"profile.get","id":"p3","users":["bob","carol"]}`), &r); e != nil ||
+		r.Type != TypeProfileGet || len(r.Users) != 2 || string(r.Users[1]) != "carol" || r.HasPhoto {
+		t.Fatalf("profile.get: %v %+v", e, r)
+	}
+	if e := d.Decode([]byte(`{"type":"group.icon","id":"i","group":"G","icon":""}`), &r); e != nil ||
+		r.Type != TypeGroupIcon || !r.HasIcon || len(r.Icon) != 0 || string(r.Group) != "G" {
+		t.Fatalf("group.icon: %v %+v", e, r)
 	}
 }
