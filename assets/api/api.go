@@ -4,6 +4,7 @@
 //
 //	POST /v1/assets                  upload a file in one request (small files)
 //	GET  /v1/assets/{id}             download (Range, ETag, immutable caching)
+//	DELETE /v1/assets/{id}           its owner deletes it
 //	POST /v1/assets/{id}/url         a signed URL for the asset, for a CDN or a browser
 //	/v1/assets/uploads/              resumable uploads, tus 1.0 (tus.go; with Config.UploadDir)
 //
@@ -21,6 +22,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -48,6 +50,19 @@ type Config struct {
 	// UploadExpiry is how long an unfinished resumable upload is kept
 	// after its last byte arrived. Default 24h.
 	UploadExpiry time.Duration `yaml:"upload_expiry" help:"how long an unfinished resumable (tus) upload is kept after its last byte arrived (default 24h)"`
+	// UnsentExpiry is how long an uploaded file that was never sent in a
+	// message (nor made a profile photo or group icon) is kept. Default
+	// 24h.
+	UnsentExpiry time.Duration `yaml:"unsent_expiry" help:"how long an uploaded file that is never sent (nor made a profile photo or group icon) is kept (default 24h)"`
+	// Retention is how long a file is kept after its upload, sent or not
+	// (media retention); profile photos and group icons in use are kept.
+	// Default 0: until its owner deletes it.
+	Retention time.Duration `yaml:"retention" help:"how long files are kept after their upload, sent or not; profile photos and group icons in use are kept (default 0: until the owner deletes them)"`
+	// BlobGrace is how long the bytes of deleted files stay on disk before
+	// the collector removes them. Default 1h.
+	BlobGrace time.Duration `yaml:"blob_grace" help:"how long the bytes of deleted files stay in the blob store before they are removed (default 1h)"`
+	// CollectInterval is how often the collector runs. Default 1h.
+	CollectInterval time.Duration `yaml:"collect_interval" help:"how often expired files are collected (default 1h)"`
 	// UploadDir is the directory of unfinished resumable uploads, created
 	// if missing; "" disables resumable uploads. (serve sets it to
 	// <data_dir>/uploads.)
@@ -74,12 +89,24 @@ func (c *Config) SetDefaults() {
 	if c.UploadExpiry == 0 {
 		c.UploadExpiry = 24 * time.Hour
 	}
+	if c.UnsentExpiry == 0 {
+		c.UnsentExpiry = 24 * time.Hour
+	}
+	if c.BlobGrace == 0 {
+		c.BlobGrace = time.Hour
+	}
+	if c.CollectInterval == 0 {
+		c.CollectInterval = time.Hour
+	}
 }
 
 // Validate reports settings that cannot work.
 func (c *Config) Validate() error {
-	if c.MaxUploadBytes < 0 || c.SignedURLTTL < 0 || c.UploadExpiry < 0 {
-		return errors.New("assets: max_upload_bytes, signed_url_ttl and upload_expiry must not be negative")
+	if c.MaxUploadBytes < 0 || c.SignedURLTTL < 0 || c.UploadExpiry < 0 || c.UnsentExpiry < 0 || c.Retention < 0 || c.BlobGrace < 0 || c.CollectInterval < 0 {
+		return errors.New("assets: max_upload_bytes, signed_url_ttl, upload_expiry, unsent_expiry, retention, blob_grace and collect_interval must not be negative")
+	}
+	if c.Retention > 0 && c.Retention < c.UnsentExpiry {
+		return fmt.Errorf("assets: retention %v is shorter than unsent_expiry %v", c.Retention, c.UnsentExpiry)
 	}
 	return nil
 }
@@ -128,6 +155,7 @@ func New(cfg Config, blobs assets.Blobs, cat Catalog, auth Authenticator, signer
 	// GET /v1/assets/{id}/thumb. A wildcard, not "thumb": a literal there
 	// would clash with the tus routes under /v1/assets/uploads/.
 	h.mux.HandleFunc("GET /v1/assets/{id}/{variant}", h.download)
+	h.mux.HandleFunc("DELETE /v1/assets/{id}", h.delete)
 	h.mux.HandleFunc("POST /v1/assets/{id}/url", h.signedURL)
 	h.mux.HandleFunc("GET /v1/assets/sha256/{hash}", h.byHash)
 	if cfg.UploadDir != "" {
@@ -209,6 +237,9 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := h.store(r.Context(), user, r.Body, claimedType(r.Header.Get("Content-Type")), name)
+	if errors.Is(err, errBlobGone) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(chat.FenceSlack/time.Second)+1))
+	}
 	if err != nil {
 		refusalOf(err).writeTo(w)
 		return
@@ -265,6 +296,7 @@ func (h *Handler) store(ctx context.Context, user string, r io.Reader, claimed, 
 		return nil, &refusal{http.StatusUnsupportedMediaType, "type_mismatch",
 			fmt.Sprintf("the file is %s, not the %s it claims to be", mimeType, claimed)}
 	}
+	putAt := time.Now().UnixMilli()
 	blob, err := h.blobs.Put(ctx, body, h.cfg.MaxUploadBytes)
 	switch {
 	case errors.Is(err, assets.ErrTooLarge):
@@ -278,7 +310,9 @@ func (h *Handler) store(ctx context.Context, user string, r io.Reader, claimed, 
 	}
 	a := &chat.Asset{ID: assets.NewID(), Hash: blob.Hash.String(), Size: blob.Size, Mime: mimeType,
 		Kind: kind.String(), Name: name}
-	if err := h.record(ctx, user, a); err != nil {
+	if err := h.record(ctx, user, a, putAt); errors.Is(err, chat.ErrBlobGone) {
+		return nil, errBlobGone
+	} else if err != nil {
 		h.log.Warn("recording an asset failed", "err", err)
 		return nil, &refusal{http.StatusServiceUnavailable, "unavailable", "the upload could not be recorded: retry"}
 	}
@@ -389,10 +423,18 @@ type done chan chat.Result
 
 func (d done) Complete(_ *chat.Request, res chat.Result) { d <- res }
 
+// errBlobGone: the blob an upload was stored as was deleted by the
+// collector while the upload ran (it held the same bytes as a file deleted
+// a while before). Rare; nothing was recorded, and the bytes must be
+// stored again: the tus handler does so from its file, a single-request
+// upload is answered 503 with a Retry-After past chat.FenceSlack.
+var errBlobGone = &refusal{http.StatusServiceUnavailable, "unavailable", "the upload met a clean-up of the same bytes: upload it again"}
+
 // record commits a's record through the chat core and waits for it.
-func (h *Handler) record(ctx context.Context, owner string, a *chat.Asset) error {
+// putAt is when the Put of its blob began (unix ms).
+func (h *Handler) record(ctx context.Context, owner string, a *chat.Asset, putAt int64) error {
 	d := make(done, 1)
-	if err := h.cat.Submit(&chat.Request{Kind: chat.KindAsset, From: owner, Asset: a, Done: d}); err != nil {
+	if err := h.cat.Submit(&chat.Request{Kind: chat.KindAsset, From: owner, Asset: a, PutAt: putAt, Done: d}); err != nil {
 		return err
 	}
 	select {
@@ -463,6 +505,39 @@ func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", time.Time{}, rs)
 }
 
+// callerAndID returns the caller of a request on /v1/assets/{id} and the
+// id, or answers 404 and false without a valid token or id.
+func (h *Handler) callerAndID(w http.ResponseWriter, r *http.Request) (user, id string, ok bool) {
+	user, id = h.user(r), r.PathValue("id")
+	if user == "" || !assets.ValidID(id) {
+		notFound(w)
+		return "", "", false
+	}
+	return user, id, true
+}
+
+// delete answers DELETE /v1/assets/{id}: the owner deletes a file. Who
+// was sent it can no longer download it, and its bytes no longer count
+// against the owner's quota.
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+	user, id, ok := h.callerAndID(w, r)
+	if !ok {
+		return
+	}
+	err := submit(r.Context(), h.cat, &chat.Request{Kind: chat.KindAssetDelete, From: user, AssetID: []byte(id)})
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusNoContent)
+	case errors.Is(err, chat.ErrAssetInUse):
+		apiError(w, http.StatusConflict, "in_use", chat.ErrAssetInUse.Message)
+	case errors.Is(err, chat.ErrAssetNotFound):
+		notFound(w)
+	default:
+		h.log.Warn("deleting an asset failed", "err", err)
+		apiError(w, http.StatusServiceUnavailable, "unavailable", "retry later")
+	}
+}
+
 // byHash answers GET /v1/assets/sha256/{hash}: an asset with those bytes
 // that the caller may already read, so that they can send it without
 // uploading it again. An asset of those bytes that the caller may not
@@ -495,10 +570,8 @@ func (h *Handler) byHash(w http.ResponseWriter, r *http.Request) {
 // asset without a token until it expires; only a caller who may read the
 // asset gets one.
 func (h *Handler) signedURL(w http.ResponseWriter, r *http.Request) {
-	user := h.user(r)
-	id := r.PathValue("id")
-	if user == "" || !assets.ValidID(id) {
-		notFound(w)
+	user, id, ok := h.callerAndID(w, r)
+	if !ok {
 		return
 	}
 	a, err := h.cat.MayRead(r.Context(), id, user)

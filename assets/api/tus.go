@@ -41,6 +41,7 @@ import (
 	xslog "golang.org/x/exp/slog"
 
 	"github.com/switchboard/switchboard/assets"
+	"github.com/switchboard/switchboard/chat"
 )
 
 // Upload-Metadata keys. The client's filename and filetype are kept;
@@ -265,6 +266,18 @@ func (t *tusUploads) finished(ev tusd.HookEvent) (tusd.HTTPResponse, error) {
 	}
 	defer f.Close()
 	a, err := t.h.store(ev.Context, info.MetaData[metaOwner], f, claimedType(info.MetaData[metaFiletype]), info.MetaData[metaFilename])
+	for try := 0; errors.Is(err, errBlobGone) && try < 3; try++ {
+		// The file is still here: store it again once the collector's
+		// fence has passed (chat.FenceSlack).
+		select {
+		case <-time.After(chat.FenceSlack + 100*time.Millisecond):
+		case <-ev.Context.Done():
+			return tusd.HTTPResponse{}, ev.Context.Err()
+		}
+		if _, err = f.Seek(0, io.SeekStart); err == nil {
+			a, err = t.h.store(ev.Context, info.MetaData[metaOwner], f, claimedType(info.MetaData[metaFiletype]), info.MetaData[metaFilename])
+		}
+	}
 	// tusd's write deadline runs from the last byte read; storing a large
 	// file in a remote blob store can outlast it, and the answer must
 	// still reach the client.

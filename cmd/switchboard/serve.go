@@ -306,6 +306,13 @@ func serveAssets(cfg Config, secret []byte, svc *chat.Service, bus chat.Bus, aut
 		h.Close()
 		return nil, fmt.Errorf("asset worker: %w", err)
 	}
+	// The collector: files never sent, media past retention, unused bytes.
+	collector, err := api.NewCollector(acfg, blobs, svc, log)
+	if err != nil {
+		stopWorker()
+		h.Close()
+		return nil, fmt.Errorf("assets config: %w", err)
+	}
 	ln, err := net.Listen("tcp", cfg.Assets.Listen)
 	if err != nil {
 		stopWorker()
@@ -318,12 +325,14 @@ func serveAssets(cfg Config, secret []byte, svc *chat.Service, bus chat.Bus, aut
 			log.Error("asset API stopped", "err", err)
 		}
 	}()
+	collector.Start()
 	log.Info("asset API serving", "listen", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr().String())+"/v1/assets")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
 		srv.Shutdown(ctx)
 		h.Close()
+		collector.Close()
 		stopWorker()
 	}, nil
 }
