@@ -1,7 +1,9 @@
 // Package interop checks that Switchboard's WebSocket gateway and protocol
 // v1 work with two WebSocket implementations the project did not write:
-// Python's websockets (python_client.py) and Node's ws (node_client.mjs).
-// The package has no code to import; everything is in its test.
+// Python's websockets (python_client.py) and Node's ws (node_client.mjs),
+// and that its resumable uploads work with the reference tus client,
+// tus-js-client (tus_client.mjs). The package has no code to import;
+// everything is in its tests (load.mjs finds the npm packages).
 //
 // TestInterop builds cmd/switchboard, starts it on a random loopback port
 // with a temporary data dir and short ping_interval/idle_timeout, mints
@@ -29,6 +31,12 @@
 //   - A binary frame gets close 1003; a bad token gets HTTP 401 before the
 //     upgrade; A pings with a payload, gets it back in the pong, and closes
 //     with a close handshake.
+//
+// TestTusJSClient uploads 5 MiB with tus-js-client in 1 MiB chunks, cuts
+// the upload in its third chunk (upload.abort()), resumes it with a new
+// tus.Upload given the uploadUrl (one HEAD, then PATCHes from the server's
+// Upload-Offset), and checks the finished asset (Asset-Id, Asset-Sha256,
+// then a download) against the bytes it sent.
 //
 // Users are alice-<impl> and bob-<impl> (alice-python, bob-node, …), so the
 // two scripts share one server without sharing an inbox. Run by hand with

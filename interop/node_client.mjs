@@ -23,30 +23,11 @@
 // "FAIL <who>: <what came back>" to stderr and exits 1.
 
 import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadPackage } from './load.mjs';
 import { parseArgs } from 'node:util';
 
-// loadWS finds ws the usual way or in the test-deps cache and returns the
-// WebSocket class and the package version.
-function loadWS() {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const dirs = [here, process.env.INTEROP_NODE_MODULES || path.join(here, '..', '.cache', 'interop', 'node')];
-  const errs = [];
-  for (const dir of dirs) {
-    try {
-      const req = createRequire(path.join(dir, 'package.json'));
-      return { WebSocket: req('ws'), version: req('ws/package.json').version };
-    } catch (e) {
-      errs.push(`${dir}: ${e.message.split('\n')[0]}`);
-    }
-  }
-  console.error(`FAIL cannot load the ws package (run scripts/test-deps.sh): ${errs.join('; ')}`);
-  process.exit(1);
-}
 
-const { WebSocket, version: wsVersion } = loadWS();
+const { module: WebSocket, version: wsVersion } = loadPackage('ws');
 const IMPL = `node ws ${wsVersion} (node ${process.version})`;
 
 class Failure extends Error {}

@@ -36,9 +36,7 @@
 // failure prints "FAIL <what came back>" to stderr and exits 1.
 
 import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadPackage } from './load.mjs';
 import { parseArgs } from 'node:util';
 
 const MiB = 1 << 20;
@@ -47,25 +45,8 @@ const FILETYPE = 'application/octet-stream';
 // cutAfter is how many chunks the server acknowledges before the cut.
 const cutAfter = 2;
 
-// loadTus finds tus-js-client the usual way or in the test-deps cache and
-// returns the module and the package version.
-function loadTus() {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const dirs = [here, process.env.INTEROP_NODE_MODULES || path.join(here, '..', '.cache', 'interop', 'node')];
-  const errs = [];
-  for (const dir of dirs) {
-    try {
-      const req = createRequire(path.join(dir, 'package.json'));
-      return { tus: req('tus-js-client'), version: req('tus-js-client/package.json').version };
-    } catch (e) {
-      errs.push(`${dir}: ${e.message.split('\n')[0]}`);
-    }
-  }
-  console.error(`FAIL cannot load the tus-js-client package (run scripts/test-deps.sh): ${errs.join('; ')}`);
-  process.exit(1);
-}
 
-const { tus, version: tusVersion } = loadTus();
+const { module: tus, version: tusVersion } = loadPackage('tus-js-client');
 const IMPL = `tus-js-client ${tusVersion} (node ${process.version})`;
 
 class Failure extends Error {}
