@@ -80,9 +80,12 @@ var (
 // deleted is told so (ErrBlobGone) rather than recorded over nothing.
 const PutFence = 24 * time.Hour
 
-// clockSlack covers clocks that disagree between the processes that put
-// blobs and the one that commits.
-const clockSlack = time.Minute
+// FenceSlack covers clocks that disagree between the processes that put
+// blobs and the one that commits: a Put that began within FenceSlack after
+// a blob's deletion is refused as if it began before (ErrBlobGone), and
+// succeeds when tried again after FenceSlack. Clocks of the processes must
+// agree to better than this (NTP does).
+const FenceSlack = 2 * time.Second
 
 // State record keys of assets.
 //
@@ -492,7 +495,7 @@ func (s *Service) fenceBlob(ctx context.Context, b *building, hash string, putAt
 	case BlobDeleting:
 		return ErrBlobGone
 	case BlobDeleted:
-		if putAt <= st.Since+clockSlack.Milliseconds() {
+		if putAt <= st.Since+FenceSlack.Milliseconds() {
 			return ErrBlobGone // the Put may have found the blob before it went
 		}
 	}
