@@ -194,6 +194,16 @@ func TestSignedURLs(t *testing.T) {
 	if resp := e.do(t, "GET", tampered, "", nil, nil); resp.StatusCode != 404 {
 		t.Fatalf("tampered signed URL: %d", resp.StatusCode)
 	}
+	path := "/v1/assets/" + a.ID
+	expired := path + "?" + e.h.signer.Sign(path, time.Now().Add(-time.Second))
+	if resp := e.do(t, "GET", expired, "", nil, nil); resp.StatusCode != 404 {
+		t.Fatalf("expired signed URL: %d", resp.StatusCode)
+	}
+	other := e.upload(t, "alice", []byte("%PDF-1.7\nother"), "application/pdf", "other.pdf")
+	moved := strings.Replace(u.URL, a.ID, other.ID, 1)
+	if resp := e.do(t, "GET", moved, "", nil, nil); resp.StatusCode != 404 {
+		t.Fatalf("a signed URL moved to another asset: %d", resp.StatusCode)
+	}
 	if resp := e.do(t, "POST", "/v1/assets/"+a.ID+"/url", "mallory", nil, nil); resp.StatusCode != 404 {
 		t.Fatalf("a signed URL for someone who may not read it: %d", resp.StatusCode)
 	}
