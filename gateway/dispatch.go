@@ -5,22 +5,23 @@ import (
 	"github.com/switchboard/switchboard/protocol"
 )
 
-// Frames beyond v1's send, receipt and sync: groups, msg.info and typing
-// go to the Service's committer (which holds the groups); devices.list to
-// a hub worker. Each frame with an "id" gets exactly one reply with that
-// id, an ack or an error.
+// Frames beyond v1's send, receipt and sync: groups, msg.info, typing and
+// profiles (profile.go) go to the Service's committer (which holds the
+// groups); devices.list to a hub worker. Each frame with an "id" gets
+// exactly one reply with that id, an ack or an error.
 
 var groupOps = map[protocol.Type]chat.GroupOp{
 	protocol.TypeGroupCreate: chat.GroupCreate, protocol.TypeGroupAdd: chat.GroupAdd,
 	protocol.TypeGroupRemove: chat.GroupRemove, protocol.TypeGroupLeave: chat.GroupLeave,
 	protocol.TypeGroupPromote: chat.GroupPromote, protocol.TypeGroupDemote: chat.GroupDemote,
 	protocol.TypeGroupRename: chat.GroupRename, protocol.TypeGroupInfo: chat.GroupInfo,
-	protocol.TypeGroupList: chat.GroupList,
+	protocol.TypeGroupList: chat.GroupList, protocol.TypeGroupIcon: chat.GroupIcon,
 }
 
 const (
 	msgBadGroup = `"group" must be a group id, as group.create returned it`
 	msgNeedID   = `"id" is required: 1 to 128 bytes`
+	msgBadUsers = `"users" entries must be user ids: 1 to 128 bytes, no control characters`
 )
 
 // dispatch handles a known frame type that message does not.
@@ -46,6 +47,8 @@ func (l *loop) dispatch(c *wsConn, r *protocol.Request, now int64) {
 		l.submit(c, q, r.ID)
 	case protocol.TypeTyping:
 		l.typing(c, r, now)
+	case protocol.TypeProfileSet, protocol.TypeProfileGet:
+		l.profile(c, r, now)
 	case protocol.TypeDevicesList:
 		if !r.HasID || !validID(r.ID) {
 			l.writeError(c, r.ID, protocol.CodeBadRequest, msgNeedID)
@@ -71,8 +74,14 @@ func (l *loop) groupOp(c *wsConn, r *protocol.Request, op chat.GroupOp, now int6
 	case (op == chat.GroupAdd || op == chat.GroupRemove || op == chat.GroupPromote || op == chat.GroupDemote) && !r.HasMembers:
 		l.writeError(c, r.ID, protocol.CodeBadRequest, `missing "members"`)
 		return
+	case op == chat.GroupIcon && !r.HasIcon:
+		l.writeError(c, r.ID, protocol.CodeBadRequest, `missing "icon"`)
+		return
+	case op == chat.GroupIcon && !validAssetRef(r.Icon):
+		l.writeError(c, r.ID, protocol.CodeBadRequest, msgBadIcon)
+		return
 	}
-	need := len(r.ID) + len(r.Group) + len(r.Name)
+	need := len(r.ID) + len(r.Group) + len(r.Name) + len(r.Icon)
 	for _, m := range r.Members {
 		need += len(m)
 	}
@@ -81,6 +90,9 @@ func (l *loop) groupOp(c *wsConn, r *protocol.Request, op chat.GroupOp, now int6
 	q.ClientID = q.keep(r.ID)
 	q.Group = q.keep(r.Group)
 	q.Name = q.keep(r.Name)
+	if op == chat.GroupIcon {
+		q.AssetID = q.keep(r.Icon) // empty: remove the icon
+	}
 	for _, m := range r.Members {
 		q.Members = append(q.Members, q.keep(m))
 	}

@@ -94,6 +94,9 @@ func FuzzFrames(f *testing.F) {
 	add(rawFrame(ws.OpText, true, 0, true, []byte(`{"type":"send","id":"1","to":"bob","body":"hi"}`)))
 	add(rawFrame(ws.OpText, true, 0, true, []byte(`{"type":"receipt","id":"r","status":"read","msg_ids":["a","b"]}`)))
 	add(rawFrame(ws.OpText, true, 0, true, []byte(`{"type":"sync","after":3}`)))
+	add(rawFrame(ws.OpText, true, 0, true, []byte(`{"type":"profile.set","id":"p","name":"Al","about":"a\nb","photo":""}`)),
+		rawFrame(ws.OpText, true, 0, true, []byte(`{"type":"profile.get","id":"g","users":["bob"]}`)))
+	add(rawFrame(ws.OpText, true, 0, true, []byte(`{"type":"group.icon","id":"i","group":"01JDQ5A0000000000000000000","icon":"0123456789ABCDEFGHJKMNPQRS"}`)))
 	add(rawFrame(ws.OpText, false, 0, true, []byte(`{"type":`)), rawFrame(ws.OpPing, true, 0, true, []byte("p")),
 		rawFrame(ws.OpContinuation, true, 0, true, []byte(`"sync"}`)))
 	add(rawFrame(ws.OpClose, true, 0, true, []byte{0x03, 0xE8, 'b', 'y', 'e'}))

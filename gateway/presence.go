@@ -113,7 +113,7 @@ func (l *loop) presence(c *wsConn, r *protocol.Request, now int64) {
 		}
 		for _, u := range r.Users {
 			if !validUser(u) {
-				l.writeError(c, r.ID, protocol.CodeBadRequest, `"users" entries must be user ids: 1 to 128 bytes, no control characters`)
+				l.writeError(c, r.ID, protocol.CodeBadRequest, msgBadUsers)
 				return
 			}
 			pr.users = append(pr.users, string(u))
