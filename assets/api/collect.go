@@ -86,7 +86,7 @@ func (c *Collector) Start() {
 			st, err := c.Collect(ctx, time.Now())
 			cancel()
 			switch {
-			case err != nil && !errors.Is(err, context.Canceled):
+			case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, chat.ErrShuttingDown):
 				c.log.Warn("asset collection failed; retrying next interval", "err", err, "assets", st.Assets, "blobs", st.Blobs)
 			case st != CollectStats{}:
 				c.log.Info("assets collected", "assets", st.Assets, "blobs", st.Blobs, "bytes", st.Bytes)

@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"image"
 	"image/jpeg"
 	"image/png"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -144,5 +148,80 @@ func TestImageThumbnailEndToEnd(t *testing.T) {
 			t.Fatalf("no thumbnail after 10s: %d %s", resp.StatusCode, body)
 		}
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+}
+
+// TestCollectionEndToEnd: through the binary with short settings, a file
+// never sent is collected (404, and its bytes leave the blob directory)
+// while one that was sent stays; the owner's DELETE takes effect at once.
+func TestCollectionEndToEnd(t *testing.T) {
+	srv := testserver.Start(t, testserver.Options{Env: []string{
+		"SWITCHBOARD_ASSETS_UNSENT_EXPIRY=1s", "SWITCHBOARD_ASSETS_COLLECT_INTERVAL=200ms",
+		"SWITCHBOARD_ASSETS_BLOB_GRACE=1ms",
+	}})
+	dir := srv.DataDir()
+	tokens := map[string]string{"alice": testserver.Token(t, dir, "alice", ""), "bob": testserver.Token(t, dir, "bob", "")}
+	do := func(method, url, user string, body []byte) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tokens[user])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	upload := func(body string) (id, hash string) {
+		t.Helper()
+		resp := do("POST", srv.AssetsURL(), "alice", []byte(body))
+		var a struct {
+			ID   string `json:"asset_id"`
+			Hash string `json:"sha256"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("upload: %d %v", resp.StatusCode, err)
+		}
+		return a.ID, a.Hash
+	}
+	// <data_dir>/blobs is the blob directory, whose blobs/ holds the files.
+	blobPath := func(hash string) string { return filepath.Join(dir, "blobs", "blobs", hash[:2], hash[2:4], hash) }
+	unsent, unsentHash := upload("%PDF-1.7\nnever sent")
+	sent, sentHash := upload("%PDF-1.7\nsent to bob")
+	deleted, deletedHash := upload("%PDF-1.7\ndeleted by alice")
+	alice, err := dial(srv.Addr(), tokens["alice"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.conn.Close()
+	if ack, _ := alice.request(t, map[string]any{"type": "send", "id": "m1", "to": "bob", "body": "here",
+		"attachment": map[string]any{"asset_id": sent}}); ack.Type != "ack" {
+		t.Fatalf("send: %v", ack.raw)
+	}
+	if resp := do("DELETE", srv.AssetsURL()+"/"+deleted, "alice", nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %d", resp.StatusCode)
+	}
+	if resp := do("GET", srv.AssetsURL()+"/"+deleted, "alice", nil); resp.StatusCode != 404 {
+		t.Fatalf("GET after DELETE: %d", resp.StatusCode)
+	}
+	gone := func(path string) bool {
+		_, err := os.Stat(path)
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	if gone(blobPath(unsentHash)) || gone(blobPath(sentHash)) {
+		t.Fatalf("the uploaded files are not at %s", blobPath(unsentHash))
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !(gone(blobPath(unsentHash)) && gone(blobPath(deletedHash))) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 15 s the unsent and deleted files' bytes are still there\n%s", srv.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if resp := do("GET", srv.AssetsURL()+"/"+unsent, "alice", nil); resp.StatusCode != 404 {
+		t.Fatalf("the collected file: %d", resp.StatusCode)
+	}
+	if resp := do("GET", srv.AssetsURL()+"/"+sent, "bob", nil); resp.StatusCode != 200 || gone(blobPath(sentHash)) {
+		t.Fatalf("the sent file after collection: %d", resp.StatusCode)
 	}
 }

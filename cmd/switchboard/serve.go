@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -270,6 +271,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// Stop taking requests, commit and answer what is queued, then say
 	// goodbye to clients (1001) and stop the loops.
 	g.Drain()
+	stopAssets() // its requests and collector use svc
 	svc.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -283,7 +285,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // serveAssets starts the asset HTTP API on its own listener, storing
 // files in <data_dir>/blobs and unfinished resumable uploads in
-// <data_dir>/uploads, and returns what stops it.
+// <data_dir>/uploads, and returns what stops it (safe to call more than once).
 func serveAssets(cfg Config, secret []byte, svc *chat.Service, bus chat.Bus, auth api.Authenticator, log *slog.Logger) (stop func(), err error) {
 	if cfg.Assets.Listen == "off" {
 		return func() {}, nil
@@ -327,13 +329,16 @@ func serveAssets(cfg Config, secret []byte, svc *chat.Service, bus chat.Bus, aut
 	}()
 	collector.Start()
 	log.Info("asset API serving", "listen", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr().String())+"/v1/assets")
+	var once sync.Once
 	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-		defer cancel()
-		srv.Shutdown(ctx)
-		h.Close()
-		collector.Close()
-		stopWorker()
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			srv.Shutdown(ctx)
+			h.Close()
+			collector.Close()
+			stopWorker()
+		})
 	}, nil
 }
 
