@@ -405,7 +405,7 @@ func (c *Client) inboxEvent(f *serverFrame, p []byte) Event {
 			Group: f.Group, All: f.All, TS: ts, Raw: p,
 		}
 	default: // "group"
-		ev := GroupEvent{Seq: f.Seq, Group: f.Group, Event: f.Event, By: f.By, Name: f.Name, TS: ts, Raw: p}
+		ev := GroupEvent{Seq: f.Seq, Group: f.Group, Event: f.Event, By: f.By, Name: f.Name, Icon: f.Icon, TS: ts, Raw: p}
 		if len(f.Members) > 0 {
 			if err := json.Unmarshal(f.Members, &ev.Members); err != nil {
 				c.log.Warn("client: group event with malformed members", "seq", f.Seq, "err", err)

@@ -39,10 +39,11 @@
 //
 // # Requests
 //
-// Group management, msg.info, presence, privacy, contacts, devices and
-// typing are requests: Request sends a frame and waits for the reply with
-// its id, and typed helpers (CreateGroup, GroupInfo, MsgInfo, Subscribe,
-// SetPrivacy, Devices, …) wrap it. They are not queued: they need a
+// Group management, msg.info, presence, privacy, contacts, devices,
+// typing and profiles are requests: Request sends a frame and waits for
+// the reply with its id, and typed helpers (CreateGroup, GroupInfo,
+// MsgInfo, Subscribe, SetPrivacy, Devices, SetProfile, Profiles,
+// SetGroupIcon, …) wrap it. They are not queued: they need a
 // connection (ErrNotConnected otherwise), and a refusal is a *ServerError
 // with the protocol's code. The two pieces of state the server keeps per
 // connection, SetActive and Subscribe, are remembered by the Client and

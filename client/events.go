@@ -98,11 +98,13 @@ const (
 	GroupPromoted = "promoted"
 	GroupDemoted  = "demoted"
 	GroupRenamed  = "renamed"
+
+	GroupIconChanged = "icon" // Icon is the new icon, "" once removed
 )
 
-// GroupEvent is a change of a group's membership or name, an entry of the
-// inbox of every member before and after the change: it has a seq and
-// syncs like a message.
+// GroupEvent is a change of a group's membership, name or icon, an entry
+// of the inbox of every member before and after the change: it has a seq
+// and syncs like a message.
 type GroupEvent struct {
 	Seq     uint64
 	Group   string   // the group id
@@ -110,6 +112,7 @@ type GroupEvent struct {
 	By      string   // who made the change
 	Members []string // the users concerned; for GroupCreated, all members
 	Name    string   // the group's name, for GroupCreated and GroupRenamed
+	Icon    string   // for GroupIconChanged, the icon's asset id ("": removed)
 	TS      time.Time
 	Raw     []byte
 }

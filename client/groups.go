@@ -24,6 +24,7 @@ type GroupMember struct {
 type GroupInfo struct {
 	ID        string
 	Name      string
+	Icon      string // the icon's asset id (Download fetches it); "" for none
 	Created   time.Time
 	CreatedBy string
 	Members   []GroupMember // sorted by user
@@ -144,11 +145,13 @@ func (c *Client) RenameGroup(ctx context.Context, group, name string) error {
 	return c.call(ctx, "group.rename", map[string]any{"group": group, "name": name}, nil)
 }
 
-// GroupInfo returns group's name, creation and members (members only).
+// GroupInfo returns group's name, icon, creation and members (members
+// only).
 func (c *Client) GroupInfo(ctx context.Context, group string) (GroupInfo, error) {
 	var ack struct {
 		Group     string        `json:"group"`
 		Name      string        `json:"name"`
+		Icon      string        `json:"icon"`
 		Created   int64         `json:"created"`
 		CreatedBy string        `json:"created_by"`
 		Members   []GroupMember `json:"members"`
@@ -156,7 +159,7 @@ func (c *Client) GroupInfo(ctx context.Context, group string) (GroupInfo, error)
 	if err := c.call(ctx, "group.info", map[string]any{"group": group}, &ack); err != nil {
 		return GroupInfo{}, err
 	}
-	return GroupInfo{ID: ack.Group, Name: ack.Name, Created: time.UnixMilli(ack.Created),
+	return GroupInfo{ID: ack.Group, Name: ack.Name, Icon: ack.Icon, Created: time.UnixMilli(ack.Created),
 		CreatedBy: ack.CreatedBy, Members: ack.Members}, nil
 }
 

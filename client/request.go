@@ -23,8 +23,8 @@ type reply struct {
 // Handler.
 //
 // Requests are for frames that are answered and need no durability:
-// group.*, msg.info, presence.*, privacy.*, contacts.*, devices.list,
-// active, inactive, typing. They are not kept in the outbox: a Request
+// group.*, msg.info, presence.*, privacy.*, contacts.*, profile.*,
+// devices.list, active, inactive, typing. They are not kept in the outbox: a Request
 // works only while connected, and fails with an error matching
 // ErrNotConnected when there is no connection or it is lost before the
 // reply (the server may or may not have carried the request out). Use

@@ -59,6 +59,7 @@ type serverFrame struct {
 	All      bool            `json:"all"`
 	Event    string          `json:"event"`
 	Name     string          `json:"name"`
+	Icon     string          `json:"icon"`
 	User     string          `json:"user"`
 	Stop     bool            `json:"stop"`
 	Members  json.RawMessage `json:"members"`

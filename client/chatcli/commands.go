@@ -22,10 +22,15 @@ lines without "name:" go to the conversation.
 /remove <user>…             remove users from the group (admins)
 /rename <name>              rename the group (admins)
 /leave                      leave the group
+/icon <path>                make an image the group's icon (admins)
 /send <path> [caption]      send a file (and a caption) in the conversation
 /save <n> [dir]             save received file n (📎 … [/save n]) into dir (default: here)
 /info [n or msg id]         who has your last message (or the n-th last), and when they read it
 /who <user>                 show when user is online, or was last seen
+/whois <user>               user's profile: name, about line, photo
+/profile [name|about <text>]
+                            your profile, or set your name or about line
+/photo <path>               make an image your profile photo
 /privacy [last_seen|online everyone|contacts|nobody]
                             who sees your last seen and online (it works both ways)
 /contacts [add|remove <user>…]
@@ -54,11 +59,15 @@ var commands = map[string]func(u *ui, ctx context.Context, args []string){
 	"/devices":  (*ui).cmdDevices,
 	"/send":     (*ui).cmdSend,
 	"/save":     (*ui).cmdSave,
+	"/profile":  (*ui).cmdProfile,
+	"/whois":    (*ui).cmdWhois,
+	"/photo":    (*ui).cmdPhoto,
+	"/icon":     (*ui).cmdIcon,
 }
 
 // longCommands move files: no requestWait, the transfer takes what it
 // takes (the chat's context still ends it).
-var longCommands = map[string]bool{"/send": true, "/save": true}
+var longCommands = map[string]bool{"/send": true, "/save": true, "/photo": true, "/icon": true}
 
 // command runs a line that starts with "/" and reports whether it asked
 // to quit.

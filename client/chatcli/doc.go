@@ -36,12 +36,16 @@
 // privacy settings and the user's allow (/privacy). The chat tells the
 // server the user is active when it starts and as they type, and inactive
 // when it ends. /help lists the commands: groups (/group, /add, /remove,
-// /leave, /members, /rename, /groups), /info, /who, /privacy, /contacts,
-// /devices, and files: /send <path> [caption] uploads a file and sends it
-// in the conversation ("you → bob: 📎 plan.pdf (12 KB) caption  ✓");
-// received files show as "📎 plan.pdf (12 KB, file) [/save 3]", and
-// /save 3 [dir] downloads one into dir (default: the current directory)
-// under its name made safe, never overwriting a file.
+// /leave, /members, /rename, /groups, /icon), /info, /who, /privacy,
+// /contacts, /devices, profiles (/profile shows or sets the user's name
+// and about line, /photo <path> uploads an image as the profile photo,
+// /whois <user> shows someone's), and files: /send <path> [caption]
+// uploads a file and sends it in the conversation ("you → bob: 📎
+// plan.pdf (12 KB) caption  ✓"); received files show as "📎 plan.pdf
+// (12 KB, file) [/save 3]", and /save 3 [dir] downloads one into dir
+// (default: the current directory) under its name made safe, never
+// overwriting a file. A profile photo /whois shows is numbered for /save
+// too.
 //
 // State (the outbox of unacked messages and the seq cursor) is kept per user
 // under the OS user config directory, so lines typed while the server is

@@ -249,7 +249,7 @@ func abbrev(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-// groupEvent shows a change of a group's members or name.
+// groupEvent shows a change of a group's members, name or icon.
 func (u *ui) groupEvent(e client.GroupEvent) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -278,6 +278,8 @@ func (u *ui) groupEvent(e client.GroupEvent) {
 		what = fmt.Sprintf("%s made %s a plain member", by, who)
 	case client.GroupRenamed:
 		what = fmt.Sprintf("%s renamed the group to %q", by, e.Name)
+	case client.GroupIconChanged:
+		what = iconText(by, e.Icon)
 	default:
 		what = fmt.Sprintf("%s: %s %s", e.Event, by, who)
 	}

@@ -17,7 +17,8 @@ import (
 )
 
 // Files: /send uploads a file and sends it in the conversation; received
-// files are numbered as they show, and /save <n> downloads one.
+// files (and profile photos /whois shows) are numbered as they show, and
+// /save <n> downloads one.
 
 // maxFiles bounds the received files /save can name by number: the
 // oldest are forgotten first (their numbers are never reused).
@@ -86,12 +87,7 @@ func (u *ui) receivedText(m client.Message) string {
 	if a == nil || a.AssetID == "" {
 		return m.Body
 	}
-	u.files = append(u.files, *a)
-	if len(u.files) > maxFiles {
-		u.filesBase += len(u.files) - maxFiles
-		u.files = u.files[len(u.files)-maxFiles:]
-	}
-	n := u.filesBase + len(u.files)
+	n := u.addFile(*a)
 	kind := a.Kind
 	if kind == "" {
 		kind = "file"
@@ -103,17 +99,22 @@ func (u *ui) receivedText(m client.Message) string {
 	return s
 }
 
+// addFile numbers a for /save and returns its number. Caller holds u.mu.
+func (u *ui) addFile(a client.Attachment) int {
+	u.files = append(u.files, a)
+	if len(u.files) > maxFiles {
+		u.filesBase += len(u.files) - maxFiles
+		u.files = u.files[len(u.files)-maxFiles:]
+	}
+	return u.filesBase + len(u.files)
+}
+
 // displayName is an attachment's name for the screen.
 func displayName(a *client.Attachment) string {
 	if a.Name == "" {
 		return "file"
 	}
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return '?'
-		}
-		return r
-	}, a.Name)
+	return printable(a.Name)
 }
 
 // humanSize is "512 B", "12 KB", "1.5 MB".

@@ -18,7 +18,8 @@ import (
 type asset struct {
 	meta    map[string]any // the JSON of the upload's answer and of attachments
 	data    []byte
-	readers map[string]bool // users who may read it (or "#group")
+	owner   string
+	readers map[string]bool // users who may read it (or "#group", or "*": everyone)
 }
 
 // AttachmentRef is the attachment of a send, as the fake server reads it.
@@ -58,7 +59,7 @@ func (s *Server) serveAssets(w http.ResponseWriter, r *http.Request, user string
 		if name != "" {
 			meta["name"] = name
 		}
-		s.assets[meta["asset_id"].(string)] = &asset{meta: meta, data: data, readers: map[string]bool{user: true}}
+		s.assets[meta["asset_id"].(string)] = &asset{meta: meta, data: data, owner: user, readers: map[string]bool{user: true}}
 		s.Uploads[user]++
 		s.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
@@ -80,10 +81,11 @@ func (s *Server) serveAssets(w http.ResponseWriter, r *http.Request, user string
 	}
 }
 
-// mayRead: user uploaded a, was sent it, or is in a group it was sent to.
-// Caller holds s.mu.
+// mayRead: user uploaded a, was sent it, or is in a group it was sent to
+// (or whose icon it is); anyone may read a profile photo. Caller holds
+// s.mu.
 func (s *Server) mayRead(a *asset, user string) bool {
-	if a.readers[user] {
+	if a.readers[user] || a.readers["*"] {
 		return true
 	}
 	for r := range a.readers {

@@ -7,7 +7,8 @@
 // Beyond v1's send, receipt and sync it has what docs/protocol.md adds:
 // the sender's own copy of each message (groups.go too), groups with
 // membership events, group receipts and msg.info (groups.go), presence,
-// privacy, contacts, devices and typing (presence.go). It checks less than
+// privacy, contacts, devices and typing (presence.go), files (assets.go),
+// profiles and group icons (profile.go). It checks less than
 // the real server (ids are not validated; presence pushes at every user
 // event rather than only on a visible change).
 package fakeserver
@@ -58,6 +59,7 @@ type Server struct {
 	groups   map[string]*group // group id → group
 	presence map[string]*userPresence
 	assets   map[string]*asset // asset id → asset
+	profiles map[string]*profile
 
 	// Hooks and counters: read and set them inside With.
 
@@ -109,6 +111,7 @@ type Frame struct {
 	LastSeen *string  `json:"last_seen"`
 	Online   *string  `json:"online"`
 	Stop     bool     `json:"stop"`
+	Icon     *string  `json:"icon"`
 
 	Attachment *AttachmentRef `json:"attachment"`
 }
@@ -123,6 +126,7 @@ func New(t testing.TB) *Server {
 		groups:   make(map[string]*group),
 		presence: make(map[string]*userPresence),
 		assets:   make(map[string]*asset),
+		profiles: make(map[string]*profile),
 		Uploads:  make(map[string]int),
 
 		SentAssets: make(map[string][]string),
@@ -257,6 +261,8 @@ func (s *Server) handle(fc *wsConn, data []byte) {
 		s.sync(fc, &f)
 	case f.Type == "msg.info":
 		s.msgInfo(fc, &f)
+	case f.Type == "profile.set" || f.Type == "profile.get":
+		s.profileOp(fc, &f, data, now)
 	case strings.HasPrefix(f.Type, "group."):
 		s.groupOp(fc, &f, now)
 	default:

@@ -9,6 +9,7 @@ import (
 
 type group struct {
 	id, name  string
+	icon      string // an asset id, or ""
 	created   int64
 	createdBy string
 	members   map[string]*member
@@ -138,6 +139,16 @@ func (s *Server) adminOp(g *group, by string, f *Frame, now int64) (code, msg st
 		})
 	case "group.rename":
 		s.groupEvent(g, by, "renamed", nil, f.Name, now, func() { g.name = f.Name })
+	case "group.icon":
+		if f.Icon == nil {
+			return "bad_request", `missing "icon"`
+		}
+		if *f.Icon != "" {
+			if code, msg := s.pin(*f.Icon, by, "#"+g.id); code != "" {
+				return code, msg
+			}
+		}
+		s.groupEvent(g, by, "icon", nil, "", now, func() { g.icon = *f.Icon })
 	default:
 		return "unknown_type", f.Type
 	}
@@ -173,6 +184,9 @@ func (s *Server) groupEvent(g *group, by, event string, members []string, name s
 	if name != "" {
 		fields["name"] = name
 	}
+	if event == "icon" {
+		fields["icon"] = g.icon
+	}
 	for _, u := range before {
 		s.put(u, fields, nil)
 	}
@@ -206,7 +220,11 @@ func groupInfo(g *group) map[string]any {
 		}
 		members = append(members, m)
 	}
-	return map[string]any{"group": g.id, "name": g.name, "created": g.created, "created_by": g.createdBy, "members": members}
+	info := map[string]any{"group": g.id, "name": g.name, "created": g.created, "created_by": g.createdBy, "members": members}
+	if g.icon != "" {
+		info["icon"] = g.icon
+	}
+	return info
 }
 
 // groupReceipt records that user has group message m at status (read
