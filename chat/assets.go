@@ -738,7 +738,9 @@ func (s *Service) pin(ctx context.Context, b *building, id, user, grantee string
 
 // unpin undoes pin. A profile photo stops being everyone's to read; an
 // asset neither pinned nor ever sent is deleted (a replaced photo), one
-// sent expires again with the media retention.
+// sent expires again with the media retention. A former group icon that
+// survives stays readable by the group's members: its grant #<group> may
+// as well come from a message sent to the group, and they saw it anyway.
 func (s *Service) unpin(ctx context.Context, b *building, id, grantee string) error {
 	rec, err := s.assetRec(ctx, id)
 	if errors.Is(err, ErrAssetNotFound) {

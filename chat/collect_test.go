@@ -311,3 +311,38 @@ func TestAssetCountsPipelined(t *testing.T) {
 		t.Fatalf("unused blobs %v", got)
 	}
 }
+
+// TestProfiles: set, read back, limits, and a no-op update changes nothing.
+func TestProfiles(t *testing.T) {
+	svc, _, _ := newService(t, memory.NewStore(), chat.Config{})
+	set := func(u chat.ProfileUpdate) chat.Result {
+		return do(t, svc, &chat.Request{Kind: chat.KindProfile, From: "alice", Profile: &u})
+	}
+	name, about := "Alice", "at the beach\nback monday"
+	first := data(t, set(chat.ProfileUpdate{Name: &name, About: &about}))["profile"].(map[string]any)
+	if first["name"] != name || first["about"] != about || first["updated"] == nil {
+		t.Fatalf("profile %v", first)
+	}
+	again := data(t, set(chat.ProfileUpdate{Name: &name}))["profile"].(map[string]any)
+	if again["updated"] != first["updated"] {
+		t.Fatalf("a no-op update changed the profile: %v then %v", first, again)
+	}
+	got := data(t, do(t, svc, &chat.Request{Kind: chat.KindProfile, From: "bob", Members: bytesList("alice", "nobody")}))["profiles"].([]any)
+	if len(got) != 2 || got[0].(map[string]any)["about"] != about || got[1].(map[string]any)["user"] != "nobody" {
+		t.Fatalf("profiles %v", got)
+	}
+	for _, bad := range []string{"a\x00b", "x\u0085y", "evil\u202Egnp.exe", string(make([]byte, 129))} {
+		if res := set(chat.ProfileUpdate{Name: &bad}); res.Err == nil {
+			t.Errorf("name %q accepted", bad)
+		}
+	}
+	doc := "DOC"
+	a := &chat.Asset{ID: doc, Hash: "d1", Size: 3, Mime: "application/pdf", Kind: "file"}
+	if res := do(t, svc, &chat.Request{Kind: chat.KindAsset, From: "alice", Asset: a}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	wantCode(t, set(chat.ProfileUpdate{Photo: &doc}), protocol.CodeBadRequest)
+	theirs := "THEIRS"
+	newAsset(t, svc, "bob", "THEIRS", "b1")
+	wantCode(t, set(chat.ProfileUpdate{Photo: &theirs}), protocol.CodeNotFound)
+}

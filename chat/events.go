@@ -45,7 +45,6 @@ func (e *Event) Int(key string, v int64) *Event {
 	return e
 }
 
-// Strs adds an array of strings.
 // Bool adds a boolean field.
 func (e *Event) Bool(key string, v bool) *Event {
 	e.b = append(e.b, ',', '"')
@@ -55,6 +54,7 @@ func (e *Event) Bool(key string, v bool) *Event {
 	return e
 }
 
+// Strs adds an array of strings.
 func (e *Event) Strs(key string, v []string) *Event {
 	e.b = append(e.b, ',', '"')
 	e.b = append(e.b, key...)

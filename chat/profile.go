@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/protocol"
@@ -50,6 +51,7 @@ func (s *Service) profile(ctx context.Context, b *building, r *Request) Result {
 	if err != nil {
 		return Result{Err: err}
 	}
+	old := p
 	if u.Name != nil {
 		if err := profileText("name", *u.Name, MaxProfileNameBytes); err != nil {
 			return Result{Err: err}
@@ -75,6 +77,10 @@ func (s *Service) profile(ctx context.Context, b *building, r *Request) Result {
 			}
 		}
 		p.Photo = *u.Photo
+	}
+	if p == old && old.Updated != 0 {
+		v, err := json.Marshal(p)
+		return Result{Data: append(append([]byte(nil), `,"profile":`...), v...), Err: err} // nothing changes
 	}
 	p.Updated = b.now.UnixMilli()
 	v, err := json.Marshal(p)
@@ -122,16 +128,19 @@ func (s *Service) readProfiles(ctx context.Context, users [][]byte) Result {
 	return Result{Data: append(append([]byte(nil), `,"profiles":`...), v...)}
 }
 
-// profileText checks a profile's name or about line.
+// profileText checks a profile's name or about line: UTF-8 within limit,
+// no control characters (C0, DEL, C1; the about line may hold newlines)
+// and no bidirectional embeddings or overrides (U+202A–U+202E), which
+// would let a name show as another's.
 func profileText(field, v string, limit int) error {
 	if len(v) > limit || !utf8.ValidString(v) {
 		return &protocol.Error{Code: protocol.CodeBadRequest,
 			Message: fmt.Sprintf("%q must be at most %d bytes of UTF-8", field, limit)}
 	}
 	for _, r := range v {
-		if r < 0x20 && !(field == "about" && r == '\n') || r == 0x7f {
+		if (unicode.IsControl(r) && !(field == "about" && r == '\n')) || (r >= 0x202a && r <= 0x202e) {
 			return &protocol.Error{Code: protocol.CodeBadRequest,
-				Message: fmt.Sprintf("%q must not hold control characters", field)}
+				Message: fmt.Sprintf("%q must not hold control characters or bidirectional overrides", field)}
 		}
 	}
 	return nil
