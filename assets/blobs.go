@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 )
 
 // Hash is the SHA-256 of a blob's content: its name.
@@ -69,4 +70,12 @@ type Blobs interface {
 	// Delete removes blob h. Deleting a blob that is not there is not an
 	// error.
 	Delete(ctx context.Context, h Hash) error
+}
+
+// FileOpener is an optional ability of a Blobs store that keeps blobs in
+// local files: the file of blob h, opened for reading (ErrNotFound if
+// there is none). The asset API serves it with sendfile(2), the bytes
+// never copied through the process. The caller closes it.
+type FileOpener interface {
+	OpenFile(ctx context.Context, h Hash) (*os.File, error)
 }

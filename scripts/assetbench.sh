@@ -13,6 +13,7 @@ BIN=$D.bin
 go build -o "$BIN" ./cmd/switchboard
 rm -rf $D; mkdir -p $D
 head -c $((SIZE_MB*1024*1024)) /dev/urandom > $D/file.bin
+sync # on disk before the clock starts: its writeback must not compete with the transfer
 GW=
 if [ $S3 = 1 ]; then
   VGW=${SWITCHBOARD_VERSITYGW:-.cache/bin/versitygw}

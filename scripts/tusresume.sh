@@ -10,6 +10,7 @@ BIN=$D.bin
 go build -o "$BIN" ./cmd/switchboard
 rm -rf "$D"; mkdir -p "$D"
 head -c $((SIZE_MB*1024*1024)) /dev/urandom > "$D/file.bin"
+sync # on disk before the clock starts: its writeback must not compete with the transfer
 SIZE=$((SIZE_MB*1024*1024))
 A=127.0.0.1:18961
 SWITCHBOARD_ASSETS_LISTEN=$A "$BIN" serve --listen 127.0.0.1:18960 --data-dir "$D/data" > "$D/log" 2>&1 &

@@ -500,6 +500,18 @@ func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 		disp = mime.FormatMediaType(disp, map[string]string{"filename": a.Name})
 	}
 	hd.Set("Content-Disposition", disp)
+	if fo, ok := h.blobs.(assets.FileOpener); ok {
+		// A local file: http.ServeContent sends it with sendfile(2).
+		f, err := fo.OpenFile(r.Context(), hash)
+		if err != nil {
+			h.log.Warn("opening an asset's blob failed", "asset", a.ID, "err", err)
+			apiError(w, http.StatusServiceUnavailable, "unavailable", "retry later")
+			return
+		}
+		defer f.Close()
+		http.ServeContent(w, r, "", time.Time{}, f)
+		return
+	}
 	rs := &blobReader{ctx: r.Context(), blobs: h.blobs, hash: hash, size: a.Size}
 	defer rs.Close()
 	http.ServeContent(w, r, "", time.Time{}, rs)

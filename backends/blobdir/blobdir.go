@@ -28,7 +28,10 @@ import (
 	"github.com/switchboard/switchboard/internal/fsutil"
 )
 
-var _ assets.Blobs = (*Store)(nil)
+var (
+	_ assets.Blobs      = (*Store)(nil)
+	_ assets.FileOpener = (*Store)(nil)
+)
 
 // Store is a directory of blobs. Its methods are safe for concurrent use,
 // also by several processes sharing the directory.
@@ -154,16 +157,9 @@ func (s *Store) Stat(ctx context.Context, h assets.Hash) (assets.Blob, error) {
 
 // Read opens blob h at off; see assets.Blobs.
 func (s *Store) Read(ctx context.Context, h assets.Hash, off, length int64) (io.ReadCloser, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	_, file := s.path(h)
-	f, err := os.Open(file)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, assets.ErrNotFound
-	}
+	f, err := s.OpenFile(ctx, h)
 	if err != nil {
-		return nil, fmt.Errorf("blobdir: %w", err)
+		return nil, err
 	}
 	fi, err := f.Stat()
 	if err != nil {
@@ -178,6 +174,23 @@ func (s *Store) Read(ctx context.Context, h assets.Hash, off, length int64) (io.
 		length = fi.Size() - off
 	}
 	return &section{SectionReader: io.NewSectionReader(f, off, length), f: f}, nil
+}
+
+// OpenFile opens blob h's file (assets.FileOpener). Safe for concurrent
+// use.
+func (s *Store) OpenFile(ctx context.Context, h assets.Hash) (*os.File, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	_, file := s.path(h)
+	f, err := os.Open(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, assets.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blobdir: %w", err)
+	}
+	return f, nil
 }
 
 // section reads a range of an open file and closes it.
