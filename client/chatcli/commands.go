@@ -24,7 +24,7 @@ lines without "name:" go to the conversation.
 /leave                      leave the group
 /icon <path>                make an image the group's icon (admins)
 /send <path> [caption]      send a file (and a caption) in the conversation
-/save <n> [dir]             save received file n (📎 … [/save n]) into dir (default: here)
+/save <n> [dir]             save received file n (📎 … [/save n]) into dir (created if missing; default: here)
 /info [n or msg id]         who has your last message (or the n-th last), and when they read it
 /who <user>                 show when user is online, or was last seen
 /whois <user>               user's profile: name, about line, photo

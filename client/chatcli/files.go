@@ -192,6 +192,10 @@ func (u *ui) cmdSave(ctx context.Context, args []string) {
 	if len(args) == 2 {
 		dir = args[1]
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		u.failed("/save", err)
+		return
+	}
 	path := filepath.Join(dir, saveName(&a))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, os.ErrExist) {
