@@ -176,7 +176,8 @@ func (s *Service) GetAsset(ctx context.Context, id string) (Asset, error) {
 
 // MayRead returns asset id if user may download it: its owner, a user it
 // was sent to, a current member of a group it was sent to (or whose icon
-// it is), or anyone for a profile photo. Otherwise, and for a missing
+// it is), or anyone for a profile photo; a thumbnail, whoever may read
+// the asset it shows. Otherwise, and for a missing
 // asset alike, ErrAssetNotFound. It reads durable state only. Safe for
 // concurrent use.
 func (s *Service) MayRead(ctx context.Context, id, user string) (Asset, error) {
@@ -184,7 +185,12 @@ func (s *Service) MayRead(ctx context.Context, id, user string) (Asset, error) {
 	if err != nil || a.Owner == user {
 		return a, err
 	}
-	ok, err := s.granted(ctx, id, user, func(ctx context.Context, group string) (bool, error) {
+	// A thumbnail is readable by whoever may read the asset it shows.
+	grantsOf := id
+	if a.Parent != "" {
+		grantsOf = a.Parent
+	}
+	ok, err := s.granted(ctx, grantsOf, user, func(ctx context.Context, group string) (bool, error) {
 		var rec groupRecord
 		var decErr error
 		found, err := s.store.GetState(ctx, groupKey(group), func(v []byte) { decErr = json.Unmarshal(v, &rec) })

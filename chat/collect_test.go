@@ -76,6 +76,9 @@ func TestOwnerDeletesAsset(t *testing.T) {
 	if res := do(t, svc, r); res.Err != nil || !mayRead(svc, "A1", "bob") {
 		t.Fatalf("send: %v", res.Err)
 	}
+	if !mayRead(svc, "T1", "bob") || mayRead(svc, "T1", "carol") {
+		t.Fatal("the thumbnail must be readable by the asset's readers, and only them")
+	}
 	if got := usage(t, svc, "alice"); got != 7 {
 		t.Fatalf("usage %d, want 3+3+1", got)
 	}

@@ -110,11 +110,26 @@ func TestFileMessageEndToEnd(t *testing.T) {
 // thumbnail from the asset worker, which its recipient can download.
 func TestImageThumbnailEndToEnd(t *testing.T) {
 	srv := testserver.Start(t, testserver.Options{})
-	tok := testserver.Token(t, srv.DataDir(), "alice", "")
+	tokens := map[string]string{}
+	for _, u := range []string{"alice", "bob", "carol"} {
+		tokens[u] = testserver.Token(t, srv.DataDir(), u, "")
+	}
+	get := func(path, user string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", srv.AssetsURL()+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tokens[user])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
 	var img bytes.Buffer
 	png.Encode(&img, image.NewRGBA(image.Rect(0, 0, 1200, 800)))
 	req, _ := http.NewRequest("POST", srv.AssetsURL()+"?name=photo.png", bytes.NewReader(img.Bytes()))
-	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Authorization", "Bearer "+tokens["alice"])
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -127,27 +142,69 @@ func TestImageThumbnailEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("upload: %d", resp.StatusCode)
 	}
+	// The asset worker makes the thumbnail after the upload.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		req, _ := http.NewRequest("GET", srv.AssetsURL()+"/"+up.ID+"/thumb", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == 200 {
+		code, body := get("/"+up.ID+"/thumb", "alice")
+		if code == 200 {
 			cfg, err := jpeg.DecodeConfig(bytes.NewReader(body))
 			if err != nil || cfg.Width != 320 || cfg.Height != 213 {
 				t.Fatalf("thumbnail: %dx%d %v", cfg.Width, cfg.Height, err)
 			}
-			return
+			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no thumbnail after 10s: %d %s", resp.StatusCode, body)
+			t.Fatalf("no thumbnail after 10s: %d %s", code, body)
 		}
 		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+	// Sent to bob: his msg carries the attachment with the thumbnail and
+	// dimensions; he downloads both; carol gets 404 for both.
+	alice, err := dial(srv.Addr(), tokens["alice"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.conn.Close()
+	bob, err := dial(srv.Addr(), tokens["bob"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.conn.Close()
+	bob.send(map[string]any{"type": "sync", "after": 0})
+	if f, err := bob.read(5 * time.Second); err != nil || f.Type != "synced" {
+		t.Fatalf("bob's sync: %+v %v", f, err)
+	}
+	if ack, _ := alice.request(t, map[string]any{"type": "send", "id": "p1", "to": "bob", "body": "look",
+		"attachment": map[string]any{"asset_id": up.ID}}); ack.Type != "ack" {
+		t.Fatalf("send: %v", ack.raw)
+	}
+	var att map[string]any
+	for att == nil {
+		f, raw, err := bob.readRaw()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == "msg" {
+			att, _ = raw["attachment"].(map[string]any)
+		}
+	}
+	thumb, _ := att["thumbnail"].(string)
+	if att["asset_id"] != up.ID || att["kind"] != "image" || att["width"] != float64(1200) || att["height"] != float64(800) || thumb == "" {
+		t.Fatalf("bob's attachment: %v", att)
+	}
+	if code, body := get("/"+up.ID, "bob"); code != 200 || !bytes.Equal(body, img.Bytes()) {
+		t.Fatalf("bob's original: %d, %d bytes", code, len(body))
+	}
+	for _, path := range []string{"/" + up.ID + "/thumb", "/" + thumb} {
+		if code, body := get(path, "bob"); code != 200 || len(body) == 0 {
+			t.Fatalf("bob's thumbnail %s: %d", path, code)
+		}
+		if code, _ := get(path, "carol"); code != 404 {
+			t.Fatalf("carol's thumbnail %s: %d", path, code)
+		}
+	}
+	if code, _ := get("/"+up.ID, "carol"); code != 404 {
+		t.Fatalf("carol's original: %d", code)
 	}
 }
 
