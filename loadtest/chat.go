@@ -200,6 +200,7 @@ type chatRun struct {
 	perSec                                   []atomic.Int64
 
 	ackH, recvH, lagH histShards
+	meter             Meter
 	errs              counts
 	stopping          atomic.Bool
 	readers           sync.WaitGroup
@@ -221,6 +222,10 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 	// Connect recipients [0, P) and senders [P, 2P); each syncs once.
 	env.log.Info("chat: connecting", "conns", 2*P)
 	st := newDialStats()
+	cr.meter = Meter{ConnsTarget: int64(2 * P), Conns: &st.up, Sent: &cr.sent, Acked: &cr.acked, Received: &cr.delivered,
+		Errors: func() int64 { return cr.errs.total() + st.fails.total() }, E2E: NewWindow(), Ack: NewWindow()}
+	stopMeter := cr.meter.Start(ctx, env, r)
+	defer stopMeter()
 	setupStart := time.Now()
 	conns := env.openConns(ctx, 0, 2*P, func(i int) string {
 		if i < P {
@@ -292,8 +297,6 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 	defer unblock()
 
 	env.log.Info("chat: load", "mode", r.Params["mode"], "pairs", P, "duration", s.Duration)
-	progress := make(chan struct{})
-	go cr.progress(env, progress)
 	var writers sync.WaitGroup
 	for g := range G {
 		var mine []*sender
@@ -334,7 +337,7 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 	}
 	drained := time.Since(drainStart)
 	r.CPU = cpu.Stop(ctx)
-	close(progress)
+	stopMeter()
 
 	cr.stopping.Store(true)
 	for _, c := range conns {
@@ -361,13 +364,6 @@ func (cr *chatRun) schedule() {
 		cr.at[k].Store(int64(t))
 		t += rng.ExpFloat64() * 1e9 / s.Rate
 	}
-}
-
-func (cr *chatRun) progress(env *Env, done chan struct{}) {
-	every(done, progressEvery, func() {
-		env.log.Info("chat", "sent", cr.sent.Load(), "acked", cr.acked.Load(),
-			"delivered", cr.delivered.Load(), "in_flight", cr.open.Load(), "errors", cr.errs.total())
-	})
 }
 
 // openLoopWriter sends the scheduled sends of its senders. Send k belongs
@@ -565,6 +561,7 @@ func (cr *chatRun) readSender(sd *sender) {
 				cr.unacked.Add(-1)
 			}
 			cr.ackH.record(sd.idx, now-cr.at[k].Load())
+			cr.meter.Ack.Record(now - cr.at[k].Load())
 		case typeError:
 			cr.errs.add("error frame "+string(field(p, `"code":"`)), 1)
 			if k, ok := ackIndex(p); ok && k < cr.n && cr.state[k].Load()&stSent != 0 {
@@ -611,6 +608,7 @@ func (cr *chatRun) readRecipient(j int, c *Conn) {
 				cr.perSec[sec].Add(1)
 			}
 			cr.recvH.record(j, now-cr.at[k].Load())
+			cr.meter.E2E.Record(now - cr.at[k].Load())
 			if old&stFailed == 0 {
 				cr.open.Add(-1)
 				cr.giveCredit(k)

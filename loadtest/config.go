@@ -3,6 +3,7 @@ package loadtest
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -48,6 +49,8 @@ type Config struct {
 	WorkerCommand []string `json:"-"`
 	// Log receives progress lines. Default: discarded.
 	Log *slog.Logger `json:"-"`
+	// Status receives the live status line (Meter). Default: none.
+	Status io.Writer `json:"-"`
 }
 
 func (c *Config) setDefaults() {

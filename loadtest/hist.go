@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
@@ -110,6 +111,64 @@ type Latency struct {
 	P999Ms      float64      `json:"p99_9_ms"`
 	MaxMs       float64      `json:"max_ms"`
 	Percentiles []Percentile `json:"percentiles"`
+	// HDR is the whole histogram, so that runs (or processes) can be merged
+	// exactly rather than by averaging percentiles.
+	HDR *HDR `json:"hdr,omitempty"`
+}
+
+// HDR is an HDR histogram of microseconds in a compact form: its range
+// and precision, and the (bucket index, count) pairs of its non-empty
+// buckets.
+type HDR struct {
+	LowestMicros  int64      `json:"lowest_us"`
+	HighestMicros int64      `json:"highest_us"`
+	Digits        int64      `json:"digits"`
+	Counts        [][2]int64 `json:"counts"`
+}
+
+func hdrOf(s *hdrhistogram.Snapshot) *HDR {
+	h := &HDR{LowestMicros: s.LowestTrackableValue, HighestMicros: s.HighestTrackableValue, Digits: s.SignificantFigures}
+	for i, c := range s.Counts {
+		if c != 0 {
+			h.Counts = append(h.Counts, [2]int64{int64(i), c})
+		}
+	}
+	return h
+}
+
+// snapshot rebuilds the histogram's snapshot.
+func (h *HDR) snapshot() (*hdrhistogram.Snapshot, error) {
+	n := len(hdrhistogram.New(h.LowestMicros, h.HighestMicros, int(h.Digits)).Export().Counts)
+	s := &hdrhistogram.Snapshot{LowestTrackableValue: h.LowestMicros, HighestTrackableValue: h.HighestMicros,
+		SignificantFigures: h.Digits, Counts: make([]int64, n)}
+	for _, ic := range h.Counts {
+		if ic[0] < 0 || ic[0] >= int64(n) || ic[1] < 0 {
+			return nil, fmt.Errorf("loadtest: histogram bucket %d of %d", ic[0], n)
+		}
+		s.Counts[ic[0]] = ic[1]
+	}
+	return s, nil
+}
+
+// MergeLatencies merges latency summaries of the same measure (from
+// several processes or runs) exactly, through their histograms. Every
+// summary must carry one.
+func MergeLatencies(name string, ls ...Latency) (Latency, error) {
+	h := newHistogram()
+	for _, l := range ls {
+		if l.Count == 0 {
+			continue
+		}
+		if l.HDR == nil {
+			return Latency{}, fmt.Errorf("loadtest: %s has no histogram to merge", l.Name)
+		}
+		s, err := l.HDR.snapshot()
+		if err != nil {
+			return Latency{}, err
+		}
+		h.mergeSnapshot(s, l.Clamped)
+	}
+	return h.latency(name), nil
 }
 
 // Percentile is one point of a latency distribution.
@@ -134,6 +193,7 @@ func (h *histogram) latency(name string) Latency {
 	for _, p := range reportPercentiles {
 		l.Percentiles = append(l.Percentiles, Percentile{p, ms(h.h.ValueAtPercentile(p))})
 	}
+	l.HDR = hdrOf(h.h.Export())
 	return l
 }
 

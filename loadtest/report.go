@@ -32,6 +32,9 @@ type Report struct {
 	CPU    *CPU             `json:"cpu,omitempty"`
 	// Series are per-second counts, e.g. deliveries.
 	Series []Series `json:"series,omitempty"`
+	// Timeline samples the run every second: connections, rates,
+	// latency percentiles of the second, errors, server CPU and RSS.
+	Timeline []Sample `json:"timeline,omitempty"`
 	Notes  []string `json:"notes,omitempty"`
 }
 

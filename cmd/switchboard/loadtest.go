@@ -112,6 +112,9 @@ func loadtestCmd(ctx context.Context, args []string) error {
 		logOut = io.Discard
 	}
 	cfg.Log = slog.New(slog.NewTextHandler(logOut, nil))
+	if !*quiet {
+		cfg.Status = os.Stderr
+	}
 	if exe, err := os.Executable(); err == nil {
 		cfg.WorkerCommand = []string{exe, "loadtest", loadtestWorker}
 	}
