@@ -35,7 +35,7 @@ type Report struct {
 	// Timeline samples the run every second: connections, rates,
 	// latency percentiles of the second, errors, server CPU and RSS.
 	Timeline []Sample `json:"timeline,omitempty"`
-	Notes  []string `json:"notes,omitempty"`
+	Notes    []string `json:"notes,omitempty"`
 }
 
 // Figure is one named measurement.
