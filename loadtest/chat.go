@@ -222,7 +222,7 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 	// Connect recipients [0, P) and senders [P, 2P); each syncs once.
 	env.log.Info("chat: connecting", "conns", 2*P)
 	st := newDialStats()
-	cr.meter = Meter{ConnsTarget: int64(2 * P), Conns: &st.up, Sent: &cr.sent, Acked: &cr.acked, Received: &cr.delivered,
+	cr.meter = Meter{ConnsTarget: int64(2 * P), Conns: st.up.Load, Sent: cr.sent.Load, Acked: cr.acked.Load, Received: cr.delivered.Load,
 		Errors: func() int64 { return cr.errs.total() + st.fails.total() }, E2E: NewWindow(), Ack: NewWindow()}
 	stopMeter := cr.meter.Start(ctx, env, r)
 	defer stopMeter()

@@ -63,10 +63,10 @@ func (s *Connect) Run(ctx context.Context, env *Env, r *Report) error {
 
 	cpu := env.StartCPU(ctx)
 	start := time.Now()
-	done := make(chan struct{})
-	go every(done, progressEvery, func() {
-		env.log.Info("connect", "upgraded", ok.Load(), "failed", fails.total(), "of", s.Conns)
-	})
+	// The timeline's "conns" is upgrades done so far (each is closed at once).
+	meter := Meter{ConnsTarget: int64(s.Conns), Conns: ok.Load, Errors: fails.total}
+	stopMeter := meter.Start(ctx, env, r)
+	defer stopMeter()
 	var wg sync.WaitGroup
 	for range conc {
 		wg.Add(1)
@@ -90,8 +90,8 @@ func (s *Connect) Run(ctx context.Context, env *Env, r *Report) error {
 		}()
 	}
 	wg.Wait()
-	close(done)
 	elapsed := time.Since(start)
+	stopMeter()
 	r.CPU = cpu.Stop(ctx)
 	after := env.Server(ctx)
 

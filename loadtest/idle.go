@@ -52,7 +52,8 @@ func (s *Idle) Validate() error {
 }
 
 // idleResult is what a set of idle connections reports once open ("ready")
-// and once closed ("done"). It is also the worker protocol's message.
+// and once closed ("done"); a worker also sends "progress" every second.
+// It is the worker protocol's message.
 type idleResult struct {
 	Event          string                 `json:"event"`
 	Up             int64                  `json:"up"`
@@ -65,6 +66,8 @@ type idleResult struct {
 	CPUSys         float64                `json:"cpu_sys,omitempty"`
 	Dropped        int64                  `json:"dropped,omitempty"`
 	Drops          map[string]int64       `json:"drops,omitempty"`
+	// Failed counts failed opens and drops so far ("progress" lines).
+	Failed int64 `json:"failed,omitempty"`
 }
 
 // idleSpec is the first line a worker reads on stdin.
@@ -98,12 +101,21 @@ func (s *Idle) Run(ctx context.Context, env *Env, r *Report) error {
 
 	var set idleSet
 	var err error
+	meter := Meter{ConnsTarget: int64(s.Conns)}
 	if procs == 1 {
-		set = startIdleShard(ctx, env, 0, s.Conns)
+		sh := newIdleShard()
+		meter.Conns, meter.Errors = sh.conns, sh.failures
+		stopMeter := meter.Start(ctx, env, r)
+		defer stopMeter()
+		sh.open(ctx, env, 0, s.Conns)
+		set = sh
 	} else {
 		var ws *idleWorkers
 		if ws, err = startIdleWorkers(ctx, env, s.Conns, procs); err == nil {
 			set = ws
+			meter.Conns, meter.Errors = ws.conns, ws.failures
+			stopMeter := meter.Start(ctx, env, r)
+			defer stopMeter()
 		}
 	}
 	var ready idleResult
@@ -193,24 +205,32 @@ type idleSet interface {
 // connection, blocked in a read, answering pings.
 type idleShard struct {
 	st       *dialStats
-	conns    []*Conn
+	held     []*Conn
 	drops    counts
 	dropped  atomic.Int64
 	stopping atomic.Bool
 	wg       sync.WaitGroup
 }
 
-func startIdleShard(ctx context.Context, env *Env, from, to int) *idleShard {
-	sh := &idleShard{st: newDialStats()}
-	sh.conns = env.openConns(ctx, from, to, func(i int) string { return env.User("idle", i) }, sh.st)
-	for _, c := range sh.conns {
+func newIdleShard() *idleShard { return &idleShard{st: newDialStats()} }
+
+// open opens connections [from, to) and holds them; it returns once each
+// is up or failed.
+func (sh *idleShard) open(ctx context.Context, env *Env, from, to int) {
+	sh.held = env.openConns(ctx, from, to, func(i int) string { return env.User("idle", i) }, sh.st)
+	for _, c := range sh.held {
 		if c != nil {
 			sh.wg.Add(1)
 			go sh.hold(c)
 		}
 	}
-	return sh
 }
+
+// conns is how many connections are up now. Safe for concurrent use.
+func (sh *idleShard) conns() int64 { return sh.st.up.Load() - sh.dropped.Load() }
+
+// failures counts failed opens and drops. Safe for concurrent use.
+func (sh *idleShard) failures() int64 { return sh.st.fails.total() + sh.dropped.Load() }
 
 func (sh *idleShard) hold(c *Conn) {
 	defer sh.wg.Done()
@@ -234,7 +254,7 @@ func (sh *idleShard) ready(context.Context) (idleResult, error) {
 
 func (sh *idleShard) stop() idleResult {
 	sh.stopping.Store(true)
-	for _, c := range sh.conns {
+	for _, c := range sh.held {
 		if c != nil {
 			c.Close()
 		}
@@ -267,17 +287,30 @@ func RunIdleWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 		return err
 	}
 	env.dialer.next.Store(uint64(spec.From))
-	sh := startIdleShard(ctx, env, spec.From, spec.To)
+	sh := newIdleShard()
+	var mu sync.Mutex // one line at a time
+	enc := json.NewEncoder(out)
+	send := func(m idleResult) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return enc.Encode(m)
+	}
+	// Progress for the parent's meter, every second until the end.
+	progress := make(chan struct{})
+	defer close(progress)
+	go every(progress, meterEvery, func() {
+		send(idleResult{Event: "progress", Up: sh.conns(), Failed: sh.failures()})
+	})
+	sh.open(ctx, env, spec.From, spec.To)
 	res, _ := sh.ready(ctx)
 	c := selfCPU()
 	res.CPUUser, res.CPUSys = c.User, c.Sys
-	enc := json.NewEncoder(out)
-	if err := enc.Encode(res); err != nil {
+	if err := send(res); err != nil {
 		sh.stop()
 		return err
 	}
 	<-ctx.Done()
-	return enc.Encode(sh.stop())
+	return send(sh.stop())
 }
 
 // idleWorkers are idle worker processes started by this one.
@@ -290,6 +323,27 @@ type idleWorker struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	msgs  chan idleResult // closed when the worker's stdout ends
+	// up and failed are from the worker's last progress line.
+	up, failed atomic.Int64
+}
+
+// conns sums the workers' connections up. Safe for concurrent use.
+func (ws *idleWorkers) conns() int64 {
+	var n int64
+	for _, w := range ws.workers {
+		n += w.up.Load()
+	}
+	return n
+}
+
+// failures sums the workers' failed opens and drops. Safe for concurrent
+// use.
+func (ws *idleWorkers) failures() int64 {
+	var n int64
+	for _, w := range ws.workers {
+		n += w.failed.Load()
+	}
+	return n
 }
 
 func startIdleWorkers(ctx context.Context, env *Env, conns, procs int) (*idleWorkers, error) {
@@ -321,9 +375,15 @@ func startIdleWorkers(ctx context.Context, env *Env, conns, procs int) (*idleWor
 			sc.Buffer(make([]byte, 1<<20), 16<<20)
 			for sc.Scan() {
 				var m idleResult
-				if json.Unmarshal(sc.Bytes(), &m) == nil {
-					w.msgs <- m
+				if json.Unmarshal(sc.Bytes(), &m) != nil {
+					continue
 				}
+				if m.Event == "progress" {
+					w.up.Store(m.Up)
+					w.failed.Store(m.Failed)
+					continue
+				}
+				w.msgs <- m
 			}
 		}()
 		spec := idleSpec{Config: env.cfg, RunID: env.runID, From: from, To: to}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -39,15 +38,15 @@ type Sample struct {
 
 // Meter is the live view of a run: the counts a scenario keeps, sampled
 // every interval into Report.Timeline and shown on the status line. A
-// scenario fills in what it measures before Start (nil: not measured) and
-// keeps updating those counters; Start samples them from its own
-// goroutine.
+// scenario fills in what it measures before Start (nil: not measured);
+// Start calls them from its own goroutine, so they must be safe for
+// concurrent use (an atomic's Load, typically).
 type Meter struct {
 	ConnsTarget int64
-	Conns       *atomic.Int64 // connections up
+	Conns       func() int64 // connections up
 	// Sent, Acked and Received are cumulative counts of messages.
-	Sent, Acked, Received *atomic.Int64
-	// Errors returns the cumulative count of failures.
+	Sent, Acked, Received func() int64
+	// Errors is the cumulative count of failures.
 	Errors func() int64
 	// E2E and Ack hold the latencies of the current interval; the
 	// scenario records into them besides its own histograms.
@@ -120,18 +119,13 @@ func (m *Meter) Start(ctx context.Context, env *Env, r *Report) (stop func()) {
 
 func (m *Meter) run(ctx context.Context, env *Env, r *Report, start time.Time) {
 	defer close(m.done)
-	load := func(c *atomic.Int64) int64 {
-		if c == nil {
+	load := func(f func() int64) int64 {
+		if f == nil {
 			return 0
 		}
-		return c.Load()
+		return f()
 	}
-	errs := func() int64 {
-		if m.Errors == nil {
-			return 0
-		}
-		return m.Errors()
-	}
+	errs := func() int64 { return load(m.Errors) }
 	status := env.cfg.Status
 	tty := isTerminal(status)
 	lastLine := time.Time{}

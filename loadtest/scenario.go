@@ -166,18 +166,14 @@ func newDialStats() *dialStats {
 }
 
 // openConns opens connections for indexes [from, to) with Concurrency at
-// once; each syncs once. conns[i-from] is nil for a failed one. Progress
-// is logged every 5 s.
+// once; each syncs once. conns[i-from] is nil for a failed one. (The
+// scenario's Meter shows the progress.)
 func (e *Env) openConns(ctx context.Context, from, to int, user func(int) string, st *dialStats) []*Conn {
 	conns := make([]*Conn, to-from)
 	var next atomic.Int64
 	next.Store(int64(from))
 	start := time.Now()
 	var wg sync.WaitGroup
-	done := make(chan struct{})
-	go every(done, progressEvery, func() {
-		e.log.Info("connecting", "up", st.up.Load(), "failed", st.fails.total(), "of", to-from)
-	})
 	for range min(e.cfg.Concurrency, to-from) {
 		wg.Add(1)
 		go func() {
@@ -213,7 +209,6 @@ func (e *Env) openConns(ctx context.Context, from, to int, user func(int) string
 		}()
 	}
 	wg.Wait()
-	close(done)
 	return conns
 }
 
@@ -243,8 +238,6 @@ func environment() Environment {
 	return env
 }
 
-// progressEvery is how often a running scenario logs its progress.
-const progressEvery = 5 * time.Second
 
 // every calls fn every d until done is closed.
 func every(done <-chan struct{}, d time.Duration, fn func()) {
