@@ -78,6 +78,19 @@ func (c *Conn) Close() error {
 	return c.nc.Close()
 }
 
+// Drop closes the socket without a close frame, as a network loss would.
+// A reader blocked in Next returns net.ErrClosed. Drop and Close are
+// idempotent together.
+func (c *Conn) Drop() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		tc.SetLinger(0) // a reset, not an orderly FIN: the peer learns at once
+	}
+	return c.nc.Close()
+}
+
 // Next returns the payload of the next data frame. It answers pings and
 // returns a *CloseError on a close frame. The payload aliases the
 // connection's buffer and is valid until the next call.

@@ -206,3 +206,38 @@ func TestConnectCountsRefusedUpgrades(t *testing.T) {
 		t.Errorf("errors %v, want upgrade: http 401 × 20", rep.Errors)
 	}
 }
+
+// TestReconnectStorm: every client drops at once and all come back and
+// sync; the server sees the same number of connections afterwards; the
+// timeline shows the dip.
+func TestReconnectStorm(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	for _, graceful := range []bool{false, true} {
+		s := &Reconnect{Conns: 200, Hold: 100 * time.Millisecond, Graceful: graceful}
+		rep := run(t, context.Background(), srv.config(), s)
+		wantNoErrors(t, rep)
+		wantFigure(t, rep, "back and synced", 200)
+		wantFigure(t, rep, "not back within the bound", 0)
+		if all := figure(t, rep, "time until all back and synced"); all <= 0 || all > 30 {
+			t.Errorf("time until all back %v s", all)
+		}
+		wantSaneLatency(t, rep, "drop→synced", 200, 30*time.Second)
+		if len(rep.Timeline) == 0 || rep.Timeline[len(rep.Timeline)-1].Conns != 200 {
+			t.Errorf("timeline %+v: want 200 connections at the end", rep.Timeline)
+		}
+	}
+}
+
+// TestReconnectJitter: with jitter the clients come back spread out (the
+// last one after most of the jitter).
+func TestReconnectJitter(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	s := &Reconnect{Conns: 50, Hold: 50 * time.Millisecond, Jitter: time.Second, Seed: 7}
+	rep := run(t, context.Background(), srv.config(), s)
+	wantFigure(t, rep, "back and synced", 50)
+	if all := figure(t, rep, "time until all back and synced"); all < 0.5 {
+		t.Errorf("with 1 s of jitter all were back in %v s", all)
+	}
+}
