@@ -238,7 +238,6 @@ func environment() Environment {
 	return env
 }
 
-
 // every calls fn every d until done is closed.
 func every(done <-chan struct{}, d time.Duration, fn func()) {
 	t := time.NewTicker(d)
