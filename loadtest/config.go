@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -31,6 +32,10 @@ type Config struct {
 	// ServerPID, when set, is the server's process id: RSS and CPU are read
 	// from /proc/PID. Default 0: from MetricsURL.
 	ServerPID int `json:"server_pid,omitempty"`
+	// ServerPIDs are more server processes (several gateways sharing one
+	// port with SO_REUSEPORT): RSS and CPU are the sums over ServerPID and
+	// these.
+	ServerPIDs []int `json:"server_pids,omitempty"`
 	// MetricsURL is the server's Prometheus endpoint. Default: http:// and
 	// URL's host, path /metrics.
 	MetricsURL string `json:"metrics_url,omitempty"`
@@ -98,7 +103,7 @@ func (c *Config) Validate() error {
 	if _, err := parseIPs(c.SourceIPs); err != nil {
 		errs = append(errs, err)
 	}
-	if c.DialTimeout < 0 || c.Concurrency < 0 || c.ServerPID < 0 {
+	if c.DialTimeout < 0 || c.Concurrency < 0 || c.ServerPID < 0 || slices.ContainsFunc(c.ServerPIDs, func(p int) bool { return p <= 0 }) {
 		errs = append(errs, errors.New("dial timeout, concurrency and server pid must not be negative"))
 	}
 	if len(c.UserPrefix) > 64 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,10 +32,10 @@ type ServerSample struct {
 }
 
 // probe reads the server's resident memory and CPU from /proc when its pid
-// is known, else from its Prometheus /metrics, and its open connections
-// from /metrics.
+// is known (summed over its pids: several gateway processes), else from its
+// Prometheus /metrics, and its open connections from /metrics.
 type probe struct {
-	pid        int
+	pids       []int
 	metricsURL string
 	client     *http.Client
 }
@@ -42,14 +43,25 @@ type probe struct {
 func (p *probe) sample(ctx context.Context) ServerSample {
 	s := ServerSample{RSSBytes: -1, CPUSeconds: -1, SysSeconds: -1, Connections: -1}
 	m := p.metrics(ctx)
-	if v, ok := m["switchboard_gateway_connections"]; ok {
+	// With several gateway processes behind one port, /metrics is one
+	// process's, whichever the kernel picked: not the server's count.
+	if v, ok := m["switchboard_gateway_connections"]; ok && len(p.pids) <= 1 {
 		s.Connections = v
 	}
-	if p.pid > 0 {
-		if rss, err := procRSS(p.pid); err == nil {
-			s.RSSBytes, s.Source = rss, "proc"
+	if len(p.pids) > 0 {
+		var rss int64
+		var cpu cpuTime
+		var err error
+		for _, pid := range p.pids {
+			r, rerr := procRSS(pid)
+			c, cerr := procCPU(pid)
+			err = errors.Join(err, rerr, cerr)
+			rss += r
+			cpu.User += c.User
+			cpu.Sys += c.Sys
 		}
-		if cpu, err := procCPU(p.pid); err == nil {
+		if err == nil { // all or nothing: a partial sum would mislead
+			s.RSSBytes, s.Source = rss, "proc"
 			s.CPUSeconds, s.SysSeconds = cpu.total(), cpu.Sys
 		}
 	}

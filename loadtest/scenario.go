@@ -107,7 +107,7 @@ func newEnv(cfg Config, runID string) (*Env, error) {
 	}
 	e := &Env{
 		cfg: cfg, runID: runID, log: cfg.Log, fileLimit: soft,
-		probe: &probe{pid: cfg.ServerPID, metricsURL: cfg.MetricsURL, client: &http.Client{}},
+		probe: &probe{pids: serverPIDs(cfg), metricsURL: cfg.MetricsURL, client: &http.Client{}},
 	}
 	e.dialer = &dialer{
 		u: u, addr: addr, ips: ips, timeout: cfg.DialTimeout,
@@ -115,6 +115,15 @@ func newEnv(cfg Config, runID string) (*Env, error) {
 		token: func(user string) (string, error) { return is.Issue(user, "", 24*time.Hour) },
 	}
 	return e, nil
+}
+
+// serverPIDs lists the server's processes: ServerPID and ServerPIDs.
+func serverPIDs(cfg Config) []int {
+	var pids []int
+	if cfg.ServerPID > 0 {
+		pids = append(pids, cfg.ServerPID)
+	}
+	return append(pids, cfg.ServerPIDs...)
 }
 
 func newRunID() (string, error) {
