@@ -51,9 +51,19 @@ type Chat struct {
 	// MaxSends bounds the sends of a run (each costs 16 bytes of
 	// bookkeeping). Default 10,000,000.
 	MaxSends int
-	// Seed seeds the Poisson schedule. Default 1.
+	// Seed seeds the Poisson schedule and the sizes. Default 1.
 	Seed uint64
+	// SizeDist draws body sizes instead of the fixed Size:
+	// "uniform:MIN-MAX" or "lognormal:MEDIAN,SIGMA" (bytes; clamped to
+	// 10..65536). Each sender has sizeVariants frames drawn from it.
+	SizeDist string
+	// Receipts: recipients send a "read" receipt for every message as it
+	// arrives, and senders measure send→receipt.
+	Receipts bool
 }
+
+// sizeVariants is how many body sizes each sender draws from SizeDist.
+const sizeVariants = 16
 
 var _ Scenario = (*Chat)(nil)
 
@@ -82,7 +92,11 @@ func (s *Chat) setDefaults() {
 func (s *Chat) Params() map[string]any {
 	s.setDefaults()
 	p := map[string]any{"pairs": s.Pairs, "duration": s.Duration.String(), "size": s.Size,
-		"drain": s.Drain.String(), "writers": s.Writers, "max_sends": s.MaxSends}
+		"drain": s.Drain.String(), "writers": s.Writers, "max_sends": s.MaxSends, "receipts": s.Receipts}
+	if s.SizeDist != "" {
+		p["size_dist"] = s.SizeDist
+		delete(p, "size")
+	}
 	if s.Max {
 		p["mode"] = "max (closed loop)"
 		p["window"] = s.Window
@@ -107,7 +121,11 @@ func (s *Chat) Validate() error {
 	if s.Duration <= 0 {
 		errs = append(errs, errors.New("chat: --duration must be positive"))
 	}
-	if s.Size < idDigits || s.Size > 1<<20 {
+	if s.SizeDist != "" {
+		if _, err := parseSizeDist(s.SizeDist); err != nil {
+			errs = append(errs, err)
+		}
+	} else if s.Size < idDigits || s.Size > 1<<20 {
 		errs = append(errs, fmt.Errorf("chat: --size must be %d to 1048576 bytes", idDigits))
 	}
 	if s.Window < 1 || s.Drain < 0 || s.Writers < 1 || s.MaxSends < 1 {
@@ -131,46 +149,104 @@ const (
 	stFailed
 )
 
-// sender is one sending connection and its pre-encoded send frame.
+// sender is one sending connection and its pre-encoded send frames (one,
+// or one per drawn size).
 type sender struct {
-	idx   int
-	c     *Conn
-	frame []byte  // a complete masked send frame; only the indexes change
-	idOff int     // offset in frame of the id's digits
-	bdOff int     // offset in frame of the body's digits
-	hdr   int     // frame header length (payload offset)
-	mask  [4]byte //
-	dead  atomic.Bool
+	idx    int
+	c      *Conn
+	frames []sendFrame
+	mask   [4]byte
+	dead   atomic.Bool
 
 	// Owned by the sender's writer goroutine.
 	wbuf []byte
 	pend []uint64
+
+	// Owned by the sender's reader goroutine (receipts): msg id → index.
+	ids map[string]uint64
 }
 
-// appendSend appends the send frame of index k.
+// sendFrame is a complete masked send frame; only the indexes change.
+type sendFrame struct {
+	b     []byte
+	idOff int // offset in b of the id's digits
+	bdOff int // offset in b of the body's digits
+	hdr   int // frame header length (payload offset)
+	body  int // body bytes
+}
+
+// appendSend appends the send frame of index k: the frame of one of its
+// sizes, picked by a hash of k.
 func (s *sender) appendSend(dst []byte, k uint64) []byte {
+	f := &s.frames[0]
+	if len(s.frames) > 1 {
+		f = &s.frames[(k*0x9e3779b97f4a7c15)>>59%uint64(len(s.frames))]
+	}
 	n := len(dst)
-	dst = append(dst, s.frame...)
-	f := dst[n:]
-	putIndex(f, s.idOff, s.idOff-s.hdr, k, s.mask)
-	putIndex(f, s.bdOff, s.bdOff-s.hdr, k, s.mask)
+	dst = append(dst, f.b...)
+	b := dst[n:]
+	putIndex(b, f.idOff, f.idOff-f.hdr, k, s.mask)
+	putIndex(b, f.bdOff, f.bdOff-f.hdr, k, s.mask)
 	return dst
 }
 
-func newSender(idx int, c *Conn, to string, size int) *sender {
-	zeros := strings.Repeat("0", idDigits)
-	body := zeros
-	if size > idDigits {
-		body += " " + strings.Repeat("x", size-idDigits-1)
-	}
-	payload := []byte(`{"type":"send","id":"` + zeros + `","to":"` + to + `","body":"` + body + `"}`)
-	idPay := strings.Index(string(payload), `"id":"`) + len(`"id":"`)
-	bdPay := strings.Index(string(payload), `"body":"`) + len(`"body":"`)
+// newSender encodes a sender's frames for bodies of the given sizes.
+func newSender(idx int, c *Conn, to string, sizes []int) *sender {
 	s := &sender{idx: idx, c: c, mask: ws.NewMask()}
-	s.frame = ws.MustCompileFrame(ws.MaskFrameWith(ws.NewTextFrame(payload), s.mask))
-	s.hdr = len(s.frame) - len(payload)
-	s.idOff, s.bdOff = s.hdr+idPay, s.hdr+bdPay
+	zeros := strings.Repeat("0", idDigits)
+	for _, size := range sizes {
+		body := zeros
+		if size > idDigits {
+			body += " " + strings.Repeat("x", size-idDigits-1)
+		}
+		payload := []byte(`{"type":"send","id":"` + zeros + `","to":"` + to + `","body":"` + body + `"}`)
+		idPay := strings.Index(string(payload), `"id":"`) + len(`"id":"`)
+		bdPay := strings.Index(string(payload), `"body":"`) + len(`"body":"`)
+		f := sendFrame{b: ws.MustCompileFrame(ws.MaskFrameWith(ws.NewTextFrame(payload), s.mask)), body: len(body)}
+		f.hdr = len(f.b) - len(payload)
+		f.idOff, f.bdOff = f.hdr+idPay, f.hdr+bdPay
+		s.frames = append(s.frames, f)
+	}
 	return s
+}
+
+// sizeDist is a distribution of body sizes.
+type sizeDist func(rng *rand.Rand) int
+
+// parseSizeDist parses "uniform:MIN-MAX" or "lognormal:MEDIAN,SIGMA".
+func parseSizeDist(s string) (sizeDist, error) {
+	clamp := func(n float64) int { return int(min(max(n, idDigits), 65536)) }
+	kind, args, _ := strings.Cut(s, ":")
+	switch kind {
+	case "uniform":
+		var lo, hi int
+		if _, err := fmt.Sscanf(args, "%d-%d", &lo, &hi); err != nil || lo < idDigits || hi < lo || hi > 65536 {
+			return nil, fmt.Errorf("chat: --size-dist %q: want uniform:MIN-MAX with %d <= MIN <= MAX <= 65536", s, idDigits)
+		}
+		return func(rng *rand.Rand) int { return lo + rng.IntN(hi-lo+1) }, nil
+	case "lognormal":
+		var median, sigma float64
+		if _, err := fmt.Sscanf(args, "%g,%g", &median, &sigma); err != nil || median < idDigits || sigma < 0 || sigma > 4 {
+			return nil, fmt.Errorf("chat: --size-dist %q: want lognormal:MEDIAN,SIGMA with MEDIAN >= %d and 0 <= SIGMA <= 4", s, idDigits)
+		}
+		mu := math.Log(median)
+		return func(rng *rand.Rand) int { return clamp(math.Exp(mu + sigma*rng.NormFloat64())) }, nil
+	}
+	return nil, fmt.Errorf("chat: --size-dist %q: want uniform:MIN-MAX or lognormal:MEDIAN,SIGMA", s)
+}
+
+// senderSizes returns the body sizes of sender i's frames.
+func (s *Chat) senderSizes(i int) []int {
+	if s.SizeDist == "" {
+		return []int{s.Size}
+	}
+	dist, _ := parseSizeDist(s.SizeDist) // checked by Validate
+	rng := rand.New(rand.NewPCG(s.Seed, uint64(i)+1))
+	sizes := make([]int, sizeVariants)
+	for v := range sizes {
+		sizes[v] = dist(rng)
+	}
+	return sizes
 }
 
 // chatRun is the state of one run. Indexes k are sends; at[k] is the
@@ -197,13 +273,14 @@ type chatRun struct {
 	open, unacked                            atomic.Int64
 	dupAcks, dupDeliveries, misrouted, stray atomic.Int64
 	copies                                   atomic.Int64 // senders' copies of their own messages
+	receipted, earlyReceipts                 atomic.Int64 // read receipts back at the senders; ones before their ack
 	perSec                                   []atomic.Int64
 
-	ackH, recvH, lagH histShards
-	meter             Meter
-	errs              counts
-	stopping          atomic.Bool
-	readers           sync.WaitGroup
+	ackH, recvH, lagH, rcptH histShards
+	meter                    Meter
+	errs                     counts
+	stopping                 atomic.Bool
+	readers                  sync.WaitGroup
 }
 
 // Run implements Scenario.
@@ -251,13 +328,17 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 	}
 	cr.recips = conns[:P]
 	for i := range P {
-		cr.senders = append(cr.senders, newSender(i, conns[P+i], env.User("r", i), s.Size))
+		sd := newSender(i, conns[P+i], env.User("r", i), s.senderSizes(i))
+		if s.Receipts {
+			sd.ids = make(map[string]uint64)
+		}
+		cr.senders = append(cr.senders, sd)
 	}
 
 	G := min(s.Writers, P)
 	cr.at = make([]atomic.Int64, cr.n)
 	cr.state = make([]atomic.Uint32, cr.n)
-	cr.ackH, cr.recvH, cr.lagH = newHistShards(G), newHistShards(G), newHistShards(G)
+	cr.ackH, cr.recvH, cr.lagH, cr.rcptH = newHistShards(G), newHistShards(G), newHistShards(G), newHistShards(G)
 	cr.perSec = make([]atomic.Int64, int((s.Duration+s.Drain)/time.Second)+2)
 	if s.Max {
 		cr.owner = make([]atomic.Int32, cr.n)
@@ -323,7 +404,7 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 		deadline := time.NewTimer(s.Drain)
 		tick := time.NewTicker(5 * time.Millisecond)
 	drain:
-		for cr.open.Load() > 0 || cr.unacked.Load() > 0 {
+		for cr.open.Load() > 0 || cr.unacked.Load() > 0 || (s.Receipts && cr.receipted.Load()+cr.earlyReceipts.Load() < cr.delivered.Load()) {
 			select {
 			case <-tick.C:
 			case <-deadline.C:
@@ -562,6 +643,24 @@ func (cr *chatRun) readSender(sd *sender) {
 			}
 			cr.ackH.record(sd.idx, now-cr.at[k].Load())
 			cr.meter.Ack.Record(now - cr.at[k].Load())
+			if sd.ids != nil {
+				sd.ids[string(field(p, `"msg_id":"`))] = k
+			}
+		case typeReceipt:
+			if sd.ids == nil {
+				cr.stray.Add(1)
+				continue
+			}
+			eachID(p, func(id []byte) {
+				k, ok := sd.ids[string(id)]
+				if !ok {
+					cr.earlyReceipts.Add(1)
+					return
+				}
+				delete(sd.ids, string(id))
+				cr.receipted.Add(1)
+				cr.rcptH.record(sd.idx, now-cr.at[k].Load())
+			})
 		case typeError:
 			cr.errs.add("error frame "+string(field(p, `"code":"`)), 1)
 			if k, ok := ackIndex(p); ok && k < cr.n && cr.state[k].Load()&stSent != 0 {
@@ -609,6 +708,14 @@ func (cr *chatRun) readRecipient(j int, c *Conn) {
 			}
 			cr.recvH.record(j, now-cr.at[k].Load())
 			cr.meter.E2E.Record(now - cr.at[k].Load())
+			if cr.s.Receipts {
+				// The recipient reads it at once: a read receipt.
+				id := field(p, `"msg_id":"`)
+				frame := encodeText([]byte(`{"type":"receipt","status":"read","msg_ids":["` + string(id) + `"]}`))
+				if err := c.Write(frame); err != nil && !cr.stopping.Load() {
+					cr.errs.addErr(stageErr("receipt write", err))
+				}
+			}
 			if old&stFailed == 0 {
 				cr.open.Add(-1)
 				cr.giveCredit(k)
@@ -662,6 +769,21 @@ func (cr *chatRun) report(r *Report, loadEnd, drained time.Duration, deliveredIn
 	r.Add("misrouted deliveries", float64(cr.misrouted.Load()), "")
 	r.Add("unexpected frames", float64(cr.stray.Load()), "")
 	r.Add("copies of own messages", float64(cr.copies.Load()), "")
+	if s.Receipts {
+		r.Add("read receipts back at the senders", float64(cr.receipted.Load()), "")
+		r.Add("read receipts missing after drain", float64(cr.delivered.Load()-cr.receipted.Load()-cr.earlyReceipts.Load()), "")
+		r.Add("read receipts before their ack", float64(cr.earlyReceipts.Load()), "")
+	}
+	if s.SizeDist != "" {
+		var total, n float64
+		for _, sd := range cr.senders {
+			for _, f := range sd.frames {
+				total += float64(f.body)
+				n++
+			}
+		}
+		r.Add("mean body size", total/n, "bytes")
+	}
 	r.Add("load phase", load, "s")
 	r.Add("drain used", drained.Seconds(), "s")
 	if !s.Max {
@@ -690,6 +812,9 @@ func (cr *chatRun) report(r *Report, loadEnd, drained time.Duration, deliveredIn
 	}
 
 	r.Latencies = append(r.Latencies, cr.ackH.merged().latency("send→ack"), cr.recvH.merged().latency("send→receive"))
+	if s.Receipts {
+		r.Latencies = append(r.Latencies, cr.rcptH.merged().latency("send→read receipt"))
+	}
 	if !s.Max {
 		r.Latencies = append(r.Latencies, cr.lagH.merged().latency("generator lag"))
 		r.Note("open loop: latencies are from each send's scheduled time (coordinated omission corrected); generator lag is how late the generator wrote a send")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,7 +89,7 @@ func TestConnRefusesOversizedAndFragmentedFrames(t *testing.T) {
 }
 
 func TestSendFramePatchesIndexes(t *testing.T) {
-	s := newSender(0, nil, "lt-x-r0", 40)
+	s := newSender(0, nil, "lt-x-r0", []int{40})
 	var buf []byte
 	for _, k := range []uint64{0, 7, 1234567890, 9999999999} {
 		buf = s.appendSend(buf[:0], k)
@@ -112,6 +113,58 @@ func TestSendFramePatchesIndexes(t *testing.T) {
 			t.Errorf("body %d bytes, want 40", len(body))
 		}
 	}
+	// Several sizes (a size distribution): each frame patched right, and
+	// the sizes used spread over the variants.
+	sizes := []int{10, 11, 125, 126, 300, 65535, 70000, 12}
+	s = newSender(0, nil, "lt-x-r0", sizes)
+	seen := map[int]bool{}
+	for k := uint64(0); k < 400; k++ {
+		buf = s.appendSend(buf[:0], k)
+		c := newConn(&fakeConn{r: bytes.NewReader(buf)}, nil)
+		p, err := c.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := ackIndex(p); !ok || got != k {
+			t.Fatalf("id of %d: %d %v", k, got, ok)
+		}
+		if got, ok := msgIndex(p); !ok || got != k {
+			t.Fatalf("body of %d: %d %v", k, got, ok)
+		}
+		seen[len(field(p, `"body":"`))] = true
+	}
+	if len(seen) != len(sizes) {
+		t.Errorf("sizes used %v, want all of %v", seen, sizes)
+	}
+}
+
+func TestSizeDist(t *testing.T) {
+	for _, bad := range []string{"", "normal:5", "uniform:5-100", "uniform:100-50", "lognormal:40", "lognormal:5,1", "lognormal:40,9"} {
+		if _, err := parseSizeDist(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	s := &Chat{SizeDist: "lognormal:40,1", Seed: 3}
+	var n, sum int
+	for i := range 200 {
+		for _, size := range s.senderSizes(i) {
+			if size < idDigits || size > 65536 {
+				t.Fatalf("size %d", size)
+			}
+			n++
+			sum += size
+		}
+	}
+	// A lognormal of median 40 and sigma 1 has mean 40·e^0.5 ≈ 66.
+	if mean := float64(sum) / float64(n); mean < 55 || mean > 80 {
+		t.Errorf("mean size %.1f, want about 66", mean)
+	}
+	u := &Chat{SizeDist: "uniform:20-30", Seed: 1}
+	for _, size := range u.senderSizes(0) {
+		if size < 20 || size > 30 {
+			t.Fatalf("uniform size %d", size)
+		}
+	}
 }
 
 func TestScanServerFrames(t *testing.T) {
@@ -119,8 +172,13 @@ func TestScanServerFrames(t *testing.T) {
 	msg := []byte(`{"type":"msg","seq":3,"msg_id":"m1","from":"a","to":"b","body":"0000000042 xx","ts":1}`)
 	errf := []byte(`{"type":"error","id":"0000000042","code":"rate_limited","message":"slow down"}`)
 	if frameType(ack) != typeAck || frameType(msg) != typeMsg || frameType(errf) != typeError ||
-		frameType([]byte(`{"type":"synced","seq":0}`)) != typeSynced || frameType([]byte(`{"type":"receipt"}`)) != typeOther {
+		frameType([]byte(`{"type":"synced","seq":0}`)) != typeSynced || frameType([]byte(`{"type":"receipt"}`)) != typeReceipt || frameType([]byte(`{"type":"typing"}`)) != typeOther {
 		t.Error("frameType misclassifies")
+	}
+	var ids []string
+	eachID([]byte(`{"type":"receipt","seq":4,"status":"read","msg_ids":["A1","B22","C333"],"ts":1}`), func(id []byte) { ids = append(ids, string(id)) })
+	if strings.Join(ids, ",") != "A1,B22,C333" {
+		t.Errorf("eachID: %v", ids)
 	}
 	if k, ok := ackIndex(ack); !ok || k != 42 {
 		t.Errorf("ackIndex %d %v", k, ok)

@@ -27,13 +27,15 @@ const (
 	typeMsg
 	typeError
 	typeSynced
+	typeReceipt
 )
 
 var (
-	prefixAck    = []byte(`{"type":"ack"`)
-	prefixMsg    = []byte(`{"type":"msg"`)
-	prefixError  = []byte(`{"type":"error"`)
-	prefixSynced = []byte(`{"type":"synced"`)
+	prefixAck     = []byte(`{"type":"ack"`)
+	prefixMsg     = []byte(`{"type":"msg"`)
+	prefixError   = []byte(`{"type":"error"`)
+	prefixSynced  = []byte(`{"type":"synced"`)
+	prefixReceipt = []byte(`{"type":"receipt"`)
 )
 
 // frameType classifies a server frame by its leading "type" member.
@@ -47,6 +49,8 @@ func frameType(p []byte) frameKind {
 		return typeError
 	case bytes.HasPrefix(p, prefixSynced):
 		return typeSynced
+	case bytes.HasPrefix(p, prefixReceipt):
+		return typeReceipt
 	}
 	return typeOther
 }
@@ -64,6 +68,27 @@ func field(p []byte, key string) []byte {
 		return v[:j]
 	}
 	return nil
+}
+
+// eachID calls fn with each id of a receipt frame's "msg_ids" array (ids
+// without escapes, as the server's are).
+func eachID(p []byte, fn func(id []byte)) {
+	i := bytes.Index(p, []byte(`"msg_ids":[`))
+	if i < 0 {
+		return
+	}
+	v := p[i+len(`"msg_ids":[`):]
+	for len(v) > 0 && v[0] == '"' {
+		j := bytes.IndexByte(v[1:], '"')
+		if j < 0 {
+			return
+		}
+		fn(v[1 : 1+j])
+		v = v[2+j:]
+		if len(v) > 0 && v[0] == ',' {
+			v = v[1:]
+		}
+	}
 }
 
 // idDigits is the width of the send index in ids and bodies.

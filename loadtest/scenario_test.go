@@ -241,3 +241,33 @@ func TestReconnectJitter(t *testing.T) {
 		t.Errorf("with 1 s of jitter all were back in %v s", all)
 	}
 }
+
+// TestChatReceiptsAndSizes: recipients send read receipts, every one comes
+// back to its sender; bodies follow the size distribution; the timeline
+// has a sample per second with latencies.
+func TestChatReceiptsAndSizes(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, fastServer...)
+	s := &Chat{Pairs: 20, Rate: 200, Duration: 2 * time.Second, SizeDist: "uniform:10-3000", Receipts: true, Drain: 10 * time.Second}
+	rep := run(t, context.Background(), srv.config(), s)
+	wantNoErrors(t, rep)
+	wantFigure(t, rep, "delivered", 400)
+	wantFigure(t, rep, "read receipts back at the senders", 400)
+	wantFigure(t, rep, "read receipts missing after drain", 0)
+	wantSaneLatency(t, rep, "send→read receipt", 400, 5*time.Second)
+	if mean := figure(t, rep, "mean body size"); mean < 1000 || mean > 2000 {
+		t.Errorf("mean body size %v, want about 1500", mean)
+	}
+	if len(rep.Timeline) < 2 {
+		t.Fatalf("timeline %+v", rep.Timeline)
+	}
+	var withLatency int
+	for _, sm := range rep.Timeline {
+		if sm.E2EP50Ms > 0 && sm.RecvPerSec > 0 {
+			withLatency++
+		}
+	}
+	if withLatency == 0 {
+		t.Errorf("no second of the timeline has deliveries and latencies: %+v", rep.Timeline)
+	}
+}
