@@ -271,3 +271,26 @@ func TestChatReceiptsAndSizes(t *testing.T) {
 		t.Errorf("no second of the timeline has deliveries and latencies: %+v", rep.Timeline)
 	}
 }
+
+// TestDayInTheLife: habits become a peak-hour chat load: 2,000 DAU, 10%
+// online, 86.4 messages a day, peak factor 5: 200 connections at
+// 2,000 × 86.4 / 86,400 × 5 = 10 msg/s, all delivered and read.
+func TestDayInTheLife(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, fastServer...)
+	s := &Day{DAU: 2000, OnlineShare: 0.1, MsgsPerDay: 86.4, PeakFactor: 5, Duration: 3 * time.Second, Drain: 10 * time.Second}
+	rep := run(t, context.Background(), srv.config(), s)
+	wantNoErrors(t, rep)
+	wantFigure(t, rep, "users online at the peak", 200)
+	wantFigure(t, rep, "peak message rate", 10)
+	wantFigure(t, rep, "connections up", 200)
+	sent := figure(t, rep, "sent")
+	if sent < 10 || sent > 60 { // Poisson: about 30
+		t.Errorf("sent %v, want about 30", sent)
+	}
+	wantFigure(t, rep, "delivered", sent)
+	wantFigure(t, rep, "read receipts back at the senders", sent)
+	if (&Day{DAU: 10, OnlineShare: 0.1, MsgsPerDay: 1, PeakFactor: 1, Duration: time.Second}).Validate() == nil {
+		t.Error("one user online accepted")
+	}
+}
