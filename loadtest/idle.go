@@ -127,6 +127,7 @@ func (s *Idle) Run(ctx context.Context, env *Env, r *Report) error {
 	r.CPU = cpu.Stop(ctx)
 	after := env.Server(ctx)
 	sockAfter, _ := readSockstat()
+	conntrack, conntrackErr := readConntrack()
 
 	if err == nil && ready.Up > 0 && ctx.Err() == nil {
 		env.log.Info("idle: holding", "up", ready.Up, "hold", s.Hold)
@@ -182,6 +183,13 @@ func (s *Idle) Run(ctx context.Context, env *Env, r *Report) error {
 		}
 		r.Note("kernel TCP memory is /proc/net/sockstat's (%d-byte pages, whole network namespace, both ends of loopback connections): "+
 			"socket buffers holding data only, so an idle connection with empty queues counts 0; socket structures (slab) are not in it", int64(pg))
+	}
+	if conntrackErr == nil {
+		r.Add("conntrack entries after connect", float64(conntrack.count), "")
+		r.Add("conntrack limit (nf_conntrack_max)", float64(conntrack.max), "")
+		if conntrack.count >= conntrack.max*9/10 {
+			r.Note("conntrack is nearly full (%d of %d): past it the kernel drops new connections; raise net.netfilter.nf_conntrack_max (switchboard tune)", conntrack.count, conntrack.max)
+		}
 	}
 	up64 := newHistogram()
 	up64.mergeSnapshot(ready.Upgrade, ready.UpgradeClamped)

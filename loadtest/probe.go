@@ -206,6 +206,28 @@ func readSockstat() (Sockstat, error) {
 
 // selfCPU returns the CPU time used by this process and its waited-for
 // children.
+// conntrackState is the kernel's connection tracking table: entries and
+// limit. Each TCP connection tracked is one entry (both directions).
+type conntrackState struct{ count, max int64 }
+
+// readConntrack reads it; an error when conntrack is not loaded.
+func readConntrack() (conntrackState, error) {
+	var st conntrackState
+	for _, f := range []struct {
+		path string
+		v    *int64
+	}{{"/proc/sys/net/netfilter/nf_conntrack_count", &st.count}, {"/proc/sys/net/netfilter/nf_conntrack_max", &st.max}} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return st, err
+		}
+		if *f.v, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
 func selfCPU() cpuTime {
 	var c cpuTime
 	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
