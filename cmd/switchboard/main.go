@@ -19,6 +19,7 @@ Usage:
   switchboard token --user ID     print an access token for a user
   switchboard chat --user ID      chat from the terminal
   switchboard loadtest SCENARIO   measure a running server (idle, connect, chat)
+  switchboard plan [flags]        size a fleet: gateways, Kafka, Cassandra, Redis, network
   switchboard version             print the version
 
 Run 'switchboard <command> --help' for a command's flags.
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string) error {
 		return chatCmd(ctx, args)
 	case "loadtest":
 		return loadtestCmd(ctx, args)
+	case "plan":
+		return planCmd(args)
 	case "version":
 		fmt.Println("switchboard", version)
 		return nil
