@@ -20,6 +20,7 @@ Usage:
   switchboard chat --user ID      chat from the terminal
   switchboard loadtest SCENARIO   measure a running server (idle, connect, chat)
   switchboard plan [flags]        size a fleet: gateways, Kafka, Cassandra, Redis, network
+  switchboard tune check|apply    kernel and open-file limits for N connections
   switchboard version             print the version
 
 Run 'switchboard <command> --help' for a command's flags.
@@ -33,6 +34,9 @@ func main() {
 	if err := run(ctx, os.Args[1:]); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "switchboard:", err)
+		}
+		if errors.Is(err, errUnreachable) {
+			os.Exit(1) // tune check: the box cannot hold the connections
 		}
 		os.Exit(2)
 	}
@@ -57,6 +61,8 @@ func run(ctx context.Context, args []string) error {
 		return loadtestCmd(ctx, args)
 	case "plan":
 		return planCmd(args)
+	case "tune":
+		return tuneCmd(args)
 	case "version":
 		fmt.Println("switchboard", version)
 		return nil

@@ -175,6 +175,7 @@ func (v verifier) Authenticate(token []byte) (string, string, error) {
 
 // serve wires the embedded backends and runs the gateway until ctx ends.
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	checkLimits(cfg.Gateway, log) // limits.go: open files vs gateway.max_connections
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
