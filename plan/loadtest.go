@@ -64,15 +64,14 @@ func (r *loadtestReport) figure(name string) (value float64, unit string, ok boo
 }
 
 // Figure names ReadLoadtest reads, as loadtest/idle.go, connect.go and
-// chat.go write them.
+// chat.go (which day.go runs) write them.
 const (
-	figRSSPerConn    = "server RSS per connection"           // idle, KiB
-	figConnsUp       = "connections up"                      // idle
-	figUpgradeRate   = "upgrade rate"                        // connect, upgrades/s
-	figDeliveryRate  = "delivery rate during load"           // chat, msg/s
-	figMissing       = "missing after drain (not delivered)" // chat
-	figKernelPerConn = "kernel memory per connection"        // idle, bytes or KiB (if the report has it)
-	figKernelTCP     = "kernel TCP memory per connection"    // idle, bytes: socket buffers only
+	figRSSPerConn   = "server RSS per connection"           // idle, KiB
+	figConnsUp      = "connections up"                      // idle
+	figUpgradeRate  = "upgrade rate"                        // connect, upgrades/s
+	figDeliveryRate = "delivery rate during load"           // chat, msg/s
+	figMissing      = "missing after drain (not delivered)" // chat
+	figKernelTCP    = "kernel TCP memory per connection"    // idle, bytes: socket buffers only, not used
 )
 
 // ReadLoadtest reads the JSON report of `switchboard loadtest SCENARIO
@@ -80,14 +79,15 @@ const (
 // inputs it measures:
 //
 //   - idle: rss_per_conn_kib from "server RSS per connection" (KiB);
-//     tested_conns from "connections up"; kernel_per_conn_kib from
-//     "kernel memory per connection" or "kernel TCP memory per connection"
-//     (bytes or KiB) when above 0. The TCP figure is /proc/net/sockstat's,
-//     which counts only socket buffers holding data, so it is 0 for idle
-//     sockets and the input then keeps its value.
+//     tested_conns from "connections up". Its "kernel TCP memory per
+//     connection" is not used: /proc/net/sockstat counts the pages of
+//     socket buffers holding data, 0 or near it for an idle socket (and
+//     below 0 when other sockets close during the run), not the socket
+//     structures that make up kernel_per_conn_kib.
 //   - connect: upgrades_per_core = "upgrade rate" ÷ the server's CPUs
 //     (cpu.server_percent ÷ 100).
-//   - chat: msgs_per_core = "delivery rate during load" ÷ the server's CPUs.
+//   - chat and day: msgs_per_core = "delivery rate during load" ÷ the
+//     server's CPUs.
 //     A --max run gives the capacity of a core; an open-loop run gives the
 //     cost at its rate, which batching makes higher per message at low
 //     rates, so it understates a core.
@@ -141,31 +141,23 @@ func ReadLoadtest(r io.Reader, name string) (Measured, error) {
 			m.Values["tested_conns"] = up
 			m.Basis["tested_conns"] = fmt.Sprintf("%s: %q", src, figConnsUp)
 		}
-		kernelFound := false
-		for _, fig := range []string{figKernelPerConn, figKernelTCP} {
-			v, unit, ok := rep.figure(fig)
-			if !ok || v <= 0 {
-				continue
-			}
-			kib, err := toKiB(v, unit)
-			if err != nil {
-				return Measured{}, fmt.Errorf("%s: %w: figure %q: %v", name, ErrLoadtestReport, fig, err)
-			}
-			m.Values["kernel_per_conn_kib"] = kib
-			m.Basis["kernel_per_conn_kib"] = fmt.Sprintf("%s: %q", src, fig)
-			kernelFound = true
-			break
+		if up, _, ok := rep.figure(figConnsUp); ok && up < 10_000 {
+			m.Notes = append(m.Notes, fmt.Sprintf("%s: %s connections: a small run, whose RSS per connection the heap's growth steps dominate; plan from 10,000 or more", name, formatNumber(up)))
 		}
-		if !kernelFound {
-			m.Notes = append(m.Notes, name+": no kernel memory per connection above 0 (sockstat counts only socket buffers holding data); kernel_per_conn_kib keeps its value")
+		if v, unit, ok := rep.figure(figKernelTCP); ok {
+			m.Notes = append(m.Notes, fmt.Sprintf("%s: %q (%s %s) not used: /proc/net/sockstat counts socket buffers holding data, not the socket structures of an idle connection; kernel_per_conn_kib keeps its value",
+				name, figKernelTCP, formatNumber(v), unit))
 		}
 	case "connect":
 		if err := perCore(figUpgradeRate, "upgrades_per_core"); err != nil {
 			return Measured{}, err
 		}
-	case "chat":
+	case "chat", "day":
 		if err := perCore(figDeliveryRate, "msgs_per_core"); err != nil {
 			return Measured{}, err
+		}
+		if rep.Scenario == "day" {
+			m.Notes = append(m.Notes, name+": a day run's messages carry read receipts, so a core's rate includes their work")
 		}
 		if mode, _ := rep.Params["mode"].(string); mode != "" && !strings.HasPrefix(mode, "max") {
 			m.Notes = append(m.Notes, fmt.Sprintf("%s: an open-loop run (%s) gives the CPU cost at its rate, not a core's capacity; a --max run gives that", name, mode))
@@ -174,7 +166,7 @@ func ReadLoadtest(r io.Reader, name string) (Measured, error) {
 			m.Notes = append(m.Notes, fmt.Sprintf("%s: %s messages were not delivered", name, formatNumber(v)))
 		}
 	default:
-		return Measured{}, fmt.Errorf("%s: %w: scenario %q has no figure a plan uses (it reads idle, connect and chat reports)", name, ErrLoadtestReport, rep.Scenario)
+		return Measured{}, fmt.Errorf("%s: %w: scenario %q has no figure a plan uses (it reads idle, connect, chat and day reports)", name, ErrLoadtestReport, rep.Scenario)
 	}
 	return m, nil
 }
@@ -189,18 +181,6 @@ func serverCPUs(rep *loadtestReport, name string, m *Measured) (float64, string)
 	c := float64(max(rep.Environment.CPUs, 1))
 	m.Notes = append(m.Notes, fmt.Sprintf("%s: the server's CPU is unknown (run loadtest with --server-pid); the rate is divided by all %s CPUs of the box, a lower bound", name, formatNumber(c)))
 	return c, fmt.Sprintf("all %s CPUs of the box", formatNumber(c))
-}
-
-func toKiB(v float64, unit string) (float64, error) {
-	switch unit {
-	case "bytes", "B", "":
-		return v / bytesPerKiB, nil
-	case "KiB":
-		return v, nil
-	case "MiB":
-		return v * bytesPerKiB, nil
-	}
-	return 0, fmt.Errorf("unknown unit %q", unit)
 }
 
 func totalErrors(m map[string]int64) int64 {

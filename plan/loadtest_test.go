@@ -32,9 +32,9 @@ func TestReadLoadtest(t *testing.T) {
 		notes  []string // substrings, one per note expected
 	}{
 		{"idle.json", map[string]float64{"rss_per_conn_kib": 1.279, "tested_conns": 15000},
-			[]string{"no kernel memory per connection above 0"}},
-		{"idle-kernel.json", map[string]float64{"rss_per_conn_kib": 1.31, "tested_conns": 250000, "kernel_per_conn_kib": 3.8},
-			[]string{"interrupted", "12 errors"}},
+			[]string{`"kernel TCP memory per connection" (0 bytes) not used`}},
+		{"idle-250k.json", map[string]float64{"rss_per_conn_kib": 1.31, "tested_conns": 250000},
+			[]string{"interrupted", "12 errors", `"kernel TCP memory per connection" (-1,980 bytes) not used`}},
 		{"connect.json", map[string]float64{"upgrades_per_core": 16299 / 0.74}, nil},
 		{"chat-max.json", map[string]float64{"msgs_per_core": 90130 / 1.5}, nil},
 		{"chat-open-nocpu.json", map[string]float64{"msgs_per_core": 9999.5 / 2},
@@ -69,7 +69,7 @@ func TestReadLoadtest(t *testing.T) {
 
 func TestReadLoadtestApply(t *testing.T) {
 	in := Defaults()
-	for _, name := range []string{"idle-kernel.json", "connect.json", "chat-max.json"} {
+	for _, name := range []string{"idle-250k.json", "connect.json", "chat-max.json"} {
 		m, err := readFixture(t, name)
 		if err != nil {
 			t.Fatal(err)
@@ -89,12 +89,31 @@ func TestReadLoadtestApply(t *testing.T) {
 	if i := got["msgs_per_core"]; !near(i.Value, 90130/1.5) || !strings.Contains(i.Basis, "chat-max.json") {
 		t.Errorf("msgs_per_core: %+v", i)
 	}
-	if i := got["kernel_per_conn_kib"]; !near(i.Value, 3.8) || !strings.Contains(i.Basis, "idle-kernel.json") {
-		t.Errorf("kernel_per_conn_kib: %+v", i)
+	if i := got["rss_per_conn_kib"]; !near(i.Value, 1.31) || !strings.Contains(i.Basis, "idle-250k.json") {
+		t.Errorf("rss_per_conn_kib: %+v", i)
+	}
+	if i := got["kernel_per_conn_kib"]; i.Value != 3.8 || !strings.HasPrefix(i.Basis, "measured: about 3.8 KiB") {
+		t.Errorf("kernel_per_conn_kib: %+v; the sockstat figure must not replace it", i)
 	}
 	// 250,000 connections measured: the per-box extrapolation shrinks.
 	if v, _ := p.Value("conns_per_box_planned"); v/in.TestedConns > 10 {
 		t.Errorf("planned %v per box against %v tested", v, in.TestedConns)
+	}
+}
+
+// TestReadLoadtestSmallAndDay: a small idle run and a day run are read,
+// with a note on what to make of them.
+func TestReadLoadtestSmallAndDay(t *testing.T) {
+	m, err := ReadLoadtest(strings.NewReader(`{"scenario": "idle", "figures": [
+		{"name": "connections up", "value": 300}, {"name": "server RSS per connection", "value": 4.9, "unit": "KiB"}]}`), "small.json")
+	if err != nil || m.Values["rss_per_conn_kib"] != 4.9 || len(m.Notes) != 1 || !strings.Contains(m.Notes[0], "a small run") {
+		t.Errorf("small idle run: %v %v %q", err, m.Values, m.Notes)
+	}
+	m, err = ReadLoadtest(strings.NewReader(`{"scenario": "day", "params": {"mode": "open loop, poisson", "dau": 10000},
+		"figures": [{"name": "delivery rate during load", "value": 500, "unit": "msg/s"}],
+		"cpu": {"server_percent": 25}}`), "day.json")
+	if err != nil || m.Values["msgs_per_core"] != 2000 || len(m.Notes) != 2 || !strings.Contains(strings.Join(m.Notes, "\n"), "read receipts") {
+		t.Errorf("day run: %v %v %q", err, m.Values, m.Notes)
 	}
 }
 
@@ -109,8 +128,7 @@ func TestReadLoadtestErrors(t *testing.T) {
 		{"idle without RSS", `{"scenario": "idle", "figures": [{"name": "connections up", "value": 10}]}`, `no figure "server RSS per connection"`, true},
 		{"connect without rate", `{"scenario": "connect", "figures": []}`, `no figure "upgrade rate"`, true},
 		{"chat rate 0", `{"scenario": "chat", "figures": [{"name": "delivery rate during load", "value": 0}]}`, `is 0`, true},
-		{"kernel unit", `{"scenario": "idle", "figures": [{"name": "server RSS per connection", "value": 1, "unit": "KiB"},
-			{"name": "kernel memory per connection", "value": 1, "unit": "furlongs"}]}`, `unknown unit "furlongs"`, true},
+		{"idle RSS below 0", `{"scenario": "idle", "figures": [{"name": "server RSS per connection", "value": -0.2, "unit": "KiB"}]}`, `is -0.2`, true},
 	} {
 		_, err := ReadLoadtest(strings.NewReader(c.json), "x.json")
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "x.json") {
