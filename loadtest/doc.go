@@ -2,6 +2,12 @@
 // protocol: `switchboard loadtest <scenario>` runs one Scenario and prints
 // a Report (text, and JSON with --json).
 //
+// A report is also a self-contained HTML page with plots of the run
+// (WriteHTML, --html; gonum/plot drawing inline SVG, so the page fetches
+// nothing), and two saved reports compare side by side (ReadReport,
+// Compare: ratios B/A, differences where A is 0, parameters that differ);
+// `switchboard loadtest report` and `loadtest compare` are their commands.
+//
 // # Scenarios
 //
 //   - Idle: open N authenticated connections, sync each once, hold them
@@ -55,5 +61,7 @@
 //	hist.go      HDR histograms and Latency summaries
 //	probe.go     server RSS/CPU, /proc/net/sockstat, getrusage, RLIMIT_NOFILE
 //	report.go    Report, text and JSON output
+//	html.go      Report.WriteHTML: the page and its plots
+//	compare.go   ReadReport, Compare, Comparison.WriteText
 //	idle.go, connect.go, chat.go   the scenarios
 package loadtest

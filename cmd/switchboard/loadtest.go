@@ -14,10 +14,13 @@ import (
 )
 
 const loadtestUsage = `Usage: switchboard loadtest SCENARIO [flags]
+       switchboard loadtest report RUN.json [--html OUT.html]
+       switchboard loadtest compare A.json B.json
 
 Measures a running server over its WebSocket protocol. Tokens are minted
 with the server's secret (--data-dir or --secret-file) for users unique to
-the run. Prints a summary; --json FILE writes every figure.
+the run. Prints a summary; --json FILE writes every figure (and the
+histograms), --html FILE a self-contained page with plots of the run.
 
 Scenarios:
   idle      open --conns connections, sync each once, hold them --hold;
@@ -27,6 +30,13 @@ Scenarios:
   chat      --pairs sender→recipient pairs at --rate msg/s for --duration
             (open loop, latency from the scheduled send), or --max (closed
             loop) for the highest sustained delivery rate
+
+Reports:
+  report    print the summary of a saved --json report; --html OUT.html
+            renders it as a page with plots
+  compare   print two saved --json reports side by side: figures and
+            latency percentiles of A and B with the ratio B/A (the
+            difference where A is 0); '*' marks parameters that differ
 
 Run 'switchboard loadtest SCENARIO --help' for its flags.
 `
@@ -46,6 +56,10 @@ func loadtestCmd(ctx context.Context, args []string) error {
 		return nil
 	case loadtestWorker:
 		return loadtest.RunIdleWorker(ctx, os.Stdin, os.Stdout)
+	case "report":
+		return loadtestReportCmd(args)
+	case "compare":
+		return loadtestCompareCmd(args)
 	}
 
 	fs := flag.NewFlagSet("loadtest "+name, flag.ContinueOnError)
@@ -59,6 +73,7 @@ func loadtestCmd(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", 10*time.Second, "bound on one connection's TCP connect, upgrade and first sync")
 	fs.StringVar(&cfg.UserPrefix, "user-prefix", "lt", "prefix of the run's user ids (a random run id follows)")
 	jsonPath := fs.String("json", "", "also write the full report as JSON to this file")
+	htmlPath := fs.String("html", "", "also write the report as a self-contained HTML page with plots to this file")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 
 	var sc loadtest.Scenario
@@ -123,22 +138,119 @@ func loadtestCmd(ctx context.Context, args []string) error {
 	if rep != nil {
 		rep.WriteText(os.Stdout)
 		if *jsonPath != "" {
-			if jerr := writeReportJSON(*jsonPath, rep); jerr != nil {
-				err = errors.Join(err, jerr)
-			}
+			err = errors.Join(err, writeReport(*jsonPath, rep.WriteJSON))
+		}
+		if *htmlPath != "" {
+			err = errors.Join(err, writeReport(*htmlPath, rep.WriteHTML))
 		}
 	}
 	return err
 }
 
-func writeReportJSON(path string, rep *loadtest.Report) error {
+// writeReport creates path and writes a report into it with write.
+func writeReport(path string, write func(io.Writer) error) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	err = rep.WriteJSON(f)
+	err = write(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// loadtestReportCmd re-renders a saved JSON report: the summary on
+// stdout, and with --html a page.
+func loadtestReportCmd(args []string) error {
+	fs := flag.NewFlagSet("loadtest report", flag.ContinueOnError)
+	htmlPath := fs.String("html", "", "write the report as a self-contained HTML page with plots to this file")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: switchboard loadtest report RUN.json [--html OUT.html]\n\n"+
+			"Prints the summary of a report saved with --json; --html renders it as a page.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	reps, err := readReportArgs(fs, args, 1)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	rep := reps[0]
+	if err := rep.WriteText(os.Stdout); err != nil {
+		return err
+	}
+	if *htmlPath != "" {
+		return writeReport(*htmlPath, rep.WriteHTML)
+	}
+	return nil
+}
+
+// loadtestCompareCmd prints two saved reports side by side. It fails only
+// on bad input, never on what the comparison shows.
+func loadtestCompareCmd(args []string) error {
+	fs := flag.NewFlagSet("loadtest compare", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: switchboard loadtest compare A.json B.json\n\n"+
+			"Prints the figures and latency percentiles of two reports saved with --json\n"+
+			"side by side, with the ratio B/A (the difference B-A where A is 0), and marks\n"+
+			"with '*' the parameters and environment that differ.\n")
+	}
+	reps, err := readReportArgs(fs, args, 2)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return loadtest.Compare(reps[0], reps[1]).WriteText(os.Stdout)
+}
+
+// readReportArgs parses fs's flags, before or after the file names, and
+// reads the n JSON reports that args name.
+func readReportArgs(fs *flag.FlagSet, args []string, n int) ([]*loadtest.Report, error) {
+	files, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) != n {
+		fs.Usage()
+		return nil, fmt.Errorf("%s: want %d JSON report(s), got %d arguments", fs.Name(), n, len(files))
+	}
+	reps := make([]*loadtest.Report, n)
+	for i, f := range files {
+		if reps[i], err = readReportFile(f); err != nil {
+			return nil, err
+		}
+	}
+	return reps, nil
+}
+
+// parseInterspersed parses flags that may come after positional
+// arguments (report RUN.json --html OUT.html) and returns the positional
+// ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func readReportFile(path string) (*loadtest.Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rep, err := loadtest.ReadReport(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return rep, nil
 }
