@@ -58,11 +58,11 @@
 //
 // # Load-test reports
 //
-// ReadLoadtest parses the JSON of `switchboard loadtest idle|connect|chat
-// --json FILE` with its own minimal structs (scenario, params.mode,
-// interrupted, environment.cpus, figures by name, errors,
-// cpu.server_percent), tolerant of every other field, and returns the
-// inputs it measures; its doc lists the figures it reads.
+// ReadLoadtest parses the JSON of `switchboard loadtest
+// idle|connect|chat|day --json FILE` with its own minimal structs
+// (scenario, params.mode, interrupted, environment.cpus, figures by name,
+// errors, cpu.server_percent), tolerant of every other field, and returns
+// the inputs it measures; its doc lists the figures it reads.
 //
 // # Concurrency
 //

@@ -92,7 +92,7 @@ func TestReadLoadtestApply(t *testing.T) {
 	if i := got["rss_per_conn_kib"]; !near(i.Value, 1.31) || !strings.Contains(i.Basis, "idle-250k.json") {
 		t.Errorf("rss_per_conn_kib: %+v", i)
 	}
-	if i := got["kernel_per_conn_kib"]; i.Value != 3.8 || !strings.HasPrefix(i.Basis, "measured: about 3.8 KiB") {
+	if i := got["kernel_per_conn_kib"]; i.Value != 3.8 || !strings.HasPrefix(i.Basis, "measured: the slab objects") {
 		t.Errorf("kernel_per_conn_kib: %+v; the sockstat figure must not replace it", i)
 	}
 	// 250,000 connections measured: the per-box extrapolation shrinks.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"os"
 	"reflect"
 	"regexp"
 	"strings"
@@ -305,6 +306,41 @@ func TestFormatNumber(t *testing.T) {
 	} {
 		if got := formatNumber(c.v); got != c.want {
 			t.Errorf("formatNumber(%v) = %q, want %q", c.v, got, c.want)
+		}
+	}
+}
+
+// TestCapacityDocIsCurrent: docs/capacity.md shows `switchboard plan
+// --compare` as it prints today (without its inputs section) and every
+// input with its default and basis, so a change to the model or a default
+// that leaves the doc behind fails here. Regenerate the block with
+// `go run ./cmd/switchboard plan --compare`.
+func TestCapacityDocIsCurrent(t *testing.T) {
+	b, err := os.ReadFile("../docs/capacity.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	d, m := sideBySide(t)
+	var buf bytes.Buffer
+	if err := WriteText(&buf, d, m); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	i, j := strings.Index(out, "\nINPUTS"), strings.Index(out, "\nPEAK LOAD")
+	if i < 0 || j < i {
+		t.Fatal("no INPUTS or PEAK LOAD section")
+	}
+	if want := out[:i] + out[j:]; !strings.Contains(doc, "```text\n"+want+"```") {
+		t.Errorf("docs/capacity.md does not show the current `plan --compare` output")
+	}
+	for _, in := range m.Inputs {
+		v := formatNumber(in.Value)
+		if in.Unit != "" {
+			v += " " + in.Unit
+		}
+		if row := "| `" + in.Key + "` | " + v + " | " + in.Basis + " |"; !strings.Contains(doc, row) {
+			t.Errorf("docs/capacity.md lacks the row %s", row)
 		}
 	}
 }

@@ -28,11 +28,10 @@ workload on the figures measured in docs/benchmarks.md), --inputs FILE,
 Flags:
   --inputs FILE          input file, YAML or JSON, keyed by input name
                          (dau: 50000000, online_share: 0.3, ...)
-  --from-loadtest FILE   a 'switchboard loadtest idle|connect|chat --json'
-                         report; repeat for several. idle gives
-                         rss_per_conn_kib and tested_conns, connect
-                         upgrades_per_core, chat (best with --max)
-                         msgs_per_core
+  --from-loadtest FILE   a 'switchboard loadtest SCENARIO --json' report;
+                         repeat for several. idle gives rss_per_conn_kib
+                         and tested_conns, connect upgrades_per_core, chat
+                         (best with --max) and day msgs_per_core
   --compare              also plan with the design's 60,000 connections per
                          gateway box and print both side by side
   --format text|json     what to print (default text)
