@@ -7,13 +7,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/switchboard/switchboard/loadtest"
 )
 
 const loadtestUsage = `Usage: switchboard loadtest SCENARIO [flags]
+       switchboard loadtest run SCENARIO.yaml [flags]
        switchboard loadtest report RUN.json [--html OUT.html]
        switchboard loadtest compare A.json B.json
 
@@ -29,7 +36,18 @@ Scenarios:
             upgrades/s and latency percentiles
   chat      --pairs sender→recipient pairs at --rate msg/s for --duration
             (open loop, latency from the scheduled send), or --max (closed
-            loop) for the highest sustained delivery rate
+            loop) for the highest sustained delivery rate; --size-dist,
+            --receipts
+  reconnect the reconnect storm: --conns clients connect, then all drop at
+            once and come back; time until all are back and synced
+  day       a day in the life: --dau, --online-share, --msgs-per-day and
+            --peak-factor become the peak hour's chat load (Poisson,
+            lognormal sizes, read receipts)
+
+Every scenario's flags can also come from a file: --scenario FILE (YAML,
+flag names as keys, e.g. "pairs: 7500"); flags on the command line win.
+'switchboard loadtest run FILE' runs the scenario the file names
+("scenario: chat").
 
 Reports:
   report    print the summary of a saved --json report; --html OUT.html
@@ -56,6 +74,16 @@ func loadtestCmd(ctx context.Context, args []string) error {
 		return nil
 	case loadtestWorker:
 		return loadtest.RunIdleWorker(ctx, os.Stdin, os.Stdout)
+	case "run":
+		// loadtest run FILE [flags]: the scenario named in the file.
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			return errors.New("loadtest run: which scenario file?")
+		}
+		scenario, err := scenarioOf(args[0])
+		if err != nil {
+			return err
+		}
+		return loadtestCmd(ctx, append([]string{scenario, "--scenario", args[0]}, args[1:]...))
 	case "report":
 		return loadtestReportCmd(args)
 	case "compare":
@@ -68,7 +96,14 @@ func loadtestCmd(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "the server's data directory; tokens are signed with its secret.key")
 	fs.StringVar(&cfg.SecretFile, "secret-file", "", "the server's secret file, instead of <data-dir>/secret.key")
 	fs.StringVar(&cfg.SourceIPs, "source-ips", "", "local addresses to bind connections to, round robin, e.g. 127.0.0.2-127.0.0.50 (each gives ~28k ports; default: kernel's choice)")
-	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's pid, to read its RSS and CPU from /proc (default: from --metrics-url)")
+	fs.Func("server-pid", "the server's pid, to read its RSS and CPU from /proc; several gateway processes: a comma-separated list, summed (default: from --metrics-url)", func(v string) error {
+		pids, err := parsePIDs(v)
+		if err == nil && len(pids) > 0 {
+			cfg.ServerPID, cfg.ServerPIDs = pids[0], pids[1:]
+		}
+		return err
+	})
+	scenarioFile := fs.String("scenario", "", "YAML file of this scenario's flags (flag name: value); command-line flags win")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "the server's Prometheus endpoint (default: http://<url's host>/metrics)")
 	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", 10*time.Second, "bound on one connection's TCP connect, upgrade and first sync")
 	fs.StringVar(&cfg.UserPrefix, "user-prefix", "lt", "prefix of the run's user ids (a random run id follows)")
@@ -103,6 +138,30 @@ func loadtestCmd(ctx context.Context, args []string) error {
 		fs.DurationVar(&s.Drain, "drain", 10*time.Second, "after the load, longest wait for outstanding acks and deliveries")
 		fs.IntVar(&s.Writers, "writers", 0, "writer goroutines, each owning a share of the senders (default: GOMAXPROCS, at least 2)")
 		fs.IntVar(&s.MaxSends, "max-sends", 10_000_000, "bound on the sends of a run (16 bytes of bookkeeping each)")
+		fs.StringVar(&s.SizeDist, "size-dist", "", "body sizes drawn from a distribution instead of --size: uniform:MIN-MAX or lognormal:MEDIAN,SIGMA (bytes)")
+		fs.BoolVar(&s.Receipts, "receipts", false, "recipients send a read receipt for every message; senders measure send→read receipt")
+		fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections being opened at once during setup")
+		sc = s
+	case "reconnect":
+		s := &loadtest.Reconnect{}
+		fs.IntVar(&s.Conns, "conns", 1000, "clients")
+		fs.DurationVar(&s.Hold, "hold", 2*time.Second, "time between all being up and the drop")
+		fs.DurationVar(&s.Jitter, "jitter", 0, "each client waits a random time below this before reconnecting (default 0: all at once)")
+		fs.IntVar(&s.Concurrency, "reconnect-concurrency", 0, "reconnects in flight at once (default 0: no bound)")
+		fs.BoolVar(&s.Graceful, "graceful", false, "clients close with a close frame instead of dropping the socket (a reset)")
+		fs.Uint64Var(&s.Seed, "seed", 1, "seed of the jitter and backoff")
+		fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections being opened at once before the storm")
+		sc = s
+	case "day":
+		s := &loadtest.Day{}
+		fs.IntVar(&s.DAU, "dau", 10000, "daily active users of the simulated population")
+		fs.Float64Var(&s.OnlineShare, "online-share", 0.3, "share of them connected at the peak (one connection each)")
+		fs.Float64Var(&s.MsgsPerDay, "msgs-per-day", 40, "messages each user sends a day")
+		fs.Float64Var(&s.PeakFactor, "peak-factor", 2.5, "the peak hour's rate over the day's average hourly rate")
+		fs.DurationVar(&s.Duration, "duration", 60*time.Second, "how long to run the peak")
+		fs.StringVar(&s.SizeDist, "size-dist", "", "body sizes (default lognormal:40,1)")
+		fs.Uint64Var(&s.Seed, "seed", 1, "seed of the arrivals and sizes")
+		fs.DurationVar(&s.Drain, "drain", 10*time.Second, "after the load, longest wait for outstanding messages and receipts")
 		fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections being opened at once during setup")
 		sc = s
 	default:
@@ -121,6 +180,11 @@ func loadtestCmd(ctx context.Context, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("loadtest %s: unexpected argument %q", name, fs.Arg(0))
+	}
+	if *scenarioFile != "" {
+		if err := applyScenarioFile(fs, *scenarioFile); err != nil {
+			return fmt.Errorf("loadtest %s: %w", name, err)
+		}
 	}
 	var logOut io.Writer = os.Stderr
 	if *quiet {
@@ -253,4 +317,62 @@ func readReportFile(path string) (*loadtest.Report, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return rep, nil
+}
+
+// parsePIDs parses a comma-separated list of process ids.
+func parsePIDs(v string) ([]int, error) {
+	var pids []int
+	for f := range strings.SplitSeq(v, ",") {
+		pid, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || pid <= 0 {
+			return nil, fmt.Errorf("%q is not a process id", f)
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
+}
+
+// applyScenarioFile sets the flags named in a YAML scenario file (flag
+// name: value) that the command line did not set.
+func applyScenarioFile(fs *flag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("scenario file %s: %w", path, err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if k == "scenario" || set[k] { // the file may name its scenario; the command line wins
+			continue
+		}
+		if fs.Lookup(k) == nil {
+			return fmt.Errorf("scenario file %s: %q is not a flag of this scenario", path, k)
+		}
+		if err := fs.Set(k, fmt.Sprint(m[k])); err != nil {
+			return fmt.Errorf("scenario file %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+// scenarioOf reads the "scenario" key of a scenario file.
+func scenarioOf(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var head struct {
+		Scenario string `yaml:"scenario"`
+	}
+	if err := yaml.Unmarshal(b, &head); err != nil {
+		return "", fmt.Errorf("scenario file %s: %w", path, err)
+	}
+	if head.Scenario == "" {
+		return "", fmt.Errorf("scenario file %s: no \"scenario:\" (idle, connect, chat, reconnect, day)", path)
+	}
+	return head.Scenario, nil
 }
