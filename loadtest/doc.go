@@ -21,7 +21,25 @@
 //     corrected, as wrk2), or closed loop (--max) with a window of
 //     in-flight sends per sender to find the highest sustained delivery
 //     rate. Reports send→ack and send→receive percentiles (HDR), rates,
-//     errors by code and missing messages after a bounded drain.
+//     errors by code and missing messages after a bounded drain. Bodies
+//     have a fixed size or one drawn from a distribution (SizeDist);
+//     with Receipts, recipients answer every message with a read receipt
+//     and senders measure send→read receipt.
+//   - Reconnect: the reconnect storm. N clients connect, then all drop at
+//     once (a reset, or a close frame) and come back with jittered
+//     backoff; report the time until all are back and synced and each
+//     client's drop→synced.
+//   - Day: a day in the life. Users' habits (daily active users, share
+//     online at the peak, messages per user per day, peak factor) become
+//     the peak hour's Chat load: Poisson arrivals, lognormal sizes, read
+//     receipts.
+//
+// While a scenario runs, its Meter samples it every second into
+// Report.Timeline (connections, rates, that second's latency percentiles,
+// errors, server and generator CPU, server RSS) and keeps one status line
+// up to date on the terminal. Every latency carries its HDR histogram, so
+// runs and processes merge exactly (MergeLatencies), never by averaging
+// percentiles.
 //
 // A new scenario is a struct implementing Scenario, wired in
 // cmd/switchboard/loadtest.go.
@@ -61,7 +79,8 @@
 //	hist.go      HDR histograms and Latency summaries
 //	probe.go     server RSS/CPU, /proc/net/sockstat, getrusage, RLIMIT_NOFILE
 //	report.go    Report, text and JSON output
+//	meter.go     Meter: the per-second timeline and the status line
 //	html.go      Report.WriteHTML: the page and its plots
 //	compare.go   ReadReport, Compare, Comparison.WriteText
-//	idle.go, connect.go, chat.go   the scenarios
+//	idle.go, connect.go, chat.go, reconnect.go, day.go   the scenarios
 package loadtest
