@@ -235,9 +235,9 @@ func Check(cfg Config) (*Report, error) {
 		c.memorySetting(r.Memory),
 		c.conntrack(),
 		c.backlog("net.core.somaxconn", 4096, 65535,
-			"the accept queue: the gateway listens with this backlog (gnet reads it); connections that complete "+
-				"their handshake while the queue is full are dropped and the client retries after 1 s, 3 s, …, so "+
-				"a reconnect storm (every client of a restarted gateway at once) takes longer"),
+			"the accept queue: the gateway listens with this backlog (gnet reads it); while it is full, new "+
+				"connections' SYNs are dropped and clients retry after 1 s, 3 s, 7 s, …, so a reconnect storm "+
+				"(every client of a restarted gateway at once) takes longer"),
 		c.backlog("net.ipv4.tcp_max_syn_backlog", 2048, 65535,
 			"half-open connections (SYN received, handshake not finished); past it the kernel answers with SYN "+
 				"cookies (net.ipv4.tcp_syncookies) or drops SYNs, which slows a reconnect storm"),

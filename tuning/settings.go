@@ -293,9 +293,9 @@ func (c *checker) finTimeout() Setting {
 
 func (c *checker) twBuckets() Setting {
 	const key = "net.ipv4.tcp_max_tw_buckets"
-	why := "sockets in TIME_WAIT (60 s after the side that closes first closes; the gateway, closing all its " +
-		"connections when it drains, is that side). TIME_WAIT sockets hold no file and little memory; past " +
-		"this cap the kernel frees them at once and logs \"time wait bucket table overflow\": harmless for a server"
+	why := "sockets in TIME_WAIT, kept 60 s by the side that closed first: the gateway, for all its " +
+		"connections, when it drains. They hold no file and little memory; past this cap the kernel frees " +
+		"them at once and logs \"time wait bucket table overflow\": harmless for a server"
 	v, err := c.proc.sysctl(key, 1)
 	if err != nil {
 		return unknown(key, err, why)

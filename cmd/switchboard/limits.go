@@ -27,6 +27,6 @@ func checkLimits(cfg gateway.Config, log *slog.Logger) {
 	}
 	if !r.Reachable {
 		log.Warn("gateway.max_connections is more than this box's limits allow; see `switchboard tune check`",
-			"max_connections", cfg.MaxConnections, "capacity", r.Capacity, "stopped_by", r.Verdict())
+			"max_connections", cfg.MaxConnections, "capacity", r.Capacity, "verdict", r.Verdict())
 	}
 }
