@@ -113,7 +113,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	sort.Strings(keys)
 	b.WriteString("params:")
 	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%v", k, r.Params[k])
+		fmt.Fprintf(&b, " %s=%s", k, formatParam(r.Params[k]))
 	}
 	e := r.Environment
 	fmt.Fprintf(&b, "\nenv: %d CPUs (GOMAXPROCS %d), %s, %s, open-file limit %d, %d generator process(es); %.1f s\n\n",
