@@ -95,6 +95,7 @@ func (s *Idle) Run(ctx context.Context, env *Env, r *Report) error {
 
 	before := env.Server(ctx)
 	sockBefore, sockErr := readSockstat()
+	slabBefore, slabErr := readSlab()
 	cpu := env.StartCPU(ctx)
 	start := time.Now()
 	env.log.Info("idle: connecting", "conns", s.Conns, "processes", procs)
@@ -128,6 +129,7 @@ func (s *Idle) Run(ctx context.Context, env *Env, r *Report) error {
 	after := env.Server(ctx)
 	sockAfter, _ := readSockstat()
 	conntrack, conntrackErr := readConntrack()
+	slabAfter, slabAfterErr := readSlab()
 
 	if err == nil && ready.Up > 0 && ctx.Err() == nil {
 		env.log.Info("idle: holding", "up", ready.Up, "hold", s.Hold)
@@ -183,6 +185,12 @@ func (s *Idle) Run(ctx context.Context, env *Env, r *Report) error {
 		}
 		r.Note("kernel TCP memory is /proc/net/sockstat's (%d-byte pages, whole network namespace, both ends of loopback connections): "+
 			"socket buffers holding data only, so an idle connection with empty queues counts 0; socket structures (slab) are not in it", int64(pg))
+	}
+	if slabErr == nil && slabAfterErr == nil && up > 0 {
+		// On loopback both ends of every connection are on this box.
+		r.Add("kernel slab memory per connection (both ends)", float64(slabAfter-slabBefore)/up/1024, "KiB")
+		r.Note("kernel slab memory is /proc/meminfo's Slab before and after connecting: socket, inode, dentry, file and epoll structures of both ends " +
+			"(the generator's and the server's), and whatever else the kernel allocated meanwhile; per server socket it is about half")
 	}
 	if conntrackErr == nil {
 		r.Add("conntrack entries after connect", float64(conntrack.count), "")

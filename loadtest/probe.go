@@ -206,6 +206,22 @@ func readSockstat() (Sockstat, error) {
 
 // selfCPU returns the CPU time used by this process and its waited-for
 // children.
+// readSlab reads the kernel's slab memory (/proc/meminfo Slab: socket
+// structures, inodes, dentries, epoll items live there) in bytes.
+func readSlab() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Slab:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no Slab in /proc/meminfo")
+}
+
 // conntrackState is the kernel's connection tracking table: entries and
 // limit. Each TCP connection tracked is one entry (both directions).
 type conntrackState struct{ count, max int64 }
