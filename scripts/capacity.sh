@@ -34,7 +34,9 @@ for i in $(seq 0 $((GATEWAYS-1))); do
 done
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/readyz" && break; sleep 0.1; done
 sleep 1 # every gateway has bound the port (each logs "switchboard serving")
-grep -L "switchboard serving" "$OUT"/gw*.log && { echo "a gateway did not start" >&2; exit 1; } || true
+for i in $(seq 0 $((GATEWAYS-1))); do
+  grep -q "switchboard serving" "$OUT/gw$i.log" || { echo "gateway $i did not start:" >&2; cat "$OUT/gw$i.log" >&2; exit 1; }
+done
 list=$(IFS=,; echo "${pids[*]}")
 echo "gateways: $GATEWAYS on 127.0.0.1:$PORT (pids $list)"
 echo "idle memory before: $(ps -o rss= -p "$list" | awk '{s+=$1} END {print s/1024 " MiB"}')"
