@@ -114,7 +114,7 @@ func (s *Idle) Run(ctx context.Context, env *Env, r *Report) error {
 		var ws *idleWorkers
 		if ws, err = startIdleWorkers(ctx, env, s.Conns, procs); err == nil {
 			set = ws
-			meter.Conns, meter.Errors = ws.conns, ws.failures
+			meter.Conns, meter.Errors, meter.WorkerCPU = ws.conns, ws.failures, ws.cpu
 			stopMeter := meter.Start(ctx, env, r)
 			defer stopMeter()
 		}
@@ -315,7 +315,8 @@ func RunIdleWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 	progress := make(chan struct{})
 	defer close(progress)
 	go every(progress, meterEvery, func() {
-		send(idleResult{Event: "progress", Up: sh.conns(), Failed: sh.failures()})
+		c := ownCPU()
+		send(idleResult{Event: "progress", Up: sh.conns(), Failed: sh.failures(), CPUUser: c.User, CPUSys: c.Sys})
 	})
 	sh.open(ctx, env, spec.From, spec.To)
 	res, _ := sh.ready(ctx)
@@ -339,8 +340,17 @@ type idleWorker struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	msgs  chan idleResult // closed when the worker's stdout ends
-	// up and failed are from the worker's last progress line.
-	up, failed atomic.Int64
+	// up, failed and cpu (µs) are from the worker's last progress line.
+	up, failed, cpu atomic.Int64
+}
+
+// cpu sums the workers' CPU seconds. Safe for concurrent use.
+func (ws *idleWorkers) cpu() float64 {
+	var us int64
+	for _, w := range ws.workers {
+		us += w.cpu.Load()
+	}
+	return float64(us) / 1e6
 }
 
 // conns sums the workers' connections up. Safe for concurrent use.
@@ -397,6 +407,7 @@ func startIdleWorkers(ctx context.Context, env *Env, conns, procs int) (*idleWor
 				if m.Event == "progress" {
 					w.up.Store(m.Up)
 					w.failed.Store(m.Failed)
+					w.cpu.Store(int64((m.CPUUser + m.CPUSys) * 1e6))
 					continue
 				}
 				w.msgs <- m

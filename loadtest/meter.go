@@ -51,6 +51,10 @@ type Meter struct {
 	// E2E and Ack hold the latencies of the current interval; the
 	// scenario records into them besides its own histograms.
 	E2E, Ack *Window
+	// WorkerCPU is the cumulative CPU seconds of the scenario's worker
+	// processes (from their progress lines), added to this process's own
+	// for the generator's CPU. Nil: no workers.
+	WorkerCPU func() float64
 
 	stop chan struct{}
 	done chan struct{}
@@ -132,7 +136,14 @@ func (m *Meter) run(ctx context.Context, env *Env, r *Report, start time.Time) {
 	prevAt := time.Now()
 	prevSent, prevAcked, prevRecv, prevErrs := load(m.Sent), load(m.Acked), load(m.Received), errs()
 	prevServer := env.probe.sample(ctx)
-	prevGen := selfCPU()
+	genCPU := func() float64 {
+		c := ownCPU().total() // not reaped children: a worker's whole life would land in one second
+		if m.WorkerCPU != nil {
+			c += m.WorkerCPU()
+		}
+		return c
+	}
+	prevGen := genCPU()
 	t := time.NewTicker(meterEvery)
 	defer t.Stop()
 	for last := false; !last; {
@@ -162,8 +173,8 @@ func (m *Meter) run(ctx context.Context, env *Env, r *Report, start time.Time) {
 		if srv.RSSBytes >= 0 {
 			s.ServerRSSMB = float64(srv.RSSBytes) / (1 << 20)
 		}
-		gen := selfCPU()
-		s.GeneratorCPUPercent = 100 * (gen.total() - prevGen.total()) / dt
+		gen := genCPU()
+		s.GeneratorCPUPercent = 100 * (gen - prevGen) / dt
 		r.Timeline = append(r.Timeline, s)
 		prevAt, prevSent, prevAcked, prevRecv, prevErrs, prevServer, prevGen = now, sent, acked, recv, e, srv, gen
 

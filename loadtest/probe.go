@@ -244,9 +244,14 @@ func readConntrack() (conntrackState, error) {
 	return st, nil
 }
 
-func selfCPU() cpuTime {
+func selfCPU() cpuTime { return rusage(syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN) }
+
+// ownCPU is this process's CPU time alone, without children it reaped.
+func ownCPU() cpuTime { return rusage(syscall.RUSAGE_SELF) }
+
+func rusage(whos ...int) cpuTime {
 	var c cpuTime
-	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+	for _, who := range whos {
 		var ru syscall.Rusage
 		if syscall.Getrusage(who, &ru) == nil {
 			c.User += tvSeconds(ru.Utime)
