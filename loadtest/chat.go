@@ -60,6 +60,32 @@ type Chat struct {
 	// Receipts: recipients send a "read" receipt for every message as it
 	// arrives, and senders measure send→receipt.
 	Receipts bool
+	// Processes is how many generator processes share the pairs (each
+	// pair is two open files). Default 0: one when 2×Pairs+100 fits the
+	// open-file limit, else ceil(2×Pairs / (limit−1000)). With more than
+	// one, Run is a controller: it starts chat workers
+	// (Config.ChatWorkerCommand, RunChatWorker), each with a share of the
+	// pairs and of the rate, starts their load together and merges their
+	// results exactly.
+	Processes int
+
+	// part is a worker's share of a run over several processes (nil: the
+	// whole run).
+	part *chatPart
+}
+
+// chatPart is a chat worker's share of a run split over processes.
+type chatPart struct {
+	Worker int `json:"worker"`
+	// Offset is the first pair: the worker's users are r<Offset+i> and
+	// s<Offset+i>.
+	Offset int `json:"offset"`
+	// Sends is the worker's share of the run's sends: the length of its
+	// open-loop schedule, or its max-mode bound.
+	Sends uint64 `json:"sends"`
+	// Phase shifts an even schedule by this fraction of the worker's send
+	// interval, so that the workers' sends interleave.
+	Phase float64 `json:"phase"`
 }
 
 // sizeVariants is how many body sizes each sender draws from SizeDist.
@@ -130,6 +156,9 @@ func (s *Chat) Validate() error {
 	}
 	if s.Window < 1 || s.Drain < 0 || s.Writers < 1 || s.MaxSends < 1 {
 		errs = append(errs, errors.New("chat: --window and --writers must be at least 1, --drain not negative"))
+	}
+	if s.Processes < 0 || (s.Pairs >= 1 && s.Processes > s.Pairs) {
+		errs = append(errs, errors.New("chat: --processes must be 0 (auto) to --pairs"))
 	}
 	if !s.Max {
 		if s.Rate <= 0 {
@@ -249,15 +278,18 @@ func (s *Chat) senderSizes(i int) []int {
 	return sizes
 }
 
-// chatRun is the state of one run. Indexes k are sends; at[k] is the
-// scheduled (open loop) or actual (max) send time in nanoseconds from base.
+// chatRun is the state of one run (of one process). Indexes k are sends;
+// at[k] is the scheduled (open loop) or actual (max) send time in
+// nanoseconds from base.
 type chatRun struct {
 	s       *Chat
 	ctx     context.Context
-	base    time.Time
-	n       uint64 // capacity: the sends this run may make
+	base    atomic.Pointer[time.Time] // the load's start; nil until then
+	n       uint64                    // capacity: the sends this run may make
+	conns   []*Conn                   // recipients [0, P), senders [P, 2P)
 	senders []*sender
 	recips  []*Conn
+	writers int
 
 	at    []atomic.Int64
 	state []atomic.Uint32
@@ -277,26 +309,27 @@ type chatRun struct {
 	perSec                                   []atomic.Int64
 
 	ackH, recvH, lagH, rcptH histShards
-	meter                    Meter
-	errs                     counts
-	stopping                 atomic.Bool
-	readers                  sync.WaitGroup
+	// meter's E2E and Ack windows get every latency; in a worker nobody
+	// starts the meter and the progress lines empty the windows.
+	meter    Meter
+	errs     counts
+	stopping atomic.Bool
+	readers  sync.WaitGroup
 }
 
 // Run implements Scenario.
 func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
+	procs, err := s.processes(env)
+	if err != nil {
+		return err
+	}
+	r.Environment.Processes = procs
+	r.Params["processes"] = procs
+	if procs > 1 {
+		return s.runProcesses(ctx, env, r, procs)
+	}
 	P := s.Pairs
-	if uint64(2*P)+100 > env.fileLimit {
-		return fmt.Errorf("chat: %d pairs need %d connections, over this process's open-file limit %d", P, 2*P, env.fileLimit)
-	}
-	cr := &chatRun{s: s, ctx: ctx}
-	if s.Max {
-		cr.n = uint64(s.MaxSends)
-	} else {
-		cr.n = uint64(math.Ceil(s.Rate * s.Duration.Seconds()))
-	}
-
-	// Connect recipients [0, P) and senders [P, 2P); each syncs once.
+	cr := newChatRun(ctx, s)
 	env.log.Info("chat: connecting", "conns", 2*P)
 	st := newDialStats()
 	cr.meter = Meter{ConnsTarget: int64(2 * P), Conns: st.up.Load, Sent: cr.sent.Load, Acked: cr.acked.Load, Received: cr.delivered.Load,
@@ -304,38 +337,109 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 	stopMeter := cr.meter.Start(ctx, env, r)
 	defer stopMeter()
 	setupStart := time.Now()
-	conns := env.openConns(ctx, 0, 2*P, func(i int) string {
-		if i < P {
-			return env.User("r", i)
-		}
-		return env.User("s", i-P)
-	}, st)
-	setup := time.Since(setupStart)
+	ok := cr.connect(env, st)
 	r.Add("connections", float64(2*P), "")
 	r.Add("connections up", float64(st.up.Load()), "")
-	r.Add("setup time", setup.Seconds(), "s")
+	r.Add("setup time", time.Since(setupStart).Seconds(), "s")
 	r.addErrors(st.fails.snapshot())
+	if !ok {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("chat: %d of %d connections failed", int64(2*P)-st.up.Load(), 2*P)
+	}
+	cr.prepare()
+
+	cpu := env.StartCPU(ctx)
+	env.log.Info("chat: load", "mode", r.Params["mode"], "pairs", P, "duration", s.Duration)
+	ld := cr.load(time.Now())
+	r.CPU = cpu.Stop(ctx)
+	stopMeter()
+	cr.close()
+	t := cr.totals(ld)
+	t.report(r, s)
+	return nil
+}
+
+// processes returns how many generator processes run s (see
+// Chat.Processes).
+func (s *Chat) processes(env *Env) (int, error) {
+	P, limit := s.Pairs, env.fileLimit
+	fits := func(pairs int) bool { return uint64(2*pairs)+100 <= limit }
+	procs := s.Processes
+	if procs == 0 {
+		procs = 1
+		if !fits(P) {
+			per := max(int(limit)-1000, 100)
+			procs = min((2*P+per-1)/per, P)
+		}
+	}
+	if largest := (P + procs - 1) / procs; !fits(largest) {
+		return 0, fmt.Errorf("chat: %d pairs over %d process(es) need %d connections in one, over the open-file limit %d; raise --processes (0: as many as needed)",
+			P, procs, 2*largest, limit)
+	}
+	if procs > 1 && len(env.cfg.ChatWorkerCommand) == 0 {
+		return 0, fmt.Errorf("chat: %d processes, and no worker command to start them", procs)
+	}
+	return procs, nil
+}
+
+func newChatRun(ctx context.Context, s *Chat) *chatRun {
+	cr := &chatRun{s: s, ctx: ctx}
+	switch {
+	case s.part != nil:
+		cr.n = s.part.Sends
+	case s.Max:
+		cr.n = uint64(s.MaxSends)
+	default:
+		cr.n = uint64(math.Ceil(s.Rate * s.Duration.Seconds()))
+	}
+	return cr
+}
+
+// offset is the run's first pair.
+func (s *Chat) offset() int {
+	if s.part == nil {
+		return 0
+	}
+	return s.part.Offset
+}
+
+// connect opens recipients [0, P) and senders [P, 2P); each syncs once.
+// If any fails, it closes the others and returns false.
+func (cr *chatRun) connect(env *Env, st *dialStats) bool {
+	P, off := cr.s.Pairs, cr.s.offset()
+	conns := env.openConns(cr.ctx, 0, 2*P, func(i int) string {
+		if i < P {
+			return env.User("r", off+i)
+		}
+		return env.User("s", off+i-P)
+	}, st)
 	if st.up.Load() < int64(2*P) {
 		for _, c := range conns {
 			if c != nil {
 				c.Close()
 			}
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("chat: %d of %d connections failed", int64(2*P)-st.up.Load(), 2*P)
+		return false
 	}
-	cr.recips = conns[:P]
+	cr.conns, cr.recips = conns, conns[:P]
 	for i := range P {
-		sd := newSender(i, conns[P+i], env.User("r", i), s.senderSizes(i))
-		if s.Receipts {
+		sd := newSender(i, conns[P+i], env.User("r", off+i), cr.s.senderSizes(off+i))
+		if cr.s.Receipts {
 			sd.ids = make(map[string]uint64)
 		}
 		cr.senders = append(cr.senders, sd)
 	}
+	return true
+}
 
+// prepare allocates the run's bookkeeping, computes the open loop's
+// schedule and starts the connections' readers.
+func (cr *chatRun) prepare() {
+	s, P := cr.s, cr.s.Pairs
 	G := min(s.Writers, P)
+	cr.writers = G
 	cr.at = make([]atomic.Int64, cr.n)
 	cr.state = make([]atomic.Uint32, cr.n)
 	cr.ackH, cr.recvH, cr.lagH, cr.rcptH = newHistShards(G), newHistShards(G), newHistShards(G), newHistShards(G)
@@ -354,7 +458,6 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 	} else {
 		cr.schedule()
 	}
-
 	for _, sd := range cr.senders {
 		cr.readers.Add(1)
 		go cr.readSender(sd)
@@ -363,10 +466,32 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 		cr.readers.Add(1)
 		go cr.readRecipient(j, c)
 	}
+}
 
-	cpu := env.StartCPU(ctx)
-	cr.base = time.Now()
-	writeBy := cr.base.Add(s.Duration + s.Drain + 30*time.Second)
+// since returns nanoseconds from the load's start (0 before it).
+func (cr *chatRun) since() int64 {
+	b := cr.base.Load()
+	if b == nil {
+		return 0
+	}
+	return since(*b)
+}
+
+// chatLoad is how a run's load and drain went.
+type chatLoad struct {
+	loadEnd, drained time.Duration
+	deliveredInLoad  int64
+}
+
+// load waits until base, applies the load, then waits up to Drain for
+// outstanding acks, deliveries and receipts.
+func (cr *chatRun) load(base time.Time) chatLoad {
+	s, ctx := cr.s, cr.ctx
+	cr.base.Store(&base)
+	if !sleepCtx(ctx, time.Until(base)) {
+		return chatLoad{}
+	}
+	writeBy := base.Add(s.Duration + s.Drain + 30*time.Second)
 	for _, sd := range cr.senders {
 		sd.c.SetWriteDeadline(writeBy)
 	}
@@ -377,7 +502,7 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 	})
 	defer unblock()
 
-	env.log.Info("chat: load", "mode", r.Params["mode"], "pairs", P, "duration", s.Duration)
+	G, P := cr.writers, s.Pairs
 	var writers sync.WaitGroup
 	for g := range G {
 		var mine []*sender
@@ -395,8 +520,7 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 		}()
 	}
 	writers.Wait()
-	loadEnd := time.Duration(since(cr.base))
-	deliveredInLoad := cr.delivered.Load()
+	ld := chatLoad{loadEnd: time.Duration(cr.since()), deliveredInLoad: cr.delivered.Load()}
 
 	// Drain: wait for outstanding acks and deliveries.
 	drainStart := time.Now()
@@ -416,30 +540,36 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 		deadline.Stop()
 		tick.Stop()
 	}
-	drained := time.Since(drainStart)
-	r.CPU = cpu.Stop(ctx)
-	stopMeter()
+	ld.drained = time.Since(drainStart)
+	return ld
+}
 
+// close closes the connections and waits for their readers.
+func (cr *chatRun) close() {
 	cr.stopping.Store(true)
-	for _, c := range conns {
+	for _, c := range cr.conns {
 		c.Close()
 	}
 	cr.readers.Wait()
-
-	cr.report(r, loadEnd, drained, deliveredInLoad)
-	return nil
 }
 
 // schedule fills at[] with the open loop's send times.
 func (cr *chatRun) schedule() {
 	s := cr.s
+	var phase float64
+	var worker uint64
+	if s.part != nil {
+		phase, worker = s.part.Phase, uint64(s.part.Worker)
+	}
 	if !s.Poisson {
 		for k := range cr.n {
-			cr.at[k].Store(int64(float64(k) * 1e9 / s.Rate))
+			cr.at[k].Store(int64((float64(k) + phase) * 1e9 / s.Rate))
 		}
 		return
 	}
-	rng := rand.New(rand.NewPCG(s.Seed, s.Seed^0x9e3779b97f4a7c15))
+	// Each worker draws its own arrivals: independent Poisson streams add
+	// up to one of the total rate.
+	rng := rand.New(rand.NewPCG(s.Seed, (s.Seed^0x9e3779b97f4a7c15)+worker))
 	t := 0.0
 	for k := range cr.n {
 		cr.at[k].Store(int64(t))
@@ -463,7 +593,7 @@ func (cr *chatRun) openLoopWriter(g int, mine []*sender) {
 		if k >= cr.n {
 			return
 		}
-		now := since(cr.base)
+		now := cr.since()
 		if due := cr.at[k].Load(); due > now {
 			timer.Reset(time.Duration(due - now))
 			select {
@@ -471,7 +601,7 @@ func (cr *chatRun) openLoopWriter(g int, mine []*sender) {
 			case <-cr.ctx.Done():
 				return
 			}
-			now = since(cr.base)
+			now = cr.since()
 		}
 		// Everything due now, in one write per connection.
 		for batch := 0; batch < 4096; batch++ {
@@ -520,7 +650,7 @@ func (cr *chatRun) closedLoopWriter(g int, mine []*sender) {
 		case <-cr.ctx.Done():
 			return
 		}
-		now := since(cr.base)
+		now := cr.since()
 		for _, sd := range mine {
 			n := cr.credits[sd.idx].Swap(0)
 			if n <= 0 || sd.dead.Load() {
@@ -624,7 +754,7 @@ func (cr *chatRun) readSender(sd *sender) {
 			}
 			return
 		}
-		now := since(cr.base)
+		now := cr.since()
 		switch frameType(p) {
 		case typeAck:
 			k, ok := ackIndex(p)
@@ -686,7 +816,7 @@ func (cr *chatRun) readRecipient(j int, c *Conn) {
 			}
 			return
 		}
-		now := since(cr.base)
+		now := cr.since()
 		switch frameType(p) {
 		case typeMsg:
 			k, ok := msgIndex(p)
@@ -728,75 +858,149 @@ func (cr *chatRun) readRecipient(j int, c *Conn) {
 	}
 }
 
-func (cr *chatRun) report(r *Report, loadEnd, drained time.Duration, deliveredInLoad int64) {
+// chatTotals are the raw counts of a chat run, of one process or summed
+// over several (mergeChatTotals); report turns them into the report's
+// figures, so one process and many report through the same code. A chat
+// worker's "done" line carries its totals.
+type chatTotals struct {
+	Scheduled       int64 `json:"scheduled"` // sends this run could make (open loop: its schedule)
+	Attempted       int64 `json:"attempted"`
+	Skipped         int64 `json:"skipped"`
+	Sent            int64 `json:"sent"`
+	Acked           int64 `json:"acked"`
+	Delivered       int64 `json:"delivered"`
+	Failed          int64 `json:"failed"`
+	Missing         int64 `json:"missing"`
+	Unacked         int64 `json:"unacked"`
+	DupDeliveries   int64 `json:"dup_deliveries"`
+	DupAcks         int64 `json:"dup_acks"`
+	Misrouted       int64 `json:"misrouted"`
+	Stray           int64 `json:"stray"`
+	Copies          int64 `json:"copies"`
+	Receipted       int64 `json:"receipted"`
+	EarlyReceipts   int64 `json:"early_receipts"`
+	DeliveredInLoad int64 `json:"delivered_in_load"`
+	// BodyBytes and BodyFrames sum the senders' frames' body sizes and
+	// count them (mean body size).
+	BodyBytes  int64 `json:"body_bytes"`
+	BodyFrames int64 `json:"body_frames"`
+	// LoadEnd is when the last writer stopped, from the load's start;
+	// Drained how long the drain waited.
+	LoadEnd   time.Duration `json:"load_end_ns"`
+	Drained   time.Duration `json:"drained_ns"`
+	Exhausted bool          `json:"exhausted,omitempty"`
+	// PerSec counts deliveries by second from the load's start.
+	PerSec []int64 `json:"per_sec"`
+	// Latencies, each with its histogram.
+	Ack  Latency `json:"ack"`
+	Recv Latency `json:"recv"`
+	Rcpt Latency `json:"rcpt"`
+	Lag  Latency `json:"lag"`
+	// Errors counts the run's failures by kind (not the setup's).
+	Errors map[string]int64 `json:"errors,omitempty"`
+	// CPUUser and CPUSys are a worker's CPU seconds over its load and
+	// drain (getrusage).
+	CPUUser float64 `json:"cpu_user,omitempty"`
+	CPUSys  float64 `json:"cpu_sys,omitempty"`
+}
+
+// Latency names of a chat report.
+const (
+	latAck  = "send→ack"
+	latRecv = "send→receive"
+	latRcpt = "send→read receipt"
+	latLag  = "generator lag"
+)
+
+// totals counts what the run did. Call it after close.
+func (cr *chatRun) totals(ld chatLoad) chatTotals {
 	s := cr.s
-	used := cr.n
+	used := uint64(len(cr.state))
 	if s.Max {
-		used = min(cr.nextK.Load(), cr.n)
+		used = min(cr.nextK.Load(), used)
 	}
-	var missing, unacked int64
+	t := chatTotals{
+		Scheduled: int64(cr.n), Attempted: cr.attempted.Load(), Skipped: cr.skipped.Load(),
+		Sent: cr.sent.Load(), Acked: cr.acked.Load(), Delivered: cr.delivered.Load(), Failed: cr.failed.Load(),
+		DupDeliveries: cr.dupDeliveries.Load(), DupAcks: cr.dupAcks.Load(), Misrouted: cr.misrouted.Load(),
+		Stray: cr.stray.Load(), Copies: cr.copies.Load(), Receipted: cr.receipted.Load(), EarlyReceipts: cr.earlyReceipts.Load(),
+		DeliveredInLoad: ld.deliveredInLoad, LoadEnd: ld.loadEnd, Drained: ld.drained, Exhausted: cr.exhausted.Load(),
+		PerSec: make([]int64, len(cr.perSec)), Errors: cr.errs.snapshot(),
+	}
 	for k := range used {
 		st := cr.state[k].Load()
 		if st&stSent == 0 || st&stFailed != 0 {
 			continue
 		}
 		if st&stDelivered == 0 {
-			missing++
+			t.Missing++
 		}
 		if st&stAcked == 0 {
-			unacked++
+			t.Unacked++
 		}
 	}
+	for _, sd := range cr.senders {
+		for _, f := range sd.frames {
+			t.BodyBytes += int64(f.body)
+			t.BodyFrames++
+		}
+	}
+	for i := range cr.perSec {
+		t.PerSec[i] = cr.perSec[i].Load()
+	}
+	merged := func(h histShards, name string) Latency {
+		if h == nil {
+			return Latency{Name: name}
+		}
+		return h.merged().latency(name)
+	}
+	t.Ack, t.Recv, t.Rcpt, t.Lag = merged(cr.ackH, latAck), merged(cr.recvH, latRecv), merged(cr.rcptH, latRcpt), merged(cr.lagH, latLag)
+	return t
+}
+
+// report adds the figures, latencies, series, errors and notes of a run
+// of s with totals t to r.
+func (t *chatTotals) report(r *Report, s *Chat) {
 	// The open loop's window is Duration unless the generator fell behind
 	// (its last send is due 1/Rate before the end).
-	load := loadEnd.Seconds()
+	load := t.LoadEnd.Seconds()
 	if !s.Max {
 		load = max(load, s.Duration.Seconds())
 	}
 	if !s.Max {
-		r.Add("sends scheduled", float64(cr.n), "")
-		r.Add("sends not reached (interrupted)", float64(int64(cr.n)-cr.attempted.Load()), "")
+		r.Add("sends scheduled", float64(t.Scheduled), "")
+		r.Add("sends not reached (interrupted)", float64(t.Scheduled-t.Attempted), "")
 	}
-	r.Add("sends skipped (connection down)", float64(cr.skipped.Load()), "")
-	r.Add("sent", float64(cr.sent.Load()), "")
-	r.Add("acked", float64(cr.acked.Load()), "")
-	r.Add("delivered", float64(cr.delivered.Load()), "")
-	r.Add("failed (error frame or write error)", float64(cr.failed.Load()), "")
-	r.Add("missing after drain (not delivered)", float64(missing), "")
-	r.Add("unacked after drain", float64(unacked), "")
-	r.Add("duplicate deliveries", float64(cr.dupDeliveries.Load()), "")
-	r.Add("duplicate acks", float64(cr.dupAcks.Load()), "")
-	r.Add("misrouted deliveries", float64(cr.misrouted.Load()), "")
-	r.Add("unexpected frames", float64(cr.stray.Load()), "")
-	r.Add("copies of own messages", float64(cr.copies.Load()), "")
+	r.Add("sends skipped (connection down)", float64(t.Skipped), "")
+	r.Add("sent", float64(t.Sent), "")
+	r.Add("acked", float64(t.Acked), "")
+	r.Add("delivered", float64(t.Delivered), "")
+	r.Add("failed (error frame or write error)", float64(t.Failed), "")
+	r.Add("missing after drain (not delivered)", float64(t.Missing), "")
+	r.Add("unacked after drain", float64(t.Unacked), "")
+	r.Add("duplicate deliveries", float64(t.DupDeliveries), "")
+	r.Add("duplicate acks", float64(t.DupAcks), "")
+	r.Add("misrouted deliveries", float64(t.Misrouted), "")
+	r.Add("unexpected frames", float64(t.Stray), "")
+	r.Add("copies of own messages", float64(t.Copies), "")
 	if s.Receipts {
-		r.Add("read receipts back at the senders", float64(cr.receipted.Load()), "")
-		r.Add("read receipts missing after drain", float64(cr.delivered.Load()-cr.receipted.Load()-cr.earlyReceipts.Load()), "")
-		r.Add("read receipts before their ack", float64(cr.earlyReceipts.Load()), "")
+		r.Add("read receipts back at the senders", float64(t.Receipted), "")
+		r.Add("read receipts missing after drain", float64(t.Delivered-t.Receipted-t.EarlyReceipts), "")
+		r.Add("read receipts before their ack", float64(t.EarlyReceipts), "")
 	}
 	if s.SizeDist != "" {
-		var total, n float64
-		for _, sd := range cr.senders {
-			for _, f := range sd.frames {
-				total += float64(f.body)
-				n++
-			}
-		}
-		r.Add("mean body size", total/n, "bytes")
+		r.Add("mean body size", float64(t.BodyBytes)/float64(t.BodyFrames), "bytes")
 	}
 	r.Add("load phase", load, "s")
-	r.Add("drain used", drained.Seconds(), "s")
+	r.Add("drain used", t.Drained.Seconds(), "s")
 	if !s.Max {
 		r.Add("target rate", s.Rate, "msg/s")
 	}
-	r.Add("send rate achieved", float64(cr.sent.Load())/load, "msg/s")
-	r.Add("delivery rate during load", float64(deliveredInLoad)/load, "msg/s")
+	r.Add("send rate achieved", float64(t.Sent)/load, "msg/s")
+	r.Add("delivery rate during load", float64(t.DeliveredInLoad)/load, "msg/s")
 
 	// Per-second deliveries over the whole seconds of the load phase.
-	series := make([]int64, len(cr.perSec))
-	for i := range cr.perSec {
-		series[i] = cr.perSec[i].Load()
-	}
+	series := slices.Clone(t.PerSec)
 	last := len(series)
 	for last > 0 && series[last-1] == 0 {
 		last--
@@ -811,20 +1015,20 @@ func (cr *chatRun) report(r *Report, loadEnd, drained time.Duration, deliveredIn
 		r.Add("deliveries per second: max", float64(sec[len(sec)-1]), "msg/s")
 	}
 
-	r.Latencies = append(r.Latencies, cr.ackH.merged().latency("send→ack"), cr.recvH.merged().latency("send→receive"))
+	r.Latencies = append(r.Latencies, t.Ack, t.Recv)
 	if s.Receipts {
-		r.Latencies = append(r.Latencies, cr.rcptH.merged().latency("send→read receipt"))
+		r.Latencies = append(r.Latencies, t.Rcpt)
 	}
 	if !s.Max {
-		r.Latencies = append(r.Latencies, cr.lagH.merged().latency("generator lag"))
+		r.Latencies = append(r.Latencies, t.Lag)
 		r.Note("open loop: latencies are from each send's scheduled time (coordinated omission corrected); generator lag is how late the generator wrote a send")
 	} else {
 		r.Note("max: closed loop with %d sends in flight per sender; latencies are from the actual send", s.Window)
-		if cr.exhausted.Load() {
+		if t.Exhausted {
 			r.Note("stopped early: --max-sends %d reached", s.MaxSends)
 		}
 	}
-	r.addErrors(cr.errs.snapshot())
+	r.addErrors(t.Errors)
 	for k := range r.Errors {
 		if strings.Contains(k, "rate_limited") {
 			r.Note("rate_limited: the server's per-connection limit (SWITCHBOARD_GATEWAY_MESSAGE_RATE, default 100/s) is below rate/pairs")

@@ -52,6 +52,10 @@ type Config struct {
 	// that calls RunIdleWorker on its stdin and stdout. Needed only when
 	// idle spreads over several processes.
 	WorkerCommand []string `json:"-"`
+	// ChatWorkerCommand is the argv that starts a chat worker process, one
+	// that calls RunChatWorker on its stdin and stdout. Needed only when
+	// chat (or day) runs over several processes (Chat.Processes).
+	ChatWorkerCommand []string `json:"-"`
 	// Log receives progress lines. Default: discarded.
 	Log *slog.Logger `json:"-"`
 	// Status receives the live status line (Meter). Default: none.

@@ -30,6 +30,9 @@ type Day struct {
 	Seed     uint64
 	// Drain bounds the wait for outstanding messages. Default 10s.
 	Drain time.Duration
+	// Processes is Chat.Processes: how many generator processes share the
+	// connections. Default 0: as many as the open-file limit needs.
+	Processes int
 }
 
 var _ Scenario = (*Day)(nil)
@@ -45,7 +48,7 @@ func (s *Day) chat() *Chat {
 		dist = "lognormal:40,1"
 	}
 	return &Chat{Pairs: max(conns/2, 1), Rate: s.peakRate(), Duration: s.Duration, Poisson: true,
-		SizeDist: dist, Receipts: true, Seed: s.Seed, Drain: s.Drain}
+		SizeDist: dist, Receipts: true, Seed: s.Seed, Drain: s.Drain, Processes: s.Processes}
 }
 
 func (s *Day) peakRate() float64 { return float64(s.DAU) * s.MsgsPerDay / 86400 * s.PeakFactor }

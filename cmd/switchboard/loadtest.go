@@ -62,6 +62,10 @@ Run 'switchboard loadtest SCENARIO --help' for its flags.
 // loadtestWorker is the hidden scenario an idle run re-executes itself with.
 const loadtestWorker = "idle-worker"
 
+// loadtestChatWorker is the hidden scenario a chat (or day) run over
+// several processes starts its workers with.
+const loadtestChatWorker = "chat-worker"
+
 func loadtestCmd(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, loadtestUsage)
@@ -74,6 +78,8 @@ func loadtestCmd(ctx context.Context, args []string) error {
 		return nil
 	case loadtestWorker:
 		return loadtest.RunIdleWorker(ctx, os.Stdin, os.Stdout)
+	case loadtestChatWorker:
+		return loadtest.RunChatWorker(ctx, os.Stdin, os.Stdout)
 	case "run":
 		// loadtest run FILE [flags]: the scenario named in the file.
 		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -140,7 +146,8 @@ func loadtestCmd(ctx context.Context, args []string) error {
 		fs.IntVar(&s.MaxSends, "max-sends", 10_000_000, "bound on the sends of a run (16 bytes of bookkeeping each)")
 		fs.StringVar(&s.SizeDist, "size-dist", "", "body sizes drawn from a distribution instead of --size: uniform:MIN-MAX or lognormal:MEDIAN,SIGMA (bytes)")
 		fs.BoolVar(&s.Receipts, "receipts", false, "recipients send a read receipt for every message; senders measure send→read receipt")
-		fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections being opened at once during setup")
+		fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections being opened at once during setup (per process)")
+		fs.IntVar(&s.Processes, "processes", 0, "generator processes sharing the pairs and the rate (default 0: one if 2×pairs fits the open-file limit, else as many as needed)")
 		sc = s
 	case "reconnect":
 		s := &loadtest.Reconnect{}
@@ -162,7 +169,8 @@ func loadtestCmd(ctx context.Context, args []string) error {
 		fs.StringVar(&s.SizeDist, "size-dist", "", "body sizes (default lognormal:40,1)")
 		fs.Uint64Var(&s.Seed, "seed", 1, "seed of the arrivals and sizes")
 		fs.DurationVar(&s.Drain, "drain", 10*time.Second, "after the load, longest wait for outstanding messages and receipts")
-		fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections being opened at once during setup")
+		fs.IntVar(&cfg.Concurrency, "concurrency", 64, "connections being opened at once during setup (per process)")
+		fs.IntVar(&s.Processes, "processes", 0, "generator processes sharing the connections and the rate (default 0: one if they fit the open-file limit, else as many as needed)")
 		sc = s
 	default:
 		fmt.Fprint(os.Stderr, loadtestUsage)
@@ -196,6 +204,7 @@ func loadtestCmd(ctx context.Context, args []string) error {
 	}
 	if exe, err := os.Executable(); err == nil {
 		cfg.WorkerCommand = []string{exe, "loadtest", loadtestWorker}
+		cfg.ChatWorkerCommand = []string{exe, "loadtest", loadtestChatWorker}
 	}
 
 	rep, err := loadtest.Run(ctx, cfg, sc)
