@@ -24,7 +24,13 @@
 //     errors by code and missing messages after a bounded drain. Bodies
 //     have a fixed size or one drawn from a distribution (SizeDist);
 //     with Receipts, recipients answer every message with a read receipt
-//     and senders measure send→read receipt.
+//     and senders measure send→read receipt. Past one process's open-file
+//     limit (or with --processes N) it runs as a controller of chat worker
+//     processes (RunChatWorker): each gets disjoint pairs and its share of
+//     the rate and sends, all start at a common time (a "go" line), the
+//     controller's meter takes their per-second progress lines (counts,
+//     and the HDR histograms of the second), and their final totals merge
+//     exactly: counts summed, durations maxed, histograms merged.
 //   - Reconnect: the reconnect storm. N clients connect, then all drop at
 //     once (a reset, or a close frame) and come back with jittered
 //     backoff; report the time until all are back and synced and each
@@ -70,6 +76,12 @@
 // context (Ctrl-C) stops the load at once and Run still returns the report
 // of what was measured, marked Interrupted.
 //
+// Over several processes: waiting for "ready" is bounded by the setup's
+// worst case, waiting for "done" by duration + drain + 60 s; a worker
+// silent for 30 s, or past its bound, is killed; one that dies is counted
+// in the report's errors and fails the run; Ctrl-C closes the workers'
+// stdin and the merged report is still written.
+//
 // # Files
 //
 //	scenario.go  Scenario, Run, Env (dialing, users, probes), Environment
@@ -83,4 +95,5 @@
 //	html.go      Report.WriteHTML: the page and its plots
 //	compare.go   ReadReport, Compare, Comparison.WriteText
 //	idle.go, connect.go, chat.go, reconnect.go, day.go   the scenarios
+//	chatworker.go  chat over several processes: RunChatWorker, the controller, mergeChatTotals
 package loadtest
