@@ -414,7 +414,7 @@ func (cr *chatRun) connect(env *Env, st *dialStats) bool {
 			return env.User("r", off+i)
 		}
 		return env.User("s", off+i-P)
-	}, st)
+	}, st, nil)
 	if st.up.Load() < int64(2*P) {
 		for _, c := range conns {
 			if c != nil {

@@ -77,7 +77,21 @@ func (s *Reconnect) Run(ctx context.Context, env *Env, r *Report) error {
 
 	env.log.Info("reconnect: connecting", "conns", N)
 	user := func(i int) string { return env.User("rc", i) }
-	conns := env.openConns(ctx, 0, N, user, st)
+	// Until the storm each connection is read (pings answered, frames
+	// dropped) by a goroutine that ends when its socket goes.
+	var holders sync.WaitGroup
+	conns := env.openConns(ctx, 0, N, user, st, func(_ int, c *Conn) {
+		holders.Add(1)
+		go func() {
+			defer holders.Done()
+			for {
+				if _, err := c.Next(); err != nil {
+					return
+				}
+			}
+		}()
+	})
+	defer holders.Wait()
 	up := st.up.Load()
 	r.Add("connections up before the storm", float64(up), "")
 	if up < int64(N) {

@@ -175,9 +175,12 @@ func newDialStats() *dialStats {
 }
 
 // openConns opens connections for indexes [from, to) with Concurrency at
-// once; each syncs once. conns[i-from] is nil for a failed one. (The
-// scenario's Meter shows the progress.)
-func (e *Env) openConns(ctx context.Context, from, to int, user func(int) string, st *dialStats) []*Conn {
+// once; each syncs once. conns[i-from] is nil for a failed one. opened, if
+// not nil, is called with each connection as soon as it is up, so that
+// something reads it (answering the server's pings) while the others are
+// still opening: a slow setup would otherwise outlast the server's idle
+// timeout. (The scenario's Meter shows the progress.)
+func (e *Env) openConns(ctx context.Context, from, to int, user func(int) string, st *dialStats, opened func(i int, c *Conn)) []*Conn {
 	conns := make([]*Conn, to-from)
 	var next atomic.Int64
 	next.Store(int64(from))
@@ -206,6 +209,9 @@ func (e *Env) openConns(ctx context.Context, from, to int, user func(int) string
 				st.upgrade.record(int64(t.Upgrade))
 				st.sync.record(int64(rtt))
 				conns[i-from] = c
+				if opened != nil {
+					opened(i, c)
+				}
 				st.up.Add(1)
 				up := int64(time.Since(start))
 				for {

@@ -294,3 +294,23 @@ func TestDayInTheLife(t *testing.T) {
 		t.Error("one user online accepted")
 	}
 }
+
+// TestIdleAnswersPingsWhileOpening: connections are read (pings answered)
+// from the moment they are up, not once all are: with a server idle
+// timeout shorter than the opening takes, none is closed for idleness.
+// (The server sweeps once a second, so its idle timeout must exceed the
+// ping interval by more than that.)
+func TestIdleAnswersPingsWhileOpening(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, "SWITCHBOARD_GATEWAY_PING_INTERVAL=500ms", "SWITCHBOARD_GATEWAY_IDLE_TIMEOUT=2s")
+	cfg := srv.config()
+	cfg.Concurrency = 1
+	s := &Idle{Conns: 4000, Hold: 2500 * time.Millisecond}
+	rep := run(t, context.Background(), cfg, s)
+	if took := figure(t, rep, "time to connect all"); took < 2.5 {
+		t.Logf("opening took only %.2f s, less than the idle timeout: the test proves little on this box", took)
+	}
+	wantFigure(t, rep, "connections up", 4000)
+	wantFigure(t, rep, "dropped during hold", 0)
+	wantNoErrors(t, rep)
+}
