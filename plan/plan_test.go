@@ -60,7 +60,7 @@ func TestDefaultsByHand(t *testing.T) {
 	}{
 		{"peak_conns", 100_000_000},
 		{"peak_msgs_per_s", 100e6 * 50 / 86400 * 2}, // 115,740.7
-		{"conns_per_box_by_memory", 2_477_438},      // 24 GiB × ½ ÷ (1.279 + 3.8) KiB
+		{"conns_per_box_by_memory", 2_223_129},      // 24 GiB × ½ ÷ (1.86 + 3.8) KiB
 		{"conns_per_box_by_cpu", 1_739_597},         // 2 × 60,000 × ½ ÷ (0.0011574 + 1/30)
 		{"gateways_by_conns", 58},
 		{"gateways_by_reconnects", 38}, // 833,333/s ÷ 22,000
@@ -103,8 +103,8 @@ func TestDefaultsByHand(t *testing.T) {
 // tightest.
 func TestBoundsMove(t *testing.T) {
 	in := Defaults()
-	in.BoxMemoryGiB = 1 // 1 GiB ÷ 2 ÷ 5.079 KiB = 103,225 per box
-	if p := compute(t, in); value(t, p, "conns_per_box_planned") != value(t, p, "conns_per_box_by_memory") || value(t, p, "gateways") != 969 {
+	in.BoxMemoryGiB = 1 // 1 GiB ÷ 2 ÷ 5.66 KiB = 92,630 per box
+	if p := compute(t, in); value(t, p, "conns_per_box_planned") != value(t, p, "conns_per_box_by_memory") || value(t, p, "gateways") != 1080 {
 		t.Errorf("memory bound: planned %v, gateways %v", value(t, p, "conns_per_box_planned"), value(t, p, "gateways"))
 	}
 	in = Defaults()
@@ -221,7 +221,7 @@ func TestBasis(t *testing.T) {
 	for _, i := range p.Inputs {
 		basis[i.Key] = i.Basis
 	}
-	if basis["dau"] != "given" || basis["msgs_per_core"] != "measured: x.json" || !strings.HasPrefix(basis["rss_per_conn_kib"], "measured: 1.279") {
+	if basis["dau"] != "given" || basis["msgs_per_core"] != "measured: x.json" || !strings.HasPrefix(basis["rss_per_conn_kib"], "measured: 1.86") {
 		t.Errorf("basis: %q", basis)
 	}
 	for _, f := range Fields() {
