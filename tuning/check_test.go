@@ -66,8 +66,8 @@ func TestCheckProjectBoxMillion(t *testing.T) {
 		t.Errorf("per box %d by %q", r.PerBox, r.PerBoxBy)
 	}
 	m := r.Memory
-	if m.KernelBytes != 3_891_200_000 || m.GatewayBytes != 1_309_696_000 ||
-		m.TotalBytes != 5_200_896_000 || m.MemTotalBytes != 24684084*1024 {
+	if m.KernelBytes != 3_891_200_000 || m.GatewayBytes != 1_904_640_000 ||
+		m.TotalBytes != 5_795_840_000 || m.MemTotalBytes != 24684084*1024 {
 		t.Errorf("memory %+v", m)
 	}
 	want := map[string]Status{
@@ -148,7 +148,7 @@ func TestCheckStoppedByTightestFirst(t *testing.T) {
 		t.Errorf("capacity %d by %q", r.Capacity, r.PerBoxBy)
 	}
 	mem := find(t, r, "memory (MemTotal)")
-	if perConn := 3.8*1024 + 1.279*1024; mem.Allows != int64(float64(1<<30)/perConn) {
+	if perConn := 3.8*1024 + 1.86*1024; mem.Allows != int64(float64(1<<30)/perConn) {
 		t.Errorf("memory allows %d", mem.Allows)
 	}
 	// The hard limit, 19,000 a process, holds 10,000 each.
@@ -340,8 +340,8 @@ func TestWriteText(t *testing.T) {
 		"SETTING", "CURRENT", "NEEDED", "STATUS", "WHY / HOW",
 		"open-file hard limit            20,000",
 		"kernel   1,000,000 × 3.8 KiB per socket   = 3.62 GiB",
-		"gateway  1,000,000 × 1.279 KiB per conn   = 1.22 GiB",
-		"total    4.84 GiB of MemTotal 23.54 GiB (21%)",
+		"gateway  1,000,000 × 1.860 KiB per conn   = 1.77 GiB",
+		"total    5.40 GiB of MemTotal 23.54 GiB (23%)",
 		"processes needed under the hard open-file limit of 20,000: 53",
 		"NOT reachable: 1,000,000 connections are stopped by open-file hard limit",
 	} {
