@@ -33,7 +33,7 @@ func runTune(t *testing.T, args ...string) (stdout, stderr string, code int) {
 }
 
 // smallBox writes a fake /proc tree of a box with 1 GiB of memory (room for
-// about 206,000 idle connections) and high kernel limits, and returns its
+// about 185,000 idle connections) and high kernel limits, and returns its
 // root.
 func smallBox(t *testing.T) string {
 	return tuningtest.Tree{
@@ -64,7 +64,7 @@ func TestTuneCheck(t *testing.T) {
 	// (unless this machine's own hard limit is below 2,000 files).
 	args := []string{"check", "--root", root, "--conns", "10000000", "--processes", "10000"}
 	out, errOut, code = runTune(t, args...)
-	if code != 1 || !strings.Contains(errOut, "not reachable") || !strings.Contains(errOut, "memory (MemTotal) = 1.00 GiB (allows 206,") {
+	if code != 1 || !strings.Contains(errOut, "not reachable") || !strings.Contains(errOut, "memory (MemTotal) = 1.00 GiB (allows 185,") {
 		t.Fatalf("ten million: exit %d\nstderr: %s\nstdout:\n%s", code, errOut, out)
 	}
 	out, _, code = runTune(t, append(args, "--json")...)
