@@ -333,7 +333,9 @@ func (s *Chat) Run(ctx context.Context, env *Env, r *Report) error {
 	env.log.Info("chat: connecting", "conns", 2*P)
 	st := newDialStats()
 	cr.meter = Meter{ConnsTarget: int64(2 * P), Conns: st.up.Load, Sent: cr.sent.Load, Acked: cr.acked.Load, Received: cr.delivered.Load,
-		Errors: func() int64 { return cr.errs.total() + st.fails.total() }, E2E: NewWindow(), Ack: NewWindow()}
+		Errors:     func() int64 { return cr.errs.total() + st.fails.total() },
+		ErrorKinds: func() map[string]int64 { return mergedCounts(cr.errs.snapshot(), st.fails.snapshot()) },
+		E2E:        NewWindow(), Ack: NewWindow()}
 	stopMeter := cr.meter.Start(ctx, env, r)
 	defer stopMeter()
 	setupStart := time.Now()

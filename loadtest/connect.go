@@ -64,7 +64,7 @@ func (s *Connect) Run(ctx context.Context, env *Env, r *Report) error {
 	cpu := env.StartCPU(ctx)
 	start := time.Now()
 	// The timeline's "conns" is upgrades done so far (each is closed at once).
-	meter := Meter{ConnsTarget: int64(s.Conns), Conns: ok.Load, Errors: fails.total}
+	meter := Meter{ConnsTarget: int64(s.Conns), Conns: ok.Load, Errors: fails.total, ErrorKinds: fails.snapshot}
 	stopMeter := meter.Start(ctx, env, r)
 	defer stopMeter()
 	var wg sync.WaitGroup

@@ -46,3 +46,13 @@ func TestMergeLatencies(t *testing.T) {
 		t.Fatal("a summary without a histogram merged")
 	}
 }
+
+func TestTopKinds(t *testing.T) {
+	if got := topKinds(nil, 2); got != "" {
+		t.Errorf("none: %q", got)
+	}
+	got := topKinds(map[string]int64{"hold: close 4001": 5, "dial: timeout": 9, "upgrade: http 401": 5}, 2)
+	if got != " (dial: timeout 9, hold: close 4001 5, …)" {
+		t.Errorf("top kinds: %q", got)
+	}
+}

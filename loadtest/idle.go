@@ -106,6 +106,7 @@ func (s *Idle) Run(ctx context.Context, env *Env, r *Report) error {
 	if procs == 1 {
 		sh := newIdleShard()
 		meter.Conns, meter.Errors = sh.conns, sh.failures
+		meter.ErrorKinds = func() map[string]int64 { return mergedCounts(sh.st.fails.snapshot(), sh.drops.snapshot()) }
 		stopMeter := meter.Start(ctx, env, r)
 		defer stopMeter()
 		sh.open(ctx, env, 0, s.Conns)

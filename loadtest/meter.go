@@ -1,10 +1,12 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,6 +50,9 @@ type Meter struct {
 	Sent, Acked, Received func() int64
 	// Errors is the cumulative count of failures.
 	Errors func() int64
+	// ErrorKinds, if set, counts the failures by kind (Report.Errors'
+	// keys), for the status line's most frequent ones.
+	ErrorKinds func() map[string]int64
 	// E2E and Ack hold the latencies of the current interval; the
 	// scenario records into them besides its own histograms.
 	E2E, Ack *Window
@@ -209,6 +214,9 @@ func (m *Meter) statusLine(s Sample, msgs, errs bool) string {
 	}
 	if errs {
 		fmt.Fprintf(&b, "  errors %.0f/s", s.ErrorsPerSec)
+		if m.ErrorKinds != nil {
+			b.WriteString(topKinds(m.ErrorKinds(), 2))
+		}
 	}
 	if s.ServerCPUPercent >= 0 {
 		fmt.Fprintf(&b, "  server %.0f%% CPU", s.ServerCPUPercent)
@@ -216,6 +224,37 @@ func (m *Meter) statusLine(s Sample, msgs, errs bool) string {
 	if s.ServerRSSMB >= 0 {
 		fmt.Fprintf(&b, " %.0f MiB", s.ServerRSSMB)
 	}
+	return b.String()
+}
+
+// topKinds formats the n most frequent kinds of counts, as
+// " (kind 12, other 3, …)"; "" for none.
+func topKinds(counts map[string]int64, n int) string {
+	if len(counts) == 0 {
+		return ""
+	}
+	kinds := make([]string, 0, len(counts))
+	for k := range counts {
+		kinds = append(kinds, k)
+	}
+	slices.SortFunc(kinds, func(a, b string) int {
+		if c := cmp.Compare(counts[b], counts[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	var b strings.Builder
+	b.WriteString(" (")
+	for i, k := range kinds[:min(n, len(kinds))] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", k, counts[k])
+	}
+	if len(kinds) > n {
+		b.WriteString(", …")
+	}
+	b.WriteString(")")
 	return b.String()
 }
 

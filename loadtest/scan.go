@@ -250,6 +250,17 @@ func (c *counts) snapshot() map[string]int64 {
 	return m
 }
 
+// mergedCounts adds count maps into a new one.
+func mergedCounts(ms ...map[string]int64) map[string]int64 {
+	out := map[string]int64{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] += v
+		}
+	}
+	return out
+}
+
 func (c *counts) total() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
