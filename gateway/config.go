@@ -125,8 +125,11 @@ func (c *Config) Validate() error {
 	if c.MessageRate < 0 || c.MessageBurst < 1 {
 		errs = append(errs, errors.New("message_rate must be positive and message_burst at least 1"))
 	}
-	if c.IdleTimeout <= c.PingInterval {
-		errs = append(errs, fmt.Errorf("idle_timeout %v must exceed ping_interval %v", c.IdleTimeout, c.PingInterval))
+	if c.IdleTimeout <= c.PingInterval+sweepEvery {
+		// Timeouts are checked once per sweep: with less, a connection
+		// could be closed as idle before it was ever pinged.
+		errs = append(errs, fmt.Errorf("idle_timeout %v must exceed ping_interval %v by more than %v (connections are swept once a second)",
+			c.IdleTimeout, c.PingInterval, sweepEvery))
 	}
 	if c.MaxOutboundBytes < 2*c.MaxMessageBytes {
 		errs = append(errs, fmt.Errorf("max_outbound_bytes %d: must be at least twice max_message_bytes", c.MaxOutboundBytes))

@@ -260,6 +260,10 @@ func (g *Gateway) OnTraffic(gc gnet.Conn) gnet.Action {
 	return c.l.traffic(c, time.Now().UnixNano())
 }
 
+// sweepEvery is how often each loop sweeps its connections for timeouts
+// and pings (the ticker's 200 rounds of 5 ms).
+const sweepEvery = time.Second
+
 // ticker asks every loop to sweep its connections once a second, and
 // every 5 ms wakes the loops that have reads waiting for a connection to
 // drain (gnet has no writable callback).
