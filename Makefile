@@ -17,7 +17,8 @@ build:
 test: deps vet unit fuzz
 
 ## deps: install the tools the tests need (Python websockets, Node ws, the
-## versitygw S3 server for backends/s3)
+## versitygw S3 server for backends/s3; Redis, Kafka and Cassandra for
+## internal/testengines)
 deps:
 	GO="$(GO)" bash scripts/test-deps.sh
 

@@ -3,7 +3,8 @@
 # websockets package and a node_modules with the ws and tus-js-client
 # packages, all pinned, under .cache/interop/ (git ignores it); for
 # backends/s3, the Versity S3 Gateway (versitygw), pinned, built with
-# `go install` into .cache/bin/ (the script writes a .gitignore there).
+# `go install` into .cache/bin/ (the script writes a .gitignore there); for
+# internal/testengines, Redis, Kafka and Cassandra (scripts/engines-deps.sh).
 # Idempotent: a second run checks the pinned versions and returns at once.
 #
 #   bash scripts/test-deps.sh            # install or check
@@ -95,5 +96,7 @@ else
 		die "go install github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION failed"
 	vgw_ok || die "$vgw is not versitygw $VERSITYGW_VERSION"
 fi
+
+bash "$root/scripts/engines-deps.sh" || die "scripts/engines-deps.sh failed"
 
 echo "test-deps: ok (python: $venv/bin/python, node modules: $nodedir/node_modules, versitygw: $vgw)"
