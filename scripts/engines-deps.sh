@@ -42,8 +42,8 @@ else
 	if ! command -v redis-server >/dev/null; then
 		command -v apt-get >/dev/null || die "redis-server not found and no apt-get to install it"
 		echo "engines-deps: installing Debian's redis-server"
-		apt-get install -y -qq redis-server >/dev/null 2>&1 ||
-			{ apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } ||
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null 2>&1 ||
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } ||
 			die "apt-get install redis-server failed"
 	fi
 	redis_ok || die "redis-server is $(redis-server --version 2>&1 | head -1), want $REDIS_SERIES.x"
