@@ -5,12 +5,15 @@
 //		routertest.Run(t, func(t *testing.T) router.Directory { return memory.NewDirectory() })
 //	}
 //
-// Lookup order is unspecified; the suite compares routes as sets.
+// Lookup order is unspecified; the suite compares routes as sets. Every
+// route the suite registers is on a node named gw-0 … gw-9; a backend
+// that returns only the routes of live nodes marks those alive in newDir.
 package routertest
 
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -28,11 +31,14 @@ func Run(t *testing.T, newDir func(t *testing.T) router.Directory) {
 	t.Run("UnregisterUnknown", func(t *testing.T) { testUnregisterUnknown(t, newDir(t)) })
 	t.Run("LookupAppends", func(t *testing.T) { testLookupAppends(t, newDir(t)) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, newDir(t)) })
+	t.Run("Epochs", func(t *testing.T) { testEpochs(t, newDir(t)) })
+	t.Run("EpochsConcurrent", func(t *testing.T) { testEpochsConcurrent(t, newDir(t)) })
+	t.Run("EpochSource", func(t *testing.T) { testEpochSource(t, newDir(t)) })
 }
 
 func compareRoutes(a, b router.Route) int {
 	return cmp.Or(cmp.Compare(a.User, b.User), cmp.Compare(a.Device, b.Device),
-		cmp.Compare(a.Node, b.Node), cmp.Compare(a.Conn, b.Conn))
+		cmp.Compare(a.Node, b.Node), cmp.Compare(a.Conn, b.Conn), cmp.Compare(a.Epoch, b.Epoch))
 }
 
 func register(t *testing.T, d router.Directory, rs ...router.Route) {
@@ -253,4 +259,138 @@ func testConcurrent(t *testing.T, d router.Directory) {
 		user := fmt.Sprintf("user-%d", u)
 		wantRoutes(t, d, user, want[user]...)
 	}
+}
+
+// testEpochs pins the ordering of one device's connections by Route.Epoch.
+func testEpochs(t *testing.T, d router.Directory) {
+	ctx := context.Background()
+	old := router.Route{User: "alice", Device: "phone", Node: "gw-1", Conn: 1, Epoch: 5}
+	laptop := router.Route{User: "alice", Device: "laptop", Node: "gw-1", Conn: 2, Epoch: 3}
+	bob := router.Route{User: "bob", Device: "phone", Node: "gw-1", Conn: 3, Epoch: 1}
+	register(t, d, old, laptop, bob)
+	wantRoutes(t, d, "alice", old, laptop)
+
+	// A newer connection of the phone replaces the older one, and only it.
+	newer := router.Route{User: "alice", Device: "phone", Node: "gw-2", Conn: 1, Epoch: 7}
+	register(t, d, newer)
+	wantRoutes(t, d, "alice", newer, laptop)
+	wantRoutes(t, d, "bob", bob)
+
+	// A stale Register (epoch 6 < 7, arriving late) is refused and changes
+	// nothing, on any node, including the superseded route itself.
+	for _, stale := range []router.Route{
+		{User: "alice", Device: "phone", Node: "gw-3", Conn: 4, Epoch: 6},
+		old,
+	} {
+		if err := d.Register(ctx, stale); !errors.Is(err, router.ErrSuperseded) {
+			t.Fatalf("Register(%+v) after epoch 7 = %v, want ErrSuperseded", stale, err)
+		}
+	}
+	wantRoutes(t, d, "alice", newer, laptop)
+
+	// Registering the current route again is harmless.
+	register(t, d, newer)
+	wantRoutes(t, d, "alice", newer, laptop)
+
+	// Epoch 0 is unordered: it coexists, and an ordered Register neither
+	// removes it nor is refused by it.
+	unordered := router.Route{User: "alice", Device: "phone", Node: "gw-3", Conn: 5}
+	register(t, d, unordered)
+	wantRoutes(t, d, "alice", newer, laptop, unordered)
+	newest := router.Route{User: "alice", Device: "phone", Node: "gw-1", Conn: 6, Epoch: 9}
+	register(t, d, newest)
+	wantRoutes(t, d, "alice", newest, laptop, unordered)
+
+	// Registering a route again with another epoch replaces its epoch.
+	reEpoch := laptop
+	reEpoch.Epoch = 4
+	register(t, d, reEpoch)
+	wantRoutes(t, d, "alice", newest, reEpoch, unordered)
+
+	// Unregister matches user, device, node and connection, not the epoch.
+	anyEpoch := newest
+	anyEpoch.Epoch = 0
+	unregister(t, d, anyEpoch, reEpoch, unordered)
+	wantRoutes(t, d, "alice")
+}
+
+// testEpochsConcurrent races Registers of one device with distinct epochs:
+// each succeeds or is superseded, and the route left is the largest epoch.
+func testEpochsConcurrent(t *testing.T, d router.Directory) {
+	const workers, perWorker = 6, 20
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				e := uint64(i*workers + w + 1)
+				r := router.Route{User: "carol", Device: "phone", Node: fmt.Sprintf("gw-%d", w), Conn: e, Epoch: e}
+				if err := d.Register(context.Background(), r); err != nil && !errors.Is(err, router.ErrSuperseded) {
+					t.Errorf("Register(%+v): %v", r, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	const last = workers * perWorker
+	wantRoutes(t, d, "carol", router.Route{User: "carol", Device: "phone", Node: fmt.Sprintf("gw-%d", (last-1)%workers), Conn: last, Epoch: last})
+}
+
+// testEpochSource checks NextEpoch, for directories that have it: positive,
+// increasing, distinct under concurrency, and usable as Route.Epoch.
+func testEpochSource(t *testing.T, d router.Directory) {
+	src, ok := d.(router.EpochSource)
+	if !ok {
+		t.Skip("the directory is not a router.EpochSource")
+	}
+	ctx := context.Background()
+	next := func(user, device string) uint64 {
+		e, err := src.NextEpoch(ctx, user, device)
+		if err != nil {
+			t.Errorf("NextEpoch(%q, %q): %v", user, device, err)
+		}
+		return e
+	}
+	var prev uint64
+	for range 5 {
+		e := next("dave", "phone")
+		if e <= prev {
+			t.Fatalf("NextEpoch = %d after %d, want larger", e, prev)
+		}
+		prev = e
+	}
+
+	const workers, perWorker = 4, 25
+	var mu sync.Mutex
+	seen := make(map[uint64]bool)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range perWorker {
+				e := next("dave", "phone")
+				mu.Lock()
+				if seen[e] || e <= prev {
+					t.Errorf("NextEpoch returned %d twice or not above %d", e, prev)
+				}
+				seen[e] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	first, second := next("dave", "laptop"), next("dave", "laptop")
+	r2 := router.Route{User: "dave", Device: "laptop", Node: "gw-2", Conn: 2, Epoch: second}
+	r1 := router.Route{User: "dave", Device: "laptop", Node: "gw-1", Conn: 1, Epoch: first}
+	register(t, d, r2)
+	if err := d.Register(ctx, r1); !errors.Is(err, router.ErrSuperseded) {
+		t.Fatalf("Register with the earlier epoch = %v, want ErrSuperseded", err)
+	}
+	wantRoutes(t, d, "dave", r2)
 }
