@@ -164,10 +164,7 @@ func RunChatWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 		io.Copy(io.Discard, io.MultiReader(dec.Buffered(), in))
 		cancel()
 	}()
-	cfg := spec.Config
-	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg.setDefaults()
-	env, err := newEnv(cfg, spec.RunID)
+	env, err := workerEnv(spec.Config, spec.RunID)
 	if err != nil {
 		return err
 	}

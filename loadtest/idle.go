@@ -293,10 +293,7 @@ func RunIdleWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 		io.Copy(io.Discard, io.MultiReader(dec.Buffered(), in))
 		cancel()
 	}()
-	cfg := spec.Config
-	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg.setDefaults()
-	env, err := newEnv(cfg, spec.RunID)
+	env, err := workerEnv(spec.Config, spec.RunID)
 	if err != nil {
 		return err
 	}
@@ -326,6 +323,14 @@ func RunIdleWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 	}
 	<-ctx.Done()
 	return send(sh.stop())
+}
+
+// workerEnv is a worker process's Env: its controller's config, logging
+// warnings and worse to stderr (which the controller passes on).
+func workerEnv(cfg Config, runID string) (*Env, error) {
+	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.setDefaults()
+	return newEnv(cfg, runID)
 }
 
 // idleWorkers are idle worker processes started by this one.
