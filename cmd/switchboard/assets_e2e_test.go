@@ -68,21 +68,7 @@ func TestFileMessageEndToEnd(t *testing.T) {
 	if f, err := bob.read(5 * time.Second); err != nil || f.Type != "synced" {
 		t.Fatalf("bob's sync: %+v %v", f, err)
 	}
-	ack, _ := alice.request(t, map[string]any{"type": "send", "id": "m1", "to": "bob", "body": "the plan",
-		"attachment": map[string]any{"asset_id": up.ID}})
-	if ack.Type != "ack" {
-		t.Fatalf("send with an attachment: %v", ack.raw)
-	}
-	var attachment map[string]any
-	for attachment == nil {
-		f, raw, err := bob.readRaw()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.Type == "msg" {
-			attachment, _ = raw["attachment"].(map[string]any)
-		}
-	}
+	attachment := sendAttachment(t, alice, bob, "bob", "m1", up.ID)
 	if attachment["asset_id"] != up.ID || attachment["name"] != "plan.pdf" || attachment["size"] != float64(len(file)) {
 		t.Fatalf("bob's attachment: %v", attachment)
 	}
@@ -174,20 +160,7 @@ func TestImageThumbnailEndToEnd(t *testing.T) {
 	if f, err := bob.read(5 * time.Second); err != nil || f.Type != "synced" {
 		t.Fatalf("bob's sync: %+v %v", f, err)
 	}
-	if ack, _ := alice.request(t, map[string]any{"type": "send", "id": "p1", "to": "bob", "body": "look",
-		"attachment": map[string]any{"asset_id": up.ID}}); ack.Type != "ack" {
-		t.Fatalf("send: %v", ack.raw)
-	}
-	var att map[string]any
-	for att == nil {
-		f, raw, err := bob.readRaw()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.Type == "msg" {
-			att, _ = raw["attachment"].(map[string]any)
-		}
-	}
+	att := sendAttachment(t, alice, bob, "bob", "p1", up.ID)
 	thumb, _ := att["thumbnail"].(string)
 	if att["asset_id"] != up.ID || att["kind"] != "image" || att["width"] != float64(1200) || att["height"] != float64(800) || thumb == "" {
 		t.Fatalf("bob's attachment: %v", att)
@@ -280,5 +253,25 @@ func TestCollectionEndToEnd(t *testing.T) {
 	}
 	if resp := do("GET", srv.AssetsURL()+"/"+sent, "bob", nil); resp.StatusCode != 200 || gone(blobPath(sentHash)) {
 		t.Fatalf("the sent file after collection: %d", resp.StatusCode)
+	}
+}
+
+// sendAttachment has from send user toUser (connected as to) a message
+// with asset as its attachment, and returns the attachment of the msg that
+// to receives.
+func sendAttachment(t *testing.T, from, to *wsConn, toUser, id, asset string) map[string]any {
+	t.Helper()
+	if ack, _ := from.request(t, map[string]any{"type": "send", "id": id, "to": toUser, "body": "look",
+		"attachment": map[string]any{"asset_id": asset}}); ack.Type != "ack" {
+		t.Fatalf("send with an attachment: %v", ack.raw)
+	}
+	for {
+		f, raw, err := to.readRaw()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if att, ok := raw["attachment"].(map[string]any); ok && f.Type == "msg" {
+			return att
+		}
 	}
 }
