@@ -174,6 +174,7 @@ func (o *Options) pebble() *pebble.Options {
 		LBaseMaxBytes:         o.LBaseMaxBytes,
 		L0StopWritesThreshold: 1000,
 		Logger:                pebbleLogger{o.Logger},
+		EventListener:         eventListener(o.Logger),
 	}
 	n := o.Compactions
 	po.CompactionConcurrencyRange = func() (int, int) { return 1, n }
@@ -1052,6 +1053,38 @@ func decodeMeta(b []byte) (chat.MessageMeta, error) {
 	}
 	m.Seq, m.Status = seq, chat.Status(b[w])
 	return m, nil
+}
+
+// eventListener logs Pebble's background work: flushes and compactions at
+// debug level (what an operator correlates with slow commits), write
+// stalls and slow disk operations as warnings.
+func eventListener(l *slog.Logger) *pebble.EventListener {
+	ctx := context.Background()
+	return &pebble.EventListener{
+		FlushEnd: func(i pebble.FlushInfo) {
+			if l.Enabled(ctx, slog.LevelDebug) {
+				l.Debug("store flush", "job", i.JobID, "memtables", i.Input, "bytes", i.InputBytes,
+					"took", i.TotalDuration, "err", i.Err)
+			}
+		},
+		CompactionEnd: func(i pebble.CompactionInfo) {
+			if l.Enabled(ctx, slog.LevelDebug) {
+				var bytes uint64
+				for _, t := range i.Output.Tables {
+					bytes += t.Size
+				}
+				l.Debug("store compaction", "job", i.JobID, "reason", i.Reason, "to_level", i.Output.Level,
+					"bytes", bytes, "took", i.TotalDuration, "err", i.Err)
+			}
+		},
+		WriteStallBegin: func(i pebble.WriteStallBeginInfo) {
+			l.Warn("store write stall: commits wait for flushes or compactions", "reason", i.Reason)
+		},
+		WriteStallEnd: func() { l.Warn("store write stall over") },
+		DiskSlow: func(i pebble.DiskSlowInfo) {
+			l.Warn("store: slow disk operation", "op", i.OpType.String(), "path", i.Path, "took", i.Duration)
+		},
+	}
 }
 
 // pebbleLogger routes Pebble's log to slog.

@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -447,5 +449,54 @@ func TestExpireDerivedKeys(t *testing.T) {
 	s.ReadInbox(ctx, "alice", 0, 10, func(uint64, []byte) error { alice++; return nil })
 	if alice != 0 {
 		t.Fatal("receipt entry still there after its batch expired")
+	}
+}
+
+// recordHandler keeps the messages of the records it handles.
+type recordHandler struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.msgs = append(h.msgs, r.Message)
+	h.mu.Unlock()
+	return nil
+}
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestFlushesAreLogged: Pebble's flushes show in the log at debug level,
+// to be set against slow commits.
+func TestFlushesAreLogged(t *testing.T) {
+	h := &recordHandler{}
+	o := testOptions
+	o.Logger = slog.New(h)
+	s, err := Open(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	value := bytes.Repeat([]byte("x"), 64<<10)
+	for i := range 64 { // 4 MiB through 1 MiB memtables
+		b := &chat.Batch{Time: time.Now(), State: []chat.KV{{Key: fmt.Sprintf("k%d", i), Value: value}}}
+		if err := s.Apply(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h.mu.Lock()
+		logged := slices.Contains(h.msgs, "store flush")
+		h.mu.Unlock()
+		if logged {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no flush logged after 4 MiB through 1 MiB memtables: %q", h.msgs)
+		}
+		time.Sleep(10 * time.Millisecond) // flushes run in the background
 	}
 }
