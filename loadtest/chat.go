@@ -524,13 +524,17 @@ func (cr *chatRun) load(base time.Time) chatLoad {
 	writers.Wait()
 	ld := chatLoad{loadEnd: time.Duration(cr.since()), deliveredInLoad: cr.delivered.Load()}
 
-	// Drain: wait for outstanding acks and deliveries.
+	// Drain: wait for outstanding acks and deliveries, read receipts, and
+	// the senders' own copies (the server sends every message to its
+	// sender's devices too; once one arrives, all are waited for).
+	copiesDue := func() bool { c := cr.copies.Load(); return c > 0 && c < cr.sent.Load()-cr.failed.Load() }
 	drainStart := time.Now()
 	if ctx.Err() == nil {
 		deadline := time.NewTimer(s.Drain)
 		tick := time.NewTicker(5 * time.Millisecond)
 	drain:
-		for cr.open.Load() > 0 || cr.unacked.Load() > 0 || (s.Receipts && cr.receipted.Load()+cr.earlyReceipts.Load() < cr.delivered.Load()) {
+		for cr.open.Load() > 0 || cr.unacked.Load() > 0 || copiesDue() ||
+			(s.Receipts && cr.receipted.Load()+cr.earlyReceipts.Load() < cr.delivered.Load()) {
 			select {
 			case <-tick.C:
 			case <-deadline.C:
