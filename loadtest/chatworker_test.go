@@ -96,13 +96,16 @@ func TestChatSpreadsOverWorkerProcesses(t *testing.T) {
 	if withLatency == 0 || recv < 300 {
 		t.Errorf("timeline %+v: want deliveries (%.0f/s summed) and latencies", multi.Timeline, recv)
 	}
-	// The timeline's generator CPU is the workers' too.
+	// The timeline's generator CPU is the workers' too. It covers less
+	// than the run's figure, which has each worker's whole life (start,
+	// connecting) and which a loaded box stretches; the controller alone
+	// uses a few percent of it, so a quarter shows the workers' are in.
 	var genCPU, prev float64
 	for _, sm := range multi.Timeline {
 		genCPU += sm.GeneratorCPUPercent / 100 * (sm.T - prev)
 		prev = sm.T
 	}
-	if genCPU < multi.CPU.GeneratorSeconds/2 {
+	if genCPU < multi.CPU.GeneratorSeconds/4 {
 		t.Errorf("timeline's generator CPU %.2f s, the run's %.2f s: the workers' is missing", genCPU, multi.CPU.GeneratorSeconds)
 	}
 }
