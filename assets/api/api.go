@@ -433,16 +433,7 @@ var errBlobGone = &refusal{http.StatusServiceUnavailable, "unavailable", "the up
 // record commits a's record through the chat core and waits for it.
 // putAt is when the Put of its blob began (unix ms).
 func (h *Handler) record(ctx context.Context, owner string, a *chat.Asset, putAt int64) error {
-	d := make(done, 1)
-	if err := h.cat.Submit(&chat.Request{Kind: chat.KindAsset, From: owner, Asset: a, PutAt: putAt, Done: d}); err != nil {
-		return err
-	}
-	select {
-	case res := <-d:
-		return res.Err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return submit(ctx, h.cat, &chat.Request{Kind: chat.KindAsset, From: owner, Asset: a, PutAt: putAt})
 }
 
 // download serves an asset to a caller that may read it: by token, or
