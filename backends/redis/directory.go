@@ -28,11 +28,13 @@ var ErrInvalidRoute = errors.New("redis: device or node holds a NUL byte")
 // registerScript records a route with its epoch (see router.Route):
 // KEYS[1] the user's routes hash, ARGV[1] the field, ARGV[2] the epoch in
 // decimal, ARGV[3] the device followed by NUL (the prefix of the device's
-// fields). It returns 1, or 0 when a route of the device has a larger
-// epoch. Epochs are compared as decimal strings (length, then bytes), so
-// every uint64 compares exactly, which Lua's doubles would not.
+// fields). It returns {1, field, epoch, …} with the fields (and epochs) of
+// the device's routes it removed, or {0} when a route of the device has a
+// larger epoch. Epochs are compared as decimal strings (length, then
+// bytes), so every uint64 compares exactly, which Lua's doubles would not.
 const registerScript = `
 local e = ARGV[2]
+local stale, removed = {}, {1}
 if e ~= '0' then
   local function less(a, b)
     if #a ~= #b then return #a < #b end
@@ -40,18 +42,21 @@ if e ~= '0' then
   end
   local p = ARGV[3]
   local all = redis.call('HGETALL', KEYS[1])
-  local stale = {}
   for i = 1, #all, 2 do
     local f, v = all[i], all[i + 1]
     if string.sub(f, 1, #p) == p then
-      if less(e, v) then return 0 end
-      if v ~= '0' and less(v, e) then stale[#stale + 1] = f end
+      if less(e, v) then return {0} end
+      if v ~= '0' and less(v, e) then
+        stale[#stale + 1] = f
+        removed[#removed + 1] = f
+        removed[#removed + 1] = v
+      end
     end
   end
   if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
 end
 redis.call('HSET', KEYS[1], ARGV[1], e)
-return 1
+return removed
 `
 
 // epochScript returns max(INCR, the server's clock in microseconds), and
@@ -186,9 +191,21 @@ func (d *Directory) writeWithBarrier(ctx context.Context, key string, cmd rueidi
 // its node is alive (see Keeper). It fails, wrapping the client's error,
 // when Redis cannot be reached. Safe for concurrent use.
 func (d *Directory) Register(ctx context.Context, r router.Route) error {
+	_, err := d.RegisterReplacing(ctx, r, nil)
+	return err
+}
+
+// RegisterReplacing is Register that also appends to replaced the routes
+// of r's device it removed (those with a smaller positive epoch, on any
+// node, dead or alive), each with its epoch. It is exact: for two ordered
+// routes of a device, either the older one's Register is refused with
+// router.ErrSuperseded or the newer one's reports it here, so a gateway
+// can close the connection its new one replaces wherever it is. Safe for
+// concurrent use.
+func (d *Directory) RegisterReplacing(ctx context.Context, r router.Route, replaced []router.Route) ([]router.Route, error) {
 	f, err := field(r)
 	if err != nil {
-		return err
+		return replaced, err
 	}
 	key := d.routesKey(r.User)
 	epoch := strconv.FormatUint(r.Epoch, 10)
@@ -197,14 +214,27 @@ func (d *Directory) Register(ctx context.Context, r router.Route) error {
 	if e, ok := rueidis.IsRedisErr(res.Error()); ok && e.IsNoScript() {
 		res = d.writeWithBarrier(ctx, key, d.c.B().Eval().Script(registerScript).Numkeys(1).Key(key).Arg(f, epoch, prefix).Build())
 	}
-	n, err := res.AsInt64()
+	reply, err := res.ToArray()
+	var n int64
+	if err == nil && len(reply) > 0 {
+		n, err = reply[0].AsInt64()
+	}
 	if err != nil {
-		return fmt.Errorf("redis directory: register %q/%q on %q: %w", r.User, r.Device, r.Node, err)
+		return replaced, fmt.Errorf("redis directory: register %q/%q on %q: %w", r.User, r.Device, r.Node, err)
 	}
 	if n == 0 {
-		return fmt.Errorf("redis directory: register %q/%q epoch %d: %w", r.User, r.Device, r.Epoch, router.ErrSuperseded)
+		return replaced, fmt.Errorf("redis directory: register %q/%q epoch %d: %w", r.User, r.Device, r.Epoch, router.ErrSuperseded)
 	}
-	return nil
+	for i := 1; i+1 < len(reply); i += 2 {
+		sf, _ := reply[i].ToString()
+		sv, _ := reply[i+1].ToString()
+		device, node, conn, ok := parseField(sf)
+		e, err := strconv.ParseUint(sv, 10, 64)
+		if ok && err == nil {
+			replaced = append(replaced, router.Route{User: r.User, Device: device, Node: node, Conn: conn, Epoch: e})
+		}
+	}
+	return replaced, nil
 }
 
 // Unregister removes the route with r's device, node and connection id,

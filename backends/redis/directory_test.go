@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -398,5 +399,43 @@ func TestRegisterRejectsNUL(t *testing.T) {
 		if err := d.Register(context.Background(), r); !errors.Is(err, ErrInvalidRoute) {
 			t.Fatalf("Register(%+v) = %v, want ErrInvalidRoute", r, err)
 		}
+	}
+}
+
+// TestRegisterReplacingReports: an ordered Register reports exactly the
+// routes of the device it removed (on any node, with their epochs), not
+// those of other devices or with epoch 0, and a refused one reports none.
+func TestRegisterReplacingReports(t *testing.T) {
+	d := newDir(t, testengines.Redis(t).Addr, Config{HeartbeatInterval: time.Minute})
+	beat(t, d, "gw-1", "gw-2")
+	ctx := context.Background()
+	old1 := router.Route{User: "alice", Device: "phone", Node: "gw-1", Conn: 1, Epoch: 10}
+	old2 := router.Route{User: "alice", Device: "phone", Node: "gw-2", Conn: 7, Epoch: 10} // equal epochs coexist
+	unordered := router.Route{User: "alice", Device: "phone", Node: "gw-2", Conn: 8}
+	laptop := router.Route{User: "alice", Device: "laptop", Node: "gw-1", Conn: 2, Epoch: 5}
+	for _, r := range []router.Route{old1, old2, unordered, laptop} {
+		if err := d.Register(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newer := router.Route{User: "alice", Device: "phone", Node: "gw-1", Conn: 3, Epoch: 20}
+	got, err := d.RegisterReplacing(ctx, newer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := func(a, b router.Route) int { return cmp.Or(cmp.Compare(a.Epoch, b.Epoch), cmp.Compare(a.Conn, b.Conn)) }
+	slices.SortFunc(got, order)
+	if want := []router.Route{old1, old2}; !slices.Equal(got, want) {
+		t.Fatalf("replaced %+v, want %+v", got, want)
+	}
+	stale := router.Route{User: "alice", Device: "phone", Node: "gw-2", Conn: 9, Epoch: 15}
+	got, err = d.RegisterReplacing(ctx, stale, nil)
+	if !errors.Is(err, router.ErrSuperseded) || len(got) != 0 {
+		t.Fatalf("stale register: %+v, %v; want none and ErrSuperseded", got, err)
+	}
+	routes := lookup(t, d, "alice")
+	slices.SortFunc(routes, order)
+	if want := []router.Route{unordered, laptop, newer}; !slices.Equal(routes, want) {
+		t.Fatalf("lookup %+v, want %+v", routes, want)
 	}
 }

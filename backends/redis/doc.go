@@ -28,7 +28,11 @@
 // positive epoch e it refuses, returning router.ErrSuperseded, when a
 // field of the device holds a larger epoch, deletes the device's fields
 // with a smaller positive epoch, and sets its own field. Epoch 0 just sets
-// the field. Epochs are compared as decimal strings, exact for every
+// the field. The script returns the fields it deleted, and
+// RegisterReplacing hands them to the caller as routes: for two ordered
+// routes of a device, either the older one's Register is refused or the
+// newer one's reports it, so the gateway of the newer connection can have
+// the older one closed wherever it is (gateway, "replaced"). Epochs are compared as decimal strings, exact for every
 // uint64. NextEpoch is INCR of the user's counter raised to at least the
 // Redis server's clock in microseconds, so epochs taken after the counter
 // was lost (restart without persistence, the counter's 24 h TTL) still
@@ -72,7 +76,7 @@
 // on the next beat. Routes of a node's earlier process cannot be told from
 // its own (the incarnation is in the liveness key, not in the fields):
 // give every gateway process its own node id (the gateway's default,
-// host name and pid, does).
+// host name, pid and a random suffix, does).
 //
 // # Errors
 //
