@@ -32,6 +32,13 @@ type Config struct {
 	GroupCacheEntries int `yaml:"group_cache_entries" help:"groups whose state is kept in memory (default 100000)"`
 }
 
+// WithDefaults returns c with every zero field set to its default: the
+// configuration a Service built from c uses.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
+}
+
 func (c *Config) setDefaults() {
 	if c.Retention == 0 {
 		c.Retention = 30 * 24 * time.Hour
