@@ -136,10 +136,19 @@ func parseTimeKey(prefix string, k []byte) (ms int64, id string, ok bool) {
 	return int64(binary.BigEndian.Uint64(b[:])), string(rest[17:]), true
 }
 
+// Catalog answers the read-only questions about assets from durable
+// state: what a gateway's asset API asks without going through the
+// committer. A Service embeds one over its store; a gateway of a
+// distributed deployment makes its own over the shared store.
+type Catalog struct{ store Store }
+
+// NewCatalog returns a Catalog reading store.
+func NewCatalog(store Store) *Catalog { return &Catalog{store: store} }
+
 // AssetsByHash returns the ids of the assets whose bytes hash to hash.
 // Callers must filter them by access (MayRead) before telling anyone.
 // Safe for concurrent use.
-func (s *Service) AssetsByHash(ctx context.Context, hash string) ([]string, error) {
+func (s *Catalog) AssetsByHash(ctx context.Context, hash string) ([]string, error) {
 	prefix := byHashPrefix(hash)
 	var ids []string
 	err := s.store.ScanState(ctx, prefix, func(k, _ []byte) error {
@@ -151,7 +160,7 @@ func (s *Service) AssetsByHash(ctx context.Context, hash string) ([]string, erro
 
 // AssetUsage returns the bytes user's assets add up to. Safe for
 // concurrent use.
-func (s *Service) AssetUsage(ctx context.Context, user string) (int64, error) {
+func (s *Catalog) AssetUsage(ctx context.Context, user string) (int64, error) {
 	var n int64
 	_, err := s.store.GetState(ctx, usageKey(user), func(v []byte) { n = int64(decodeCount(v)) })
 	return n, err
@@ -159,7 +168,7 @@ func (s *Service) AssetUsage(ctx context.Context, user string) (int64, error) {
 
 // GetAsset returns asset id as stored, or ErrAssetNotFound. Safe for
 // concurrent use.
-func (s *Service) GetAsset(ctx context.Context, id string) (Asset, error) {
+func (s *Catalog) GetAsset(ctx context.Context, id string) (Asset, error) {
 	var rec assetRecord
 	var decErr error
 	found, err := s.store.GetState(ctx, assetKey(id), func(v []byte) { decErr = json.Unmarshal(v, &rec) })
@@ -180,7 +189,7 @@ func (s *Service) GetAsset(ctx context.Context, id string) (Asset, error) {
 // the asset it shows. Otherwise, and for a missing
 // asset alike, ErrAssetNotFound. It reads durable state only. Safe for
 // concurrent use.
-func (s *Service) MayRead(ctx context.Context, id, user string) (Asset, error) {
+func (s *Catalog) MayRead(ctx context.Context, id, user string) (Asset, error) {
 	a, err := s.GetAsset(ctx, id)
 	if err != nil || a.Owner == user {
 		return a, err
@@ -190,7 +199,7 @@ func (s *Service) MayRead(ctx context.Context, id, user string) (Asset, error) {
 	if a.Parent != "" {
 		grantsOf = a.Parent
 	}
-	ok, err := s.granted(ctx, grantsOf, user, func(ctx context.Context, group string) (bool, error) {
+	ok, err := granted(ctx, s.store, grantsOf, user, func(ctx context.Context, group string) (bool, error) {
 		var rec groupRecord
 		var decErr error
 		found, err := s.store.GetState(ctx, groupKey(group), func(v []byte) { decErr = json.Unmarshal(v, &rec) })
@@ -215,15 +224,15 @@ func (s *Service) MayRead(ctx context.Context, id, user string) (Asset, error) {
 
 // granted reports whether asset id was sent to user, is a profile photo,
 // or was sent to a group for which member says user is in it.
-func (s *Service) granted(ctx context.Context, id, user string, member func(ctx context.Context, group string) (bool, error)) (bool, error) {
+func granted(ctx context.Context, store Store, id, user string, member func(ctx context.Context, group string) (bool, error)) (bool, error) {
 	prefix := grantPrefix(id)
 	for _, grantee := range []string{user, grantEveryone} {
-		if found, err := s.store.GetState(ctx, prefix+grantee, func([]byte) {}); err != nil || found {
+		if found, err := store.GetState(ctx, prefix+grantee, func([]byte) {}); err != nil || found {
 			return found, err
 		}
 	}
 	var groups []string
-	err := s.store.ScanState(ctx, prefix+"#", func(k, _ []byte) error {
+	err := store.ScanState(ctx, prefix+"#", func(k, _ []byte) error {
 		groups = append(groups, string(k[len(prefix)+1:]))
 		return nil
 	})
@@ -243,7 +252,7 @@ func (s *Service) granted(ctx context.Context, id, user string, member func(ctx 
 // createdBefore is not zero, every unpinned one created before it (media
 // retention); both unix ms. Each is checked again when its deletion
 // commits (Request.Collect). Safe for concurrent use.
-func (s *Service) ExpiredAssets(ctx context.Context, unsentBefore, createdBefore int64, limit int) ([]string, error) {
+func (s *Catalog) ExpiredAssets(ctx context.Context, unsentBefore, createdBefore int64, limit int) ([]string, error) {
 	var ids []string
 	seen := make(map[string]bool)
 	scan := func(prefix string, before int64) error {
@@ -307,7 +316,7 @@ func (b BlobState) encode() []byte {
 
 // UnusedBlobs lists up to limit blobs that no asset uses, for the
 // collector. Safe for concurrent use.
-func (s *Service) UnusedBlobs(ctx context.Context, limit int) ([]BlobState, error) {
+func (s *Catalog) UnusedBlobs(ctx context.Context, limit int) ([]BlobState, error) {
 	var out []BlobState
 	err := s.store.ScanState(ctx, blobPrefix, func(k, v []byte) error {
 		if len(out) >= limit {
@@ -685,7 +694,7 @@ func (s *Service) attach(ctx context.Context, r *Request) ([]byte, *assetRecord,
 		return nil, nil, err
 	}
 	if rec.Owner != r.From {
-		ok, err := s.granted(ctx, id, r.From, func(_ context.Context, gid string) (bool, error) {
+		ok, err := granted(ctx, s.store, id, r.From, func(_ context.Context, gid string) (bool, error) {
 			g, err := s.group(ctx, gid)
 			if errors.Is(err, ErrGroupNotFound) {
 				return false, nil

@@ -92,6 +92,8 @@ type Completer interface {
 // answers and delivers batch n. Batches are applied in the order they were
 // built.
 type Service struct {
+	*Catalog // the read-only asset questions, over store
+
 	cfg   Config
 	store Store
 	bus   Bus
@@ -169,7 +171,8 @@ func New(cfg Config, store Store, bus Bus, dir router.Directory, log *slog.Logge
 		m = NewMetrics(nil)
 	}
 	s := &Service{
-		cfg: cfg, store: store, bus: bus, dir: dir, log: log, m: m,
+		Catalog: NewCatalog(store),
+		cfg:     cfg, store: store, bus: bus, dir: dir, log: log, m: m,
 		queue:    make(chan *Request, cfg.QueueSize),
 		heads:    newGenCache[string, uint64](cfg.CacheEntries),
 		metas:    newGenCache[string, MessageMeta](cfg.CacheEntries),
