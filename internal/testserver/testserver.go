@@ -71,7 +71,10 @@ func Binary(t testing.TB) string {
 // returns m.Run's exit code, for TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
-func Main(m *testing.M) int {
+//
+// m is usually the *testing.M; a wrapper lets another package's TestMain
+// helper (testengines.Run) run inside.
+func Main(m interface{ Run() int }) int {
 	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
