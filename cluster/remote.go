@@ -37,7 +37,7 @@ type Reader interface {
 type RemoteConfig struct {
 	// Node is the gateway node that replies come back to: the node the
 	// gateway subscribed to on the bus. Required.
-	Node string
+	Node string `yaml:"-"`
 	// ReplyTimeout is how long a request waits for its reply before it
 	// completes with chat.ErrOverloaded ("retry later with the same id";
 	// a send that did commit meanwhile is then answered as a duplicate,
