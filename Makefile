@@ -3,11 +3,16 @@
 
 GO       ?= go
 
-.PHONY: run build test deps vet unit fuzz bench
+.PHONY: run build test deps vet unit fuzz bench cluster
 
 ## run: serve on :8080 with the embedded backends, data in ./data
 run:
 	$(GO) run ./cmd/switchboard
+
+## cluster: the distributed stack on this machine (Redis, Kafka, Cassandra,
+## two workers, two gateways); see docs/deploy.md. Ctrl-C stops it.
+cluster:
+	bash scripts/cluster.sh
 
 ## build: the binary, as bin/switchboard
 build:
@@ -43,6 +48,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMeta$$' -fuzztime $$((60000*$(FUZZSCALE)))x  ./backends/disk
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$'     -fuzztime $$((50000*$(FUZZSCALE)))x ./client
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $$((100000*$(FUZZSCALE)))x ./presence
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $$((100000*$(FUZZSCALE)))x ./cluster
 
 ## bench: the micro-benchmarks quoted in docs/benchmarks.md
 bench:
