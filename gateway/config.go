@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -13,8 +15,15 @@ import (
 type Config struct {
 	// Listen is the TCP address to serve on. Default ":8080".
 	Listen string `yaml:"-"`
-	// Node is this gateway's id in the routing directory. Default: host name and pid.
-	Node string `yaml:"node" help:"gateway node id in the routing directory (default host name and pid)"`
+	// Node is this gateway's id in the routing directory and on the bus.
+	// Default: host name, pid and a random suffix ("host-1234-9f3a1c2e"),
+	// unique per process, so gateways started from one config never share
+	// an id. Gateways sharing a directory must have distinct ids: a node's
+	// routes live as long as its liveness key, and a connection id is
+	// unique only within its node. Set it only to a value unique per
+	// process (a restarted process should take a new one: its old routes
+	// then die with the old id's liveness).
+	Node string `yaml:"node" help:"gateway node id in the routing directory, unique per process (default host name, pid and a random suffix)"`
 	// EventLoops is the number of gnet event loops. Default: one per CPU.
 	EventLoops int `yaml:"event_loops" help:"number of epoll event loops (default: one per CPU)"`
 	// ReusePort sets SO_REUSEPORT so several processes can share Listen.
@@ -88,8 +97,7 @@ func (c *Config) setDefaults() {
 		c.Listen = ":8080"
 	}
 	if c.Node == "" {
-		host, _ := os.Hostname()
-		c.Node = fmt.Sprintf("%s-%d", host, os.Getpid())
+		c.Node = defaultNode()
 	}
 	def(&c.MaxHandshakeBytes, 8192)
 	defDur(&c.HandshakeTimeout, 10*time.Second)
@@ -108,6 +116,19 @@ func (c *Config) setDefaults() {
 	def(&c.SyncPage, 256)
 	def(&c.MaxDevices, 5)
 	defDur(&c.TypingInterval, 500*time.Millisecond)
+}
+
+// defaultNode returns a node id unique per process: host name, pid and 32
+// random bits. The pid alone repeats across containers (often pid 1 on the
+// same host name) and across restarts.
+func defaultNode() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "gateway"
+	}
+	var r [4]byte
+	rand.Read(r[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(r[:]))
 }
 
 // Validate reports settings that cannot work.

@@ -57,6 +57,10 @@ type wsConn struct {
 
 	// Shared.
 	closed atomic.Bool // set by the loop in OnClose
+	// epoch orders c against the other connections of its device (see
+	// router.Route); set by the worker that registers c, before c enters
+	// the hub's registry; 0 when the Directory hands out no epochs.
+	epoch atomic.Uint64
 }
 
 // pendingSync is a sync frame received before the connection was

@@ -26,4 +26,23 @@
 // buffering), fragments per message, messages per second, and outbound
 // bytes queued (a peer that does not read is closed with 4000; its messages
 // stay in its inbox for the next sync).
+//
+// # Routes, epochs and replaced connections
+//
+// A hub worker registers each authenticated connection's route in the
+// router.Directory, which may be shared by several gateway processes
+// (backends/redis); each gateway needs its own Config.Node (the default is
+// unique per process). When the Directory is a router.EpochSource the
+// connection takes an epoch there first, and a device has one
+// connection: a newer connection of the device closes the older ones with
+// 4003 (replaced), on this node from the registry and on other nodes by a
+// control item published to their node on the Bus (replace.go); a
+// connection whose Register is refused as superseded (a newer one
+// registered first) is closed with 4003 itself. max_devices counts the
+// user's devices on this node (registry) and on the others (a Lookup at
+// registration). Two new devices registering at the same instant on two
+// nodes may both pass (each Lookup precedes the other's Register); the
+// limit then holds again from the next connection. Gateway.Routes lists
+// the node's routes with their epochs, for a redis.Keeper to rebuild them.
+// A Directory that cannot be reached refuses new connections with 1013.
 package gateway

@@ -30,6 +30,7 @@ const (
 	CloseSlowConsumer   = 4000 // outbound queue over its bound
 	CloseIdle           = 4001 // silent past the idle timeout
 	CloseTooManyDevices = 4002 // the user has max_devices other devices connected
+	CloseReplaced       = 4003 // a newer connection of the same device replaced this one
 )
 
 // header is a parsed frame header.
@@ -74,6 +75,7 @@ var (
 	errInternal       = &closeErr{CloseInternal, "internal error: reconnect"}
 	errTryAgain       = &closeErr{CloseTryAgain, "server overloaded: reconnect later"}
 	errTooManyDevices = &closeErr{CloseTooManyDevices, "too many devices connected: close one first"}
+	errReplaced       = &closeErr{CloseReplaced, "replaced by a newer connection of this device"}
 )
 
 // parseHeader parses the frame header at the start of b. It returns

@@ -264,8 +264,12 @@ func TestTooManyDevices(t *testing.T) {
 	a, b := s.dial(t, "ok:alice:a"), s.dial(t, "ok:alice:b")
 	a.synced()
 	b.synced()
-	again := s.dial(t, "ok:alice:a") // a second connection of a known device is fine
+	// A new connection of a known device is fine: it replaces the old one.
+	again := s.dial(t, "ok:alice:a")
 	again.synced()
+	if code := a.readClose(); code != CloseReplaced {
+		t.Fatalf("old connection of device a: close %d, want %d", code, CloseReplaced)
+	}
 	third := s.dial(t, "ok:alice:c")
 	if f := third.read(); f.Type != "error" || f.Code != "too_many_devices" {
 		t.Fatalf("third device: %+v", f)
@@ -273,7 +277,7 @@ func TestTooManyDevices(t *testing.T) {
 	if code := third.readClose(); code != CloseTooManyDevices {
 		t.Fatalf("close %d, want %d", code, CloseTooManyDevices)
 	}
-	a.request(map[string]any{"type": "send", "id": "still", "to": "bob", "body": "fine"})
+	again.request(map[string]any{"type": "send", "id": "still", "to": "bob", "body": "fine"})
 }
 
 func TestTypingIsEphemeralAndLimited(t *testing.T) {

@@ -71,6 +71,15 @@ func startServer(t testing.TB, cfg Config, store chat.Store) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runGateway(t, g, func() { svc.Close() })
+	return &server{g: g, svc: svc, addr: cfg.Listen}
+}
+
+// runGateway runs g until the test ends: then it drains g, calls
+// beforeShutdown (if not nil: closing the Service, so queued replies go
+// out) and shuts g down.
+func runGateway(t testing.TB, g *Gateway, beforeShutdown func()) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- g.Run() }()
 	select {
@@ -82,13 +91,14 @@ func startServer(t testing.TB, cfg Config, store chat.Store) *server {
 	}
 	t.Cleanup(func() {
 		g.Drain()
-		svc.Close()
+		if beforeShutdown != nil {
+			beforeShutdown()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		g.Shutdown(ctx)
 		<-done
 	})
-	return &server{g: g, svc: svc, addr: cfg.Listen}
 }
 
 // wsClient is a minimal blocking test client.

@@ -136,6 +136,10 @@ func (h *hub) deliver(d *chat.Delivery) {
 	}
 	for i := range d.Items {
 		it := &d.Items[i]
+		if it.Seq == 0 && len(it.Head) > 0 && it.Head[0] == controlMark {
+			h.control(it)
+			continue
+		}
 		s := h.shard(it.User)
 		s.mu.RLock()
 		conns := s.users[it.User]
@@ -164,18 +168,25 @@ func (h *hub) deliver(d *chat.Delivery) {
 }
 
 // add registers c, unless its user already has max_devices other devices
-// connected here: then it reports false.
-func (h *hub) add(c *wsConn) bool {
+// connected: here (the registry) or on other nodes (remote, the user's
+// routes on other nodes). Then it reports false.
+func (h *hub) add(c *wsConn, remote []router.Route) bool {
 	s := h.shard(c.user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	conns := s.users[c.user]
 	var devices [16]string
 	seen := devices[:0]
-	for _, x := range conns {
-		if x.device != c.device && !slices.Contains(seen, x.device) {
-			seen = append(seen, x.device)
+	count := func(device string) {
+		if device != c.device && !slices.Contains(seen, device) {
+			seen = append(seen, device)
 		}
+	}
+	for _, x := range conns {
+		count(x.device)
+	}
+	for _, r := range remote {
+		count(r.Device)
 	}
 	if len(seen) >= h.g.cfg.MaxDevices {
 		return false
@@ -292,6 +303,13 @@ func (h *hub) work() {
 // before the connection can be found means every later entry is either
 // delivered to it or found as a gap; registering the route before any sync
 // reads the inbox makes offline delivery race-free (docs/design.md).
+//
+// When the Directory hands out epochs, c takes one here and its route is
+// ordered by it: a registration refused as superseded (a newer connection
+// of the device registered first) closes c with 4003, and a successful
+// one closes the older connections of the device it replaces, here and on
+// other nodes (replace.go). The user's routes on other nodes count against
+// max_devices. A directory that cannot be reached refuses c with 1013.
 func (h *hub) registerConn(c *wsConn) {
 	g := h.g
 	ctx := context.Background()
@@ -301,7 +319,25 @@ func (h *hub) registerConn(c *wsConn) {
 		c.closeWith(errInternal)
 		return
 	}
-	if !h.add(c) {
+	if es, ok := g.dir.(router.EpochSource); ok {
+		e, err := es.NextEpoch(ctx, c.user, c.device)
+		if err != nil {
+			g.log.Error("route epoch failed; refusing the connection", "err", err)
+			c.closeWith(errTryAgain)
+			return
+		}
+		c.epoch.Store(e)
+	}
+	remote, err := g.dir.Lookup(ctx, c.user, nil)
+	if err != nil {
+		g.log.Error("route lookup failed; refusing the connection", "err", err)
+		c.closeWith(errTryAgain)
+		return
+	}
+	// This node's connections are counted from the registry, which also
+	// holds those still registering.
+	remote = slices.DeleteFunc(remote, func(r router.Route) bool { return r.Node == g.cfg.Node })
+	if !h.add(c, remote) {
 		g.m.errorFrames(protocol.CodeTooManyDevices).Inc()
 		f := getFrame(160)
 		c.send(f.seal(opText, protocol.AppendError(f.payload(), "", protocol.CodeTooManyDevices,
@@ -309,9 +345,18 @@ func (h *hub) registerConn(c *wsConn) {
 		c.closeWith(errTooManyDevices)
 		return
 	}
-	if err := g.dir.Register(ctx, c.route(g)); err != nil {
-		g.log.Error("route register failed; live delivery may lag until the next sync", "err", err)
+	replaced, err := h.registerRoute(ctx, c, remote)
+	if err != nil {
+		h.remove(c)
+		if errors.Is(err, router.ErrSuperseded) {
+			c.closeWith(errReplaced)
+			return
+		}
+		g.log.Error("route register failed; refusing the connection", "err", err)
+		c.closeWith(errTryAgain)
+		return
 	}
+	h.replace(c, replaced)
 	g.event(c, presence.Connected)
 	if c.closed.Load() {
 		// Closed while registering: its unregister job may already have
@@ -378,5 +423,5 @@ func (h *hub) read(j job, frames []readFrame) []readFrame {
 }
 
 func (c *wsConn) route(g *Gateway) router.Route {
-	return router.Route{User: c.user, Device: c.device, Node: g.cfg.Node, Conn: c.id}
+	return router.Route{User: c.user, Device: c.device, Node: g.cfg.Node, Conn: c.id, Epoch: c.epoch.Load()}
 }

@@ -365,7 +365,8 @@ func (l *loop) handleItem(it *mailItem) {
 	c := it.c
 	switch it.kind {
 	case itemClose:
-		if !c.closed.Load() && l.fail(c, it.ce, time.Now().UnixNano()) == gnet.Close {
+		// A connection already closing finishes its closing handshake.
+		if !c.closed.Load() && c.state != stateClosing && l.fail(c, it.ce, time.Now().UnixNano()) == gnet.Close {
 			c.gc.Close()
 		}
 	case itemTick:
