@@ -323,8 +323,13 @@ func TestDefaultNodeUnique(t *testing.T) {
 	b.setDefaults()
 	host, _ := os.Hostname()
 	prefix := fmt.Sprintf("%s-%d-", host, os.Getpid())
-	if a.Node == b.Node || len(a.Node) != len(prefix)+8 || a.Node[:len(prefix)] != prefix {
-		t.Fatalf("default nodes %q and %q: want distinct %s<8 hex digits>", a.Node, b.Node, prefix)
+	for _, n := range []string{a.Node, b.Node, DefaultNode()} {
+		if len(n) != len(prefix)+8 || n[:len(prefix)] != prefix {
+			t.Fatalf("default node %q: want %s<8 hex digits>", n, prefix)
+		}
+	}
+	if a.Node == b.Node {
+		t.Fatalf("two configs got the same default node %q", a.Node)
 	}
 	if c := (Config{Node: "gw-7"}); func() string { c.setDefaults(); return c.Node }() != "gw-7" {
 		t.Fatal("an explicit node was replaced")

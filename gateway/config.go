@@ -97,7 +97,7 @@ func (c *Config) setDefaults() {
 		c.Listen = ":8080"
 	}
 	if c.Node == "" {
-		c.Node = defaultNode()
+		c.Node = DefaultNode()
 	}
 	def(&c.MaxHandshakeBytes, 8192)
 	defDur(&c.HandshakeTimeout, 10*time.Second)
@@ -118,10 +118,12 @@ func (c *Config) setDefaults() {
 	defDur(&c.TypingInterval, 500*time.Millisecond)
 }
 
-// defaultNode returns a node id unique per process: host name, pid and 32
-// random bits. The pid alone repeats across containers (often pid 1 on the
-// same host name) and across restarts.
-func defaultNode() string {
+// DefaultNode returns a node id unique per process: host name, pid and 32
+// random bits ("host-1234-9f3a1c2e"), different at each call: the default
+// of Config.Node, for a caller that needs the node id before New. The pid
+// alone repeats across containers (often pid 1 on the same host name) and
+// across restarts. Safe for concurrent use.
+func DefaultNode() string {
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "gateway"
