@@ -50,6 +50,8 @@ type Bus struct {
 	emitted func(*kgo.Record, error) // Emit's promise
 	streams sync.Map                 // stream name → *streamTopic
 
+	isClosed atomic.Bool // set by Close, for the paths that take no lock
+
 	mu     sync.Mutex // guards what follows; held through Subscribe's setup
 	closed bool
 	nodes  map[string]*nodeSub
@@ -152,6 +154,7 @@ func (b *Bus) Close() error {
 		return nil
 	}
 	b.closed = true
+	b.isClosed.Store(true)
 	nodes := b.nodes
 	b.nodes = map[string]*nodeSub{}
 	stops := b.stops

@@ -285,6 +285,28 @@ func TestGarbageRecord(t *testing.T) {
 	}
 }
 
+// TestClosed: after Close, Publish, SendNode, Emit and Subscribe return
+// ErrClosed, and Close again does nothing.
+func TestClosed(t *testing.T) {
+	b := newBus(t, testengines.Kafka(t).Bootstrap)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for name, err := range map[string]error{
+		"Publish":  b.Publish(ctx, "n", item("a", 1, "{}")),
+		"SendNode": b.SendNode(ctx, "n", 'r', nil),
+		"Emit":     b.Emit("events", "k", nil),
+	} {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
+	}
+	if _, err := b.Subscribe("n", func(*chat.Delivery) {}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Subscribe after Close: %v, want ErrClosed", err)
+	}
+}
+
 // TestConsumed: Consumed follows this Bus's consumers, and is true for
 // ExternalStreams.
 func TestConsumed(t *testing.T) {

@@ -71,6 +71,10 @@ func (b *Bus) HandleNode(kind byte, h func(payload []byte)) {
 // waits for the acknowledgement. It owns op: back in the pool when the
 // client is done with it.
 func (b *Bus) send(ctx context.Context, node string, op *produceOp) error {
+	if b.isClosed.Load() {
+		b.putOp(op)
+		return ErrClosed
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
 	nt, err := b.nodeTopic(ctx, node)

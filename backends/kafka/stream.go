@@ -74,6 +74,9 @@ func (b *Bus) EnsureStreams(ctx context.Context, streams ...string) error {
 // an error only for an invalid topic name or a closed Bus. value is
 // copied. Safe for concurrent use.
 func (b *Bus) Emit(topic, key string, value []byte) error {
+	if b.isClosed.Load() {
+		return ErrClosed
+	}
 	st, err := b.stream(topic)
 	if err != nil {
 		return err
