@@ -1,0 +1,264 @@
+package cassandra
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
+
+	"github.com/switchboard/switchboard/chat"
+)
+
+// bucketShift sets the inbox partition: (user, seq >> bucketShift), 1,024
+// entries.
+const bucketShift = 10
+
+// retentionBucket is the width of a batches partition.
+const retentionBucket = time.Minute
+
+const (
+	cqlInsEntry  = `INSERT INTO inbox (ns, uid, bucket, seq, frame, shared, msg_id) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	cqlInsPart   = `INSERT INTO shared_parts (ns, k, data) VALUES (?, ?, ?)`
+	cqlInsMsg    = `INSERT INTO messages (ns, id, from_user, to_user, client_id, ts, seq, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	cqlInsClient = `INSERT INTO client_ids (ns, from_user, client_id, id, to_user, ts, seq, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	cqlInsState  = `INSERT INTO state (ns, part, k, value) VALUES (?, ?, ?, ?)`
+	cqlDelState  = `DELETE FROM state WHERE ns = ? AND part = ? AND k = ?`
+	cqlInsHead   = `INSERT INTO heads (ns, uid, seq) VALUES (?, ?, ?)`
+	cqlInsBatch  = `INSERT INTO batches (ns, bucket, btime, id, items) VALUES (?, ?, ?, ?, ?)`
+	cqlInsBucket = `INSERT INTO batch_buckets (ns, day, bucket) VALUES (?, ?, ?)`
+	cqlInsFirst  = `INSERT INTO cursors (ns, name, pos) VALUES (?, 'first', ?) USING TIMESTAMP 1`
+)
+
+// userSeq names an inbox entry.
+type userSeq struct {
+	user string
+	seq  uint64
+}
+
+// partKey names an inbox partition.
+type partKey struct {
+	user   string
+	bucket int64
+}
+
+// span is the seqs a batch writes in one user's inbox.
+type span struct{ first, last uint64 }
+
+// Apply writes b in three phases, each started once the one before has
+// succeeded at the configured consistency (see "Atomicity" in the package
+// documentation):
+//
+//  1. the inbox entries (one request per inbox partition, or
+//     multi-partition UNLOGGED batches with Config.BatchEntries), the
+//     shared parts and the batch's retention row, in parallel: nothing a
+//     reader looks at, since readers stop at the heads;
+//  2. the messages, their client-id index and the state records, in LOGGED
+//     batches of at most Config.BatchBytes;
+//  3. the users' heads, in LOGGED batches: this makes the entries visible.
+//
+// Every statement carries the Store's next write timestamp. A batch that
+// breaks the chat.Batch contract is refused (ErrInvalidBatch) before
+// anything is written. Safe for concurrent use.
+func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if b.Empty() {
+		return nil
+	}
+	spans, err := validate(b)
+	if err != nil {
+		return err
+	}
+	if s.WriterEpoch() == 0 {
+		return ErrNoWriterEpoch
+	}
+
+	// Phase 1: entries, shared parts, retention.
+	msgAt := make(map[userSeq]string, len(b.Messages))
+	for i := range b.Messages {
+		m := &b.Messages[i]
+		msgAt[userSeq{m.To, m.Seq}] = m.ID
+	}
+	var groups [][]stmt
+	where := make(map[partKey]int, len(spans))
+	for i := range b.Entries {
+		e := &b.Entries[i]
+		pk := partKey{e.User, int64(e.Seq >> bucketShift)}
+		g, ok := where[pk]
+		if !ok {
+			g = len(groups)
+			where[pk] = g
+			groups = append(groups, nil)
+		}
+		var shared, msgID any = gocql.UnsetValue, gocql.UnsetValue
+		if e.Shared != "" {
+			shared = []byte(e.Shared)
+		}
+		if id, ok := msgAt[userSeq{e.User, e.Seq}]; ok {
+			msgID = []byte(id)
+		}
+		groups[g] = append(groups[g], newStmt(cqlInsEntry, s.ns, []byte(e.User), pk.bucket, int64(e.Seq), nonNil(e.Frame), shared, msgID))
+	}
+	for _, p := range b.Shared {
+		groups = append(groups, []stmt{newStmt(cqlInsPart, s.ns, []byte(p.Key), nonNil(p.Data))})
+	}
+	groups = append(groups, s.retentionStmts(b, spans)...)
+	if s.cfg.BatchEntries {
+		var flat []stmt
+		for _, g := range groups {
+			flat = append(flat, g...)
+		}
+		groups = chunks(flat, s.cfg.BatchBytes)
+	}
+	err = runAll(len(groups), func(i int) error {
+		// By default one inbox partition's entries go in one UNLOGGED
+		// batch: a single-partition batch is one mutation, applied
+		// atomically and exempt from the batch size thresholds.
+		return s.execBatch(ctx, gocql.UnloggedBatch, groups[i])
+	})
+	if err != nil {
+		return s.wrap("apply: entries", err)
+	}
+
+	// Phase 2: messages, client ids, state. Of two writes of one key in
+	// b only the last is sent: in one batch both would carry the same
+	// timestamp, and Cassandra would keep the larger value, not the later.
+	lastMsg := make(map[string]int, len(b.Messages))
+	for i := range b.Messages {
+		lastMsg[b.Messages[i].ID] = i
+	}
+	lastKey := make(map[string]int, len(b.State))
+	for i, kv := range b.State {
+		lastKey[kv.Key] = i
+	}
+	live := make([]stmt, 0, 2*len(b.Messages)+len(b.State))
+	for i := range b.Messages {
+		m := &b.Messages[i]
+		if lastMsg[m.ID] != i {
+			continue
+		}
+		live = append(live, newStmt(cqlInsMsg, s.ns, []byte(m.ID), []byte(m.From), []byte(m.To), []byte(m.ClientID), m.TS, int64(m.Seq), int8(m.Status)))
+		if m.ClientID != "" {
+			live = append(live, newStmt(cqlInsClient, s.ns, []byte(m.From), []byte(m.ClientID), []byte(m.ID), []byte(m.To), m.TS, int64(m.Seq), int8(m.Status)))
+		}
+	}
+	for i, kv := range b.State {
+		if lastKey[kv.Key] != i {
+			continue
+		}
+		part, key := statePart(kv.Key)
+		if kv.Value == nil {
+			live = append(live, newStmt(cqlDelState, s.ns, []byte(part), []byte(key)))
+		} else {
+			live = append(live, newStmt(cqlInsState, s.ns, []byte(part), []byte(key), nonNil(kv.Value)))
+		}
+	}
+	for _, c := range chunks(live, s.cfg.BatchBytes) {
+		if err := s.execBatch(ctx, gocql.LoggedBatch, c); err != nil {
+			return s.wrap("apply: messages and state", err)
+		}
+	}
+
+	// Phase 3: heads.
+	if len(spans) == 0 {
+		return nil
+	}
+	heads := make([]stmt, 0, len(spans))
+	for u, sp := range spans {
+		heads = append(heads, newStmt(cqlInsHead, s.ns, []byte(u), int64(sp.last)))
+	}
+	for _, c := range chunks(heads, s.cfg.BatchBytes) {
+		if err := s.execBatch(ctx, gocql.LoggedBatch, c); err != nil {
+			return s.wrap("apply: heads", err)
+		}
+	}
+	return nil
+}
+
+// validate checks b against the chat.Batch contract and returns the seqs
+// it writes per user.
+func validate(b *chat.Batch) (map[string]span, error) {
+	if b.Time.IsZero() {
+		return nil, fmt.Errorf("%w: Time is not set", ErrInvalidBatch)
+	}
+	parts := make(map[string]bool, len(b.Shared))
+	for _, p := range b.Shared {
+		if p.Key == "" {
+			return nil, fmt.Errorf("%w: a shared part has no key", ErrInvalidBatch)
+		}
+		parts[p.Key] = true
+	}
+	spans := make(map[string]span)
+	for i := range b.Entries {
+		e := &b.Entries[i]
+		if e.User == "" || e.Seq == 0 || e.Seq > math.MaxInt64 {
+			return nil, fmt.Errorf("%w: entry %q seq %d", ErrInvalidBatch, e.User, e.Seq)
+		}
+		if e.Shared != "" && !parts[e.Shared] {
+			return nil, fmt.Errorf("%w: entry (%q, %d) names shared part %q, not in the batch", ErrInvalidBatch, e.User, e.Seq, e.Shared)
+		}
+		sp, ok := spans[e.User]
+		switch {
+		case !ok:
+			sp = span{e.Seq, e.Seq}
+		case e.Seq != sp.last+1:
+			return nil, fmt.Errorf("%w: entry (%q, %d) after seq %d", ErrInvalidBatch, e.User, e.Seq, sp.last)
+		default:
+			sp.last = e.Seq
+		}
+		spans[e.User] = sp
+	}
+	for i := range b.Messages {
+		m := &b.Messages[i]
+		if m.ID == "" || m.Seq > math.MaxInt64 {
+			return nil, fmt.Errorf("%w: message %q", ErrInvalidBatch, m.ID)
+		}
+	}
+	return spans, nil
+}
+
+// retentionStmts returns the requests that index b for Expire: its row in
+// the batches table (what it wrote), its minute bucket in batch_buckets,
+// and, the first time this Store writes a bucket below those it wrote
+// before, the "first" cursor.
+func (s *Store) retentionStmts(b *chat.Batch, spans map[string]span) [][]stmt {
+	bt := b.Time.UnixNano()
+	bucket := retentionBucketOf(bt)
+	items := encodeItems(b, spans)
+	out := [][]stmt{
+		{newStmt(cqlInsBatch, s.ns, bucket, bt, int64(rand.Uint64()), items)},
+		{newStmt(cqlInsBucket, s.ns, dayOf(bucket), bucket)},
+	}
+	s.firstMu.Lock()
+	if s.firstReg == 0 || bucket < s.firstReg {
+		s.firstReg = bucket
+		// A min-register: every Store writes it at timestamp 1, and of
+		// cells with equal timestamps Cassandra keeps the larger value, so
+		// MaxInt64-bucket keeps the lowest bucket ever written.
+		out = append(out, []stmt{newStmt(cqlInsFirst, s.ns, math.MaxInt64-bucket)})
+	}
+	s.firstMu.Unlock()
+	return out
+}
+
+// retentionBucketOf is the minute bucket of a time in unix ns, at least 1
+// (times before 1970 share bucket 1).
+func retentionBucketOf(ns int64) int64 {
+	return max(ns/int64(retentionBucket), 1)
+}
+
+// dayOf is the batch_buckets partition of a bucket.
+func dayOf(bucket int64) int64 { return bucket / (24 * 60) }
+
+// nonNil returns b, or an empty slice for nil: a nil blob is a null (a
+// tombstone), an empty one is a value.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
