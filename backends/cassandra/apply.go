@@ -53,8 +53,10 @@ type span struct{ first, last uint64 }
 //
 //  1. the inbox entries (one request per inbox partition, or
 //     multi-partition UNLOGGED batches with Config.BatchEntries), the
-//     shared parts and the batch's retention row, in parallel: nothing a
-//     reader looks at, since readers stop at the heads;
+//     shared parts named by more than Config.InlineShared entries (the
+//     others are copied into their entries) and the batch's retention
+//     row, in parallel: nothing a reader looks at, since readers stop at
+//     the heads;
 //  2. the messages, their client-id index and the state records, in LOGGED
 //     batches of at most Config.BatchBytes;
 //  3. the users' heads, in LOGGED batches: this makes the entries visible.
@@ -83,6 +85,35 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 		m := &b.Messages[i]
 		msgAt[userSeq{m.To, m.Seq}] = m.ID
 	}
+	// A part named by few entries (a one-to-one message: the recipient's
+	// and the sender's own copy) is copied into them, so that reading them
+	// costs no second request; one named by more (a group message) is
+	// stored once.
+	refs := make(map[string]int, len(b.Shared))
+	for i := range b.Entries {
+		if k := b.Entries[i].Shared; k != "" {
+			refs[k]++
+		}
+	}
+	inline := func(key string) bool { return refs[key] <= s.cfg.InlineShared }
+	tails := make(map[string][]byte, len(b.Shared))
+	arenaSize := 0
+	for _, p := range b.Shared {
+		tails[p.Key] = p.Data
+		if inline(p.Key) {
+			arenaSize += refs[p.Key] * len(p.Data)
+		}
+	}
+	var arena []byte
+	if arenaSize > 0 {
+		for i := range b.Entries {
+			if k := b.Entries[i].Shared; k != "" && inline(k) {
+				arenaSize += len(b.Entries[i].Frame)
+			}
+		}
+		arena = make([]byte, 0, arenaSize)
+	}
+
 	var groups [][]stmt
 	where := make(map[partKey]int, len(spans))
 	for i := range b.Entries {
@@ -95,18 +126,30 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 			groups = append(groups, nil)
 		}
 		var shared, msgID any = gocql.UnsetValue, gocql.UnsetValue
-		if e.Shared != "" {
+		frame := nonNil(e.Frame)
+		switch {
+		case e.Shared == "":
+		case inline(e.Shared):
+			start := len(arena)
+			arena = append(append(arena, e.Frame...), tails[e.Shared]...)
+			frame = arena[start:len(arena):len(arena)]
+		default:
 			shared = []byte(e.Shared)
 		}
 		if id, ok := msgAt[userSeq{e.User, e.Seq}]; ok {
 			msgID = []byte(id)
 		}
-		groups[g] = append(groups[g], newStmt(cqlInsEntry, s.ns, []byte(e.User), pk.bucket, int64(e.Seq), nonNil(e.Frame), shared, msgID))
+		groups[g] = append(groups[g], newStmt(cqlInsEntry, s.ns, []byte(e.User), pk.bucket, int64(e.Seq), frame, shared, msgID))
 	}
+	var stored []string
 	for _, p := range b.Shared {
-		groups = append(groups, []stmt{newStmt(cqlInsPart, s.ns, []byte(p.Key), nonNil(p.Data))})
+		if refs[p.Key] > 0 && !inline(p.Key) {
+			stored = append(stored, p.Key)
+			groups = append(groups, []stmt{newStmt(cqlInsPart, s.ns, []byte(p.Key), nonNil(p.Data))})
+		}
 	}
-	groups = append(groups, s.retentionStmts(b, spans)...)
+	retention, bucket := s.retentionStmts(b, spans, stored)
+	groups = append(groups, retention...)
 	if s.cfg.BatchEntries {
 		var flat []stmt
 		for _, g := range groups {
@@ -123,6 +166,7 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 	if err != nil {
 		return s.wrap("apply: entries", err)
 	}
+	s.noteFirst(bucket)
 
 	// Phase 2: messages, client ids, state. Of two writes of one key in
 	// b only the last is sent: in one batch both would carry the same
@@ -223,26 +267,33 @@ func validate(b *chat.Batch) (map[string]span, error) {
 
 // retentionStmts returns the requests that index b for Expire: its row in
 // the batches table (what it wrote), its minute bucket in batch_buckets,
-// and, the first time this Store writes a bucket below those it wrote
-// before, the "first" cursor.
-func (s *Store) retentionStmts(b *chat.Batch, spans map[string]span) [][]stmt {
+// and, when its bucket is below every bucket this Store has registered,
+// the "first" cursor (noteFirst records it once they succeeded).
+func (s *Store) retentionStmts(b *chat.Batch, spans map[string]span, parts []string) (_ [][]stmt, bucket int64) {
 	bt := b.Time.UnixNano()
-	bucket := retentionBucketOf(bt)
-	items := encodeItems(b, spans)
+	bucket = retentionBucketOf(bt)
 	out := [][]stmt{
-		{newStmt(cqlInsBatch, s.ns, bucket, bt, int64(rand.Uint64()), items)},
+		{newStmt(cqlInsBatch, s.ns, bucket, bt, int64(rand.Uint64()), encodeItems(b, spans, parts))},
 		{newStmt(cqlInsBucket, s.ns, dayOf(bucket), bucket)},
 	}
 	s.firstMu.Lock()
+	defer s.firstMu.Unlock()
 	if s.firstReg == 0 || bucket < s.firstReg {
-		s.firstReg = bucket
 		// A min-register: every Store writes it at timestamp 1, and of
 		// cells with equal timestamps Cassandra keeps the larger value, so
 		// MaxInt64-bucket keeps the lowest bucket ever written.
 		out = append(out, []stmt{newStmt(cqlInsFirst, s.ns, math.MaxInt64-bucket)})
 	}
-	s.firstMu.Unlock()
-	return out
+	return out, bucket
+}
+
+// noteFirst records that bucket is registered in the "first" cursor.
+func (s *Store) noteFirst(bucket int64) {
+	s.firstMu.Lock()
+	defer s.firstMu.Unlock()
+	if s.firstReg == 0 || bucket < s.firstReg {
+		s.firstReg = bucket
+	}
 }
 
 // retentionBucketOf is the minute bucket of a time in unix ns, at least 1

@@ -57,15 +57,23 @@ func benchApply(b *testing.B, s *Store) {
 }
 
 // benchInbox returns a store whose user "bob" holds 1,000 entries, each
-// with a shared part, as messages have.
-func benchInbox(b *testing.B) *Store {
+// with a shared part that sharers entries name (bob's and others'): 2, a
+// one-to-one message (the part is copied into the entries), or more, a
+// group message (the part is stored once).
+func benchInbox(b *testing.B, sharers int) *Store {
 	s := openWriter(b, newNamespace())
 	for first := uint64(1); first <= 1000; first += 100 {
 		batch := &chat.Batch{Time: time.Now()}
 		for seq := first; seq < first+100; seq++ {
 			id := fmt.Sprintf("m%d", seq)
 			batch.Shared = append(batch.Shared, chat.SharedPart{Key: id, Data: fmt.Appendf(nil, `,"msg_id":%q,"body":"hello there"}`, id)})
-			batch.Entries = append(batch.Entries, chat.Entry{User: "bob", Seq: seq, Frame: fmt.Appendf(nil, `{"type":"msg","seq":%d`, seq), Shared: id})
+			for k := range sharers {
+				u := "bob"
+				if k > 0 {
+					u = fmt.Sprintf("other%d", k)
+				}
+				batch.Entries = append(batch.Entries, chat.Entry{User: u, Seq: seq, Frame: fmt.Appendf(nil, `{"type":"msg","seq":%d`, seq), Shared: id})
+			}
 		}
 		if err := s.Apply(context.Background(), batch); err != nil {
 			b.Fatal(err)
@@ -75,9 +83,14 @@ func benchInbox(b *testing.B) *Store {
 }
 
 // BenchmarkReadInbox reads 100 entries (a reconnect's sync) from a
-// 1,000-entry inbox: the head, one inbox partition and its shared parts.
+// 1,000-entry inbox: the head and one inbox partition, and for group
+// messages their stored parts (one IN request).
 func BenchmarkReadInbox(b *testing.B) {
-	s := benchInbox(b)
+	b.Run("OneToOne", func(b *testing.B) { benchReadInbox(b, benchInbox(b, 2)) })
+	b.Run("Group", func(b *testing.B) { benchReadInbox(b, benchInbox(b, 3)) })
+}
+
+func benchReadInbox(b *testing.B, s *Store) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -94,7 +107,7 @@ func BenchmarkReadInbox(b *testing.B) {
 
 // BenchmarkLastSeq reads one head.
 func BenchmarkLastSeq(b *testing.B) {
-	s := benchInbox(b)
+	s := benchInbox(b, 2)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -27,7 +27,8 @@ func appendString(dst []byte, s string) []byte {
 }
 
 // encodeItems lists what b writes that Expire deletes.
-func encodeItems(b *chat.Batch, spans map[string]span) []byte {
+// parts are the keys of the shared parts it stored.
+func encodeItems(b *chat.Batch, spans map[string]span, parts []string) []byte {
 	var out []byte
 	for u, sp := range spans {
 		out = append(out, itemEntries)
@@ -35,9 +36,9 @@ func encodeItems(b *chat.Batch, spans map[string]span) []byte {
 		out = binary.AppendUvarint(out, sp.first)
 		out = binary.AppendUvarint(out, sp.last)
 	}
-	for _, p := range b.Shared {
+	for _, k := range parts {
 		out = append(out, itemPart)
-		out = appendString(out, p.Key)
+		out = appendString(out, k)
 	}
 	for i := range b.Messages {
 		m := &b.Messages[i]
