@@ -88,11 +88,11 @@ type Config struct {
 	// BatchEntries makes Apply send its first phase (inbox entries, shared
 	// parts, retention index) as multi-partition UNLOGGED batches of at
 	// most BatchBytes, instead of one request per partition routed to its
-	// replicas. Fewer requests: 2.3 times the Apply throughput on the
-	// one-node test cluster (BenchmarkApply); but the coordinator forwards
-	// every mutation, and the server logs a warning per batch unless
-	// unlogged_batch_across_partitions_warn_threshold is raised. Default
-	// false.
+	// replicas. Fewer requests: more Apply throughput on a small cluster
+	// (compare BenchmarkApply/PerPartition and /BatchEntries); but the
+	// coordinator forwards every mutation, and the server logs a warning
+	// per batch unless unlogged_batch_across_partitions_warn_threshold is
+	// raised. Default false.
 	BatchEntries bool `yaml:"batch_entries"`
 
 	// InlineShared: a shared part (chat.SharedPart) named by at most this
@@ -280,9 +280,9 @@ func (c *Config) cluster() (*gocql.ClusterConfig, gocql.Consistency, error) {
 	cl.MaxWaitSchemaAgreement = max(60*time.Second, 3*c.QueryTimeout)
 	cl.Logger = driverLog{c.Logger.With("component", "gocql")}
 	// The driver's write coalescing (wait up to 200 µs for more requests
-	// to share a write) cost a serial point read 1 to 2 ms on the test box
-	// (BenchmarkLastSeq: 2.4 ms with it, 0.4 to 1.0 ms without), and Apply,
-	// whose requests are concurrent anyway, gained nothing from it.
+	// to share a write) made a serial point read (BenchmarkLastSeq)
+	// several times slower on the test box, and Apply, whose requests are
+	// concurrent anyway, gained nothing from it.
 	cl.WriteCoalesceWaitTime = 0
 	return cl, cons, nil
 }

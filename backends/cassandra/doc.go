@@ -44,10 +44,9 @@
 // entries it returns with one IN request per inbox partition read. A part
 // named by fewer (a one-to-one message: the recipient's entry and the
 // sender's own copy) is copied into the entries' frames instead: twice the
-// tail's bytes, but a sync of one-to-one messages reads one partition,
-// and Apply writes one row less per message (BenchmarkReadInbox: 100
-// entries in about 5 ms inlined, 30 ms with stored parts, on the loaded
-// 2-core test box).
+// tail's bytes, but a sync of one-to-one messages reads one partition
+// (compare BenchmarkReadInbox/OneToOne and /Group), and Apply writes one
+// row less per message.
 //
 // heads holds each user's LastSeq: one cell, written by Apply after the
 // entries, never deleted (so LastSeq does not decrease when entries

@@ -3,6 +3,7 @@ package cassandra
 import (
 	"context"
 	"errors"
+	"sync"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
@@ -126,6 +127,33 @@ type inboxRow struct {
 	shared string
 }
 
+// partsPerRequest bounds the keys of one IN request for shared parts: the
+// coordinator reads each key's partition, so larger requests are split and
+// sent in parallel.
+const partsPerRequest = 128
+
+// readParts reads the shared parts named keys into parts.
+func (s *Store) readParts(ctx context.Context, keys []string, parts map[string][]byte) error {
+	var mu sync.Mutex
+	n := (len(keys) + partsPerRequest - 1) / partsPerRequest
+	return runAll(n, func(i int) error {
+		chunk := keys[i*partsPerRequest : min(len(keys), (i+1)*partsPerRequest)]
+		bkeys := make([][]byte, len(chunk))
+		for j, k := range chunk {
+			bkeys[j] = []byte(k)
+		}
+		it := s.query(ctx, cqlGetParts, s.ns, bkeys).Iter()
+		var k, data []byte
+		for it.Scan(&k, &data) {
+			mu.Lock()
+			parts[string(k)] = nonNil(data)
+			mu.Unlock()
+			k, data = nil, nil
+		}
+		return it.Close()
+	})
+}
+
 // ReadInbox reads user's head, then the entries above after and at most
 // the head, one inbox partition (1,024 seqs) at a time, with the shared
 // parts they name in one request per partition. Reading no further than
@@ -170,20 +198,8 @@ func (s *Store) ReadInbox(ctx context.Context, user string, after uint64, limit 
 		if err := it.Close(); err != nil {
 			return s.wrap("read inbox", err)
 		}
-		if len(keys) > 0 {
-			bkeys := make([][]byte, len(keys))
-			for i, k := range keys {
-				bkeys[i] = []byte(k)
-			}
-			it := s.query(ctx, cqlGetParts, s.ns, bkeys).Iter()
-			var k, data []byte
-			for it.Scan(&k, &data) {
-				parts[string(k)] = nonNil(data)
-				k, data = nil, nil
-			}
-			if err := it.Close(); err != nil {
-				return s.wrap("read inbox: shared parts", err)
-			}
+		if err := s.readParts(ctx, keys, parts); err != nil {
+			return s.wrap("read inbox: shared parts", err)
 		}
 		if len(rows) == want {
 			hi = rows[len(rows)-1].seq // the LIMIT stopped the read: go on from there

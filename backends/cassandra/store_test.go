@@ -151,3 +151,36 @@ func TestPresenceStoreDurable(t *testing.T) {
 		return closingPresence{s.Presence(), s}
 	})
 }
+
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// entryBatch is a batch writing frame at (user, seq), and optionally the
+// message id whose entry it is (with client id cid of sender "alice").
+func entryBatch(user string, seq uint64, frame, id, cid string) *chat.Batch {
+	b := &chat.Batch{Time: t0, Entries: []chat.Entry{{User: user, Seq: seq, Frame: []byte(frame)}}}
+	if id != "" {
+		b.Messages = []chat.MessageMeta{{ID: id, From: "alice", To: user, ClientID: cid, TS: 1, Seq: seq, Status: chat.StatusSent}}
+	}
+	return b
+}
+
+func mustApply(t *testing.T, s *Store, b *chat.Batch) {
+	t.Helper()
+	if err := s.Apply(context.Background(), b); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+}
+
+// frameAt reads the frame at (user, seq).
+func frameAt(t *testing.T, s *Store, user string, seq uint64) string {
+	t.Helper()
+	var got []string
+	err := s.ReadInbox(context.Background(), user, seq-1, 1, func(_ uint64, f []byte) error {
+		got = append(got, string(f))
+		return nil
+	})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("ReadInbox(%s, %d) = %q, %v; want one entry", user, seq, got, err)
+	}
+	return got[0]
+}
