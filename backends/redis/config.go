@@ -23,30 +23,30 @@ const livenessIntervals = 3
 type Config struct {
 	// Addrs are the addresses (host:port) of one Redis server or of seeds
 	// of a Redis Cluster (detected on connect). Required.
-	Addrs []string
+	Addrs []string `yaml:"addrs"`
 
 	// Username and Password authenticate (AUTH); both optional.
-	Username string
-	Password string
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
 
 	// CacheTTL bounds how long a Lookup may answer from the local cache
 	// without asking Redis, for a user's routes and for a node's liveness.
 	// Entries are invalidated by Redis when their key changes, so this is
 	// only a safety bound (against a lost invalidation), not the freshness
 	// of the cache. Default 1 minute (DefaultCacheTTL).
-	CacheTTL time.Duration
+	CacheTTL time.Duration `yaml:"cache_ttl"`
 
 	// KeyPrefix starts every key the Directory writes. It must not hold
 	// '{' or '}' (the user's and node's hash tags follow it). Default "sb:"
 	// (DefaultKeyPrefix).
-	KeyPrefix string
+	KeyPrefix string `yaml:"key_prefix"`
 
 	// HeartbeatInterval is how often a Keeper refreshes its node's
 	// liveness key, which lives for 3 intervals: a node that misses about
 	// three heartbeats is dead and its routes vanish from Lookups. It is
 	// also how long routes take to come back after Redis lost them.
 	// Default 1 second (DefaultHeartbeatInterval).
-	HeartbeatInterval time.Duration
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 }
 
 func (c *Config) setDefaults() {

@@ -21,6 +21,7 @@ Usage:
   switchboard loadtest SCENARIO   measure a running server (idle, connect, chat)
   switchboard plan [flags]        size a fleet: gateways, Kafka, Cassandra, Redis, network
   switchboard tune check|apply    kernel and open-file limits for N connections
+  switchboard migrate [flags]     create or update the Cassandra schema (docs/deploy.md)
   switchboard version             print the version
 
 Run 'switchboard <command> --help' for a command's flags.
@@ -61,6 +62,11 @@ func run(ctx context.Context, args []string) error {
 		return loadtestCmd(ctx, args)
 	case "plan":
 		return planCmd(args)
+	case "migrate":
+		if code := migrateCmd(args); code != 0 {
+			os.Exit(code)
+		}
+		return nil
 	case "tune":
 		return tuneCmd(args)
 	case "version":

@@ -23,10 +23,14 @@ import (
 	"github.com/switchboard/switchboard/assets/api"
 	"github.com/switchboard/switchboard/auth"
 	"github.com/switchboard/switchboard/backends/blobdir"
+	"github.com/switchboard/switchboard/backends/cassandra"
 	"github.com/switchboard/switchboard/backends/disk"
+	"github.com/switchboard/switchboard/backends/kafka"
 	"github.com/switchboard/switchboard/backends/memory"
+	"github.com/switchboard/switchboard/backends/redis"
 	"github.com/switchboard/switchboard/backends/s3"
 	"github.com/switchboard/switchboard/chat"
+	"github.com/switchboard/switchboard/cluster"
 	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/presence"
@@ -37,7 +41,7 @@ import (
 // Zero values mean "default"; each package fills in its own.
 type Config struct {
 	// Listen is the address for clients. Default ":8080".
-	Listen string `yaml:"listen" help:"TCP address for WebSocket clients and /healthz, /readyz, /metrics (default :8080)"`
+	Listen string `yaml:"listen" help:"TCP address for WebSocket clients and /healthz, /readyz, /metrics; a worker serves only the latter (default :8080)"`
 	// DataDir holds the store and the token secret. Default "./data".
 	DataDir string `yaml:"data_dir" help:"directory for the message store and the token secret (default ./data)"`
 	// SecretFile is the HS256 token secret (hex). Default: DataDir/secret.key, created if missing.
@@ -53,12 +57,26 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" help:"time allowed for a graceful shutdown (default 10s)"`
 
+	// Role is what this process runs: all (default: the whole product),
+	// gateway or worker (a distributed deployment, docs/deploy.md).
+	Role string `yaml:"role" help:"all (default: everything in this process), gateway (client connections) or worker (the sequencer); gateway and worker need the distributed backends"`
+	// Backends chooses the engines: all embedded (default) or all
+	// distributed.
+	Backends BackendsConfig `yaml:"backends"`
+
 	Gateway  gateway.Config  `yaml:"gateway"`
 	Chat     chat.Config     `yaml:"chat"`
 	Presence presence.Config `yaml:"presence"`
 	Store    disk.Options    `yaml:"store"`
 	Assets   api.Config      `yaml:"assets"`
 	Blobs    BlobsConfig     `yaml:"blobs"`
+
+	// The distributed backends (backends: cassandra, kafka, redis).
+	Cassandra cassandra.Config     `yaml:"cassandra"`
+	Kafka     kafka.Config         `yaml:"kafka"`
+	Commands  kafka.CommandsConfig `yaml:"commands"`
+	Redis     redis.Config         `yaml:"redis"`
+	Cluster   cluster.RemoteConfig `yaml:"cluster"`
 }
 
 // BlobsConfig says where uploaded files are stored.
@@ -115,9 +133,10 @@ func serveCmd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	listen := fs.String("listen", "", "TCP address to serve on (default :8080)")
 	dataDir := fs.String("data-dir", "", "directory for the store and the token secret (default ./data)")
+	role := fs.String("role", "", "all (default), gateway or worker: see docs/deploy.md")
 	file := fs.String("config", "", "YAML config file; SWITCHBOARD_* environment variables override it, flags override both")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: switchboard serve [--listen ADDR] [--data-dir DIR] [--config FILE]\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: switchboard serve [--role all|gateway|worker] [--listen ADDR] [--data-dir DIR] [--config FILE]\n\nFlags:\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nEvery setting (config file key, environment variable):\n")
 		for _, k := range config.Keys(&Config{}) {
@@ -140,6 +159,8 @@ func serveCmd(ctx context.Context, args []string) error {
 			cfg.Listen = *listen
 		case "data-dir":
 			cfg.DataDir = *dataDir
+		case "role":
+			cfg.Role = *role
 		}
 	})
 	cfg.setDefaults()
@@ -173,8 +194,46 @@ func (v verifier) Authenticate(token []byte) (string, string, error) {
 	return c.User, c.Device, err
 }
 
-// serve wires the embedded backends and runs the gateway until ctx ends.
+// serve runs the configured role until ctx ends.
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	dist, err := checkRole(&cfg)
+	if err != nil {
+		return err
+	}
+	if dist {
+		return serveDistributed(ctx, cfg, log)
+	}
+	return serveEmbedded(ctx, cfg, log)
+}
+
+func registerProcess(reg prometheus.Registerer) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+// newMux serves /healthz, /readyz (ready says), /metrics and, with
+// pprof, /debug/pprof/.
+func newMux(reg *prometheus.Registry, pprofOn bool, ready func() bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// serveEmbedded runs the whole product in this process on the embedded
+// backends until ctx ends.
+func serveEmbedded(ctx context.Context, cfg Config, log *slog.Logger) error {
 	checkLimits(cfg.Gateway, log) // limits.go: open files vs gateway.max_connections
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -202,7 +261,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	bus, dir := memory.NewBus(), memory.NewDirectory()
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerProcess(reg)
 	svc, err := chat.New(cfg.Chat, store, bus, dir, log, chat.NewMetrics(reg))
 	if err != nil {
 		return fmt.Errorf("chat config: %w", err)
@@ -210,21 +269,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer svc.Close()
 
 	var g *gateway.Gateway
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !g.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
+	mux := newMux(reg, cfg.Pprof, func() bool { return g.Ready() })
 
 	g, err = gateway.New(cfg.Gateway, gateway.Deps{
 		Service: svc, Bus: bus, Directory: dir, Auth: verifier{v},
@@ -286,7 +331,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // serveAssets starts the asset HTTP API on its own listener, storing
 // files in <data_dir>/blobs and unfinished resumable uploads in
-// <data_dir>/uploads, and returns what stops it (safe to call more than once).
+// <data_dir>/uploads, and the asset workers, and returns what stops them
+// (safe to call more than once).
 func serveAssets(cfg Config, secret []byte, svc *chat.Service, bus chat.Bus, auth api.Authenticator, log *slog.Logger) (stop func(), err error) {
 	if cfg.Assets.Listen == "off" {
 		return func() {}, nil
@@ -297,30 +343,73 @@ func serveAssets(cfg Config, secret []byte, svc *chat.Service, bus chat.Bus, aut
 	}
 	acfg := cfg.Assets
 	acfg.UploadDir = filepath.Join(cfg.DataDir, "uploads")
-	h, err := api.New(acfg, blobs, svc, auth, assets.NewSigner(secret), log)
+	stopWorkers, err := runAssetWorkers(cfg, blobs, svc, svc, bus, log)
 	if err != nil {
-		return nil, fmt.Errorf("assets config: %w", err)
+		return nil, err
 	}
-	// The asset worker: thumbnails of uploaded images, from the bus.
-	h.SetBus(bus)
-	worker := api.NewWorker(blobs, svc, assets.ThumbOptions{}, log)
-	stopWorker, err := bus.Consume(api.StreamAssets, worker.Handle)
+	stopAPI, err := serveAssetAPI(cfg, acfg, blobs, svc, bus, auth, assets.NewSigner(secret), log)
 	if err != nil {
-		h.Close()
+		stopWorkers()
+		return nil, err
+	}
+	return func() { stopAPI(); stopWorkers() }, nil
+}
+
+// assetCatalog is what the asset API and its workers need of the core.
+type assetCatalog interface {
+	api.Catalog
+	api.CollectCatalog
+}
+
+// groupConsumer is a bus whose streams can be consumed by a group, each
+// value by one member (kafka.Bus): the asset worker then runs once per
+// upload however many workers there are.
+type groupConsumer interface {
+	ConsumeGroup(topic, group string, h chat.StreamHandler) (cancel func(), err error)
+}
+
+// runAssetWorkers starts the asset worker (thumbnails of uploaded images,
+// from the bus) and the collector (files never sent, media past
+// retention, unused bytes), and returns what stops them (safe to call
+// more than once).
+func runAssetWorkers(cfg Config, blobs assets.Blobs, cat assetCatalog, sub api.Catalog, bus chat.Bus, log *slog.Logger) (stop func(), err error) {
+	worker := api.NewWorker(blobs, sub, assets.ThumbOptions{}, log)
+	var stopWorker func()
+	if gc, ok := bus.(groupConsumer); ok {
+		stopWorker, err = gc.ConsumeGroup(api.StreamAssets, "assets", worker.Handle)
+	} else {
+		stopWorker, err = bus.Consume(api.StreamAssets, worker.Handle)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("asset worker: %w", err)
 	}
-	// The collector: files never sent, media past retention, unused bytes.
-	collector, err := api.NewCollector(acfg, blobs, svc, log)
+	collector, err := api.NewCollector(cfg.Assets, blobs, cat, log)
 	if err != nil {
 		stopWorker()
-		h.Close()
 		return nil, fmt.Errorf("assets config: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.Assets.Listen)
+	collector.Start()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			collector.Close()
+			stopWorker()
+		})
+	}, nil
+}
+
+// serveAssetAPI serves the asset HTTP API on cfg.Assets.Listen and
+// returns what stops it (safe to call more than once).
+func serveAssetAPI(cfg Config, acfg api.Config, blobs assets.Blobs, cat api.Catalog, bus chat.Bus, auth api.Authenticator, signer *assets.Signer, log *slog.Logger) (stop func(), err error) {
+	h, err := api.New(acfg, blobs, cat, auth, signer, log)
 	if err != nil {
-		stopWorker()
+		return nil, fmt.Errorf("assets config: %w", err)
+	}
+	h.SetBus(bus)
+	ln, err := net.Listen("tcp", acfg.Listen)
+	if err != nil {
 		h.Close()
-		return nil, fmt.Errorf("assets listen %s: %w", cfg.Assets.Listen, err)
+		return nil, fmt.Errorf("assets listen %s: %w", acfg.Listen, err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -328,7 +417,6 @@ func serveAssets(cfg Config, secret []byte, svc *chat.Service, bus chat.Bus, aut
 			log.Error("asset API stopped", "err", err)
 		}
 	}()
-	collector.Start()
 	log.Info("asset API serving", "listen", ln.Addr().String(), "url", "http://"+displayAddr(ln.Addr().String())+"/v1/assets")
 	var once sync.Once
 	return func() {
@@ -337,8 +425,6 @@ func serveAssets(cfg Config, secret []byte, svc *chat.Service, bus chat.Bus, aut
 			defer cancel()
 			srv.Shutdown(ctx)
 			h.Close()
-			collector.Close()
-			stopWorker()
 		})
 	}, nil
 }

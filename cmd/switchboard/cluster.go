@@ -1,0 +1,394 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard/switchboard/assets"
+	"github.com/switchboard/switchboard/auth"
+	"github.com/switchboard/switchboard/backends/cassandra"
+	"github.com/switchboard/switchboard/backends/kafka"
+	"github.com/switchboard/switchboard/backends/redis"
+	"github.com/switchboard/switchboard/chat"
+	"github.com/switchboard/switchboard/cluster"
+	"github.com/switchboard/switchboard/gateway"
+	"github.com/switchboard/switchboard/presence"
+)
+
+// Roles of `switchboard serve --role`.
+const (
+	roleAll     = "all"     // gateway and worker in one process (the default)
+	roleGateway = "gateway" // holds client connections
+	roleWorker  = "worker"  // runs the sequencer when it owns the command log
+)
+
+// BackendsConfig chooses the engines behind the interfaces.
+type BackendsConfig struct {
+	// Store is "disk" (default: Pebble in <data_dir>/store) or "cassandra".
+	Store string `yaml:"store" help:"message store: disk (default, <data_dir>/store) or cassandra"`
+	// Bus is "memory" (default: in the process) or "kafka".
+	Bus string `yaml:"bus" help:"bus between gateways and workers: memory (default) or kafka"`
+	// Router is "memory" (default) or "redis".
+	Router string `yaml:"router" help:"routing directory (user/device -> gateway): memory (default) or redis"`
+}
+
+// distributed reports whether the backends are the shared engines, and
+// refuses a mix: a process on embedded parts cannot share them.
+func (b BackendsConfig) distributed() (bool, error) {
+	emb := [3]bool{b.Store == "" || b.Store == "disk", b.Bus == "" || b.Bus == "memory", b.Router == "" || b.Router == "memory"}
+	dist := [3]bool{b.Store == "cassandra", b.Bus == "kafka", b.Router == "redis"}
+	for i, name := range []string{"store", "bus", "router"} {
+		if !emb[i] && !dist[i] {
+			v := [3]string{b.Store, b.Bus, b.Router}[i]
+			return false, fmt.Errorf("backends.%s %q: want %s", name, v, [3]string{"disk or cassandra", "memory or kafka", "memory or redis"}[i])
+		}
+	}
+	switch {
+	case emb == [3]bool{true, true, true}:
+		return false, nil
+	case dist == [3]bool{true, true, true}:
+		return true, nil
+	}
+	return false, fmt.Errorf("backends: store %q, bus %q, router %q: use all embedded ones (disk, memory, memory) or all distributed ones (cassandra, kafka, redis)",
+		b.Store, b.Bus, b.Router)
+}
+
+// checkRole validates role against the backends; it returns whether the
+// distributed path runs.
+func checkRole(cfg *Config) (bool, error) {
+	dist, err := cfg.Backends.distributed()
+	if err != nil {
+		return false, err
+	}
+	switch cfg.Role {
+	case "", roleAll:
+		cfg.Role = roleAll
+	case roleGateway, roleWorker:
+		if !dist {
+			return false, fmt.Errorf("role %s needs the distributed backends (backends: store cassandra, bus kafka, router redis): see docs/deploy.md", cfg.Role)
+		}
+	default:
+		return false, fmt.Errorf("role %q: want all, gateway or worker", cfg.Role)
+	}
+	return dist, nil
+}
+
+// serveDistributed runs a gateway, a worker or both on Cassandra, Kafka
+// and Redis until ctx ends. Every request goes through the command log,
+// even in one process: the sequencer runs wherever the log's partition is
+// owned.
+func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
+	gw, wk := cfg.Role != roleWorker, cfg.Role != roleGateway
+	if gw {
+		checkLimits(cfg.Gateway, log)
+	}
+	if cfg.Gateway.Node == "" {
+		cfg.Gateway.Node = gateway.DefaultNode()
+	}
+	node := cfg.Gateway.Node
+	log = log.With("node", node)
+
+	openCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	ccfg := cfg.Cassandra
+	ccfg.Logger = log
+	store, err := cassandra.Open(openCtx, ccfg)
+	if err != nil {
+		return fmt.Errorf("cassandra: %w", err)
+	}
+	defer store.Close()
+	kcfg := cfg.Kafka
+	kcfg.Logger = log
+	bus, err := kafka.New(kcfg)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	defer bus.Close()
+	dir, err := redis.New(cfg.Redis)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	defer dir.Close()
+	commands, err := kafka.NewCommands(openCtx, kcfg, cfg.Commands)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		commands.Close(fctx)
+	}()
+
+	// Every process has a node: a gateway's replies and deliveries come
+	// to it, and so do a worker's (its asset worker and collector submit
+	// through the log like everyone else).
+	rcfg := cfg.Cluster
+	rcfg.Node = node
+	remote, err := cluster.NewRemote(rcfg, cfg.Chat, commands, store, log)
+	if err != nil {
+		return err
+	}
+	defer remote.Close()
+	bus.HandleNode(replyKind, remote.OnReply)
+
+	reg := prometheus.NewRegistry()
+	registerProcess(reg)
+	registerRemote(reg, remote)
+
+	var ready atomic.Bool
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+
+	secret, err := loadSecret(cfg)
+	if err != nil {
+		return err
+	}
+	v, err := auth.NewVerifier(secret)
+	if err != nil {
+		return err
+	}
+	blobs, err := openBlobs(cfg, log)
+	if err != nil {
+		return err
+	}
+	if cfg.Blobs.Backend != "s3" && cfg.Assets.Listen != "off" {
+		log.Warn("blobs.backend dir in a distributed deployment: every gateway and worker must see the same directory (a shared file system); use s3 otherwise")
+	}
+	catalog := remoteCatalog{chat.NewCatalog(store), remote}
+
+	if wk {
+		m := chat.NewMetrics(reg)
+		rep := newBusReplier(bus, log)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := kafka.ConsumeCommands(runCtx, kcfg, cfg.Commands, func(ctx context.Context, p int32) (kafka.Partition, error) {
+				// Fence whoever had the partition: a larger epoch, whose
+				// writes win over any of theirs (backends/cassandra,
+				// "Fencing"), then a fresh sequencer with no cache of
+				// someone else's ownership.
+				epoch, err := store.AcquireLease(ctx, "commands/"+strconv.Itoa(int(p)), node)
+				if err != nil {
+					log.Error("taking the command partition's lease", "partition", p, "err", err)
+					return nil, err
+				}
+				store.SetWriterEpoch(epoch)
+				svc, err := chat.New(cfg.Chat, store, bus, dir, log, m)
+				if err != nil {
+					return nil, err
+				}
+				log.Info("sequencer started: this worker owns the command log", "partition", p, "epoch", epoch)
+				return &sequencer{svc: svc, Worker: cluster.NewWorker(svc, rep, log), log: log, p: p}, nil
+			})
+			if err != nil {
+				log.Error("worker stopped", "err", err)
+				stopRun()
+			}
+		}()
+		// The node's topic carries the replies to this worker's own
+		// requests (asset worker, collector).
+		if !gw {
+			unsub, err := bus.Subscribe(node, func(*chat.Delivery) {})
+			if err != nil {
+				return fmt.Errorf("kafka: subscribe %s: %w", node, err)
+			}
+			defer unsub()
+		}
+		if cfg.Assets.Listen != "off" {
+			stop, err := runAssetWorkers(cfg, blobs, catalog, catalog, bus, log)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
+	}
+
+	if !gw {
+		mux := newMux(reg, cfg.Pprof, ready.Load)
+		// A worker has no WebSocket clients: listen serves its
+		// /healthz, /readyz and /metrics.
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		ready.Store(true)
+		log.Info("switchboard worker running", "http", ln.Addr().String())
+		<-runCtx.Done()
+		log.Info("shutting down")
+		return nil
+	}
+
+	var g *gateway.Gateway
+	mux := newMux(reg, cfg.Pprof, func() bool { return g.Ready() })
+	g, err = gateway.New(cfg.Gateway, gateway.Deps{
+		Service: remote, Bus: bus, Directory: dir, Auth: verifier{v},
+		HTTP: mux, Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		return fmt.Errorf("gateway config: %w", err)
+	}
+	// The node's liveness in the directory, and its routes rebuilt if
+	// Redis lost them.
+	keeper := dir.Keeper(node, strconv.FormatInt(time.Now().UnixNano(), 36), g.Routes)
+	// Routes of a node without a liveness key are not looked up: beat
+	// once before the first connection registers.
+	if _, err := keeper.Beat(openCtx); err != nil { // "rebuilt": there was nothing yet
+		return fmt.Errorf("redis: first heartbeat: %w", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		keeper.Run(runCtx, func(rebuilt bool, err error) {
+			switch {
+			case err != nil:
+				log.Warn("routing directory heartbeat", "err", err)
+			case rebuilt:
+				log.Warn("routing directory had lost this node's routes: rebuilt")
+			}
+		})
+	}()
+	// Presence: every gateway reads every connection event, so that its
+	// own subscribers hear of users on other gateways.
+	pres, err := presence.New(cfg.Presence, store.Presence(), g, log)
+	if err != nil {
+		return fmt.Errorf("presence config: %w", err)
+	}
+	defer pres.Close()
+	g.SetPresence(pres)
+	stopPresence, err := bus.Consume(chat.StreamPresence, presence.Consumer(pres, log))
+	if err != nil {
+		return fmt.Errorf("presence stream: %w", err)
+	}
+	defer stopPresence()
+	stopAssets := func() {}
+	if cfg.Assets.Listen != "off" {
+		acfg := cfg.Assets
+		acfg.UploadDir = filepath.Join(cfg.DataDir, "uploads")
+		stopAssets, err = serveAssetAPI(cfg, acfg, blobs, catalog, bus, verifier{v}, assets.NewSigner(secret), log)
+		if err != nil {
+			return err
+		}
+	}
+	defer stopAssets()
+
+	done := make(chan error, 1)
+	go func() { done <- g.Run() }()
+	select {
+	case <-g.Booted():
+		log.Info("switchboard gateway serving", "role", cfg.Role, "listen", cfg.Listen, "ws", "ws://"+displayAddr(cfg.Listen)+gateway.Path)
+	case err := <-done:
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	select {
+	case <-runCtx.Done():
+		log.Info("shutting down")
+	case err := <-done:
+		return fmt.Errorf("gateway stopped: %w", err)
+	}
+	g.Drain()
+	stopAssets()
+	sctx, cancel2 := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel2()
+	if err := g.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("gateway shutdown", "err", err)
+	}
+	<-done
+	stopRun()
+	log.Info("stopped")
+	return nil
+}
+
+// replyKind tags a worker's replies on a node's topic (deliveries are 'd').
+const replyKind = 'r'
+
+// remoteCatalog is what the asset API and collector need of the core in
+// a distributed deployment: reads from the shared store, writes through
+// the command log.
+type remoteCatalog struct {
+	*chat.Catalog
+	*cluster.Remote
+}
+
+// sequencer is a worker's ownership of the command partition: Close
+// commits and answers what was handed over, then stops the Service.
+type sequencer struct {
+	*cluster.Worker
+	svc *chat.Service
+	log *slog.Logger
+	p   int32
+}
+
+func (s *sequencer) Close() {
+	s.svc.Close()
+	s.log.Info("sequencer stopped: the command partition was handed over", "partition", s.p)
+}
+
+// busReplier sends replies on the bus without blocking the sequencer: at
+// most maxReplies in flight; past that a reply is dropped (the gateway
+// answers the client "overloaded" after its timeout; the resend gets the
+// original ack).
+type busReplier struct {
+	bus     *kafka.Bus
+	log     *slog.Logger
+	sem     chan struct{}
+	dropped atomic.Uint64
+}
+
+const maxReplies = 4096
+
+func newBusReplier(bus *kafka.Bus, log *slog.Logger) *busReplier {
+	return &busReplier{bus: bus, log: log, sem: make(chan struct{}, maxReplies)}
+}
+
+func (r *busReplier) Reply(node string, payload []byte) {
+	select {
+	case r.sem <- struct{}{}:
+	default:
+		if r.dropped.Add(1)%1000 == 1 {
+			r.log.Warn("replies dropped: too many in flight", "dropped", r.dropped.Load())
+		}
+		return
+	}
+	go func() {
+		defer func() { <-r.sem }()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := r.bus.SendNode(ctx, node, replyKind, payload); err != nil {
+			r.log.Debug("reply not sent", "node", node, "err", err)
+		}
+	}()
+}
+
+func registerRemote(reg prometheus.Registerer, rm *cluster.Remote) {
+	st := rm.Stats()
+	for name, c := range map[string]*atomic.Uint64{
+		"submitted": &st.Submitted, "replied": &st.Replied, "refused": &st.Refused,
+		"failed": &st.Failed, "timed_out": &st.TimedOut, "stale": &st.Stale,
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "switchboard_cluster_requests_total",
+			Help:        "Requests a gateway sent through the command log, by outcome.",
+			ConstLabels: prometheus.Labels{"outcome": name},
+		}, func() float64 { return float64(c.Load()) }))
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchboard_cluster_pending_requests",
+		Help: "Requests waiting for a worker's reply.",
+	}, func() float64 { return float64(rm.Pending()) }))
+}

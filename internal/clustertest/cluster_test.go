@@ -1,0 +1,286 @@
+package clustertest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/switchboard/switchboard/client"
+	"github.com/switchboard/switchboard/internal/testserver"
+)
+
+func TestMain(m *testing.M) { os.Exit(Main(m)) }
+
+// user is a client.Client on one gateway, its events collected.
+type user struct {
+	name string
+	c    *client.Client
+	mu   sync.Mutex
+	evs  []client.Event
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+func connect(t *testing.T, c *Cluster, gw *testserver.Server, name, device string) *user {
+	t.Helper()
+	u := &user{name: name, done: make(chan struct{})}
+	cl, err := client.New(client.Config{
+		URL: gw.URL(), Token: c.Token(t, name, device),
+		Handler: func(ev client.Event) {
+			u.mu.Lock()
+			u.evs = append(u.evs, ev)
+			u.mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.c = cl
+	ctx, cancel := context.WithCancel(context.Background())
+	u.stop = cancel
+	go func() {
+		defer close(u.done)
+		cl.Run(ctx)
+	}()
+	t.Cleanup(u.close)
+	waitFor(t, 20*time.Second, name+" connected", cl.Connected)
+	return u
+}
+
+func (u *user) close() {
+	u.stop()
+	<-u.done
+	u.c.Close()
+}
+
+// messages returns the messages received so far, own copies aside.
+func (u *user) messages() []client.Message {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []client.Message
+	for _, ev := range u.evs {
+		if m, ok := ev.(client.Message); ok && !m.Own {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func eventsOf[E client.Event](u *user) []E {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []E
+	for _, ev := range u.evs {
+		if e, ok := ev.(E); ok {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// checkSeqs fails unless the inbox entries u received have the seqs 1,
+// 2, … in order, without a gap or a repeat.
+func checkSeqs(t *testing.T, u *user) {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var prev uint64
+	for _, ev := range u.evs {
+		var seq uint64
+		switch e := ev.(type) {
+		case client.Message:
+			seq = e.Seq
+		case client.GroupEvent:
+			seq = e.Seq
+		case client.Receipt:
+			seq = e.Seq
+		}
+		if seq == 0 {
+			continue
+		}
+		if seq != prev+1 {
+			t.Fatalf("%s's inbox: seq %d follows %d (a gap or a repeat)", u.name, seq, prev)
+		}
+		prev = seq
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestClusterEndToEnd runs three gateways and two workers on real Kafka,
+// Redis and Cassandra: users on different gateways chat one to one and in
+// a group, get receipts, sync what came while they were away (on another
+// gateway), and a resent send is answered as the same message.
+func TestClusterEndToEnd(t *testing.T) {
+	c := New(t, Engines{}, "")
+	defer func() {
+		if t.Failed() {
+			t.Log(c.Logs())
+		}
+	}()
+	c.StartWorker(t)
+	c.StartWorker(t)
+	g1, g2, g3 := c.StartGateway(t), c.StartGateway(t), c.StartGateway(t)
+
+	alice := connect(t, c, g1, "alice", "phone")
+	bob := connect(t, c, g2, "bob", "phone")
+	carol := connect(t, c, g3, "carol", "phone")
+	ctx := context.Background()
+
+	// One to one across gateways, with its ticks.
+	id, err := alice.c.Send(ctx, "bob", "hi bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "bob to get alice's message", func() bool { return len(bob.messages()) == 1 })
+	m := bob.messages()[0]
+	if m.From != "alice" || m.Body != "hi bob" || m.Seq != 1 {
+		t.Fatalf("bob got %+v", m)
+	}
+	waitFor(t, 10*time.Second, "alice's ack", func() bool {
+		for _, a := range eventsOf[client.Ack](alice) {
+			if a.ClientID == id && a.MsgID == m.MsgID {
+				return true
+			}
+		}
+		return false
+	})
+	if err := bob.c.MarkRead(ctx, m.MsgID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "alice to see bob's read receipt", func() bool {
+		for _, r := range eventsOf[client.Receipt](alice) {
+			if r.Status == client.StatusRead && r.By == "bob" && len(r.MsgIDs) == 1 && r.MsgIDs[0] == m.MsgID {
+				return true
+			}
+		}
+		return false
+	})
+
+	// A group across the three gateways.
+	gid, err := alice.c.CreateGroup(ctx, "trip", "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.c.SendGroup(ctx, gid, "to everyone"); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []*user{bob, carol} {
+		waitFor(t, 20*time.Second, u.name+" to get the group message", func() bool {
+			for _, m := range u.messages() {
+				if m.Group == gid && m.Body == "to everyone" {
+					return true
+				}
+			}
+			return false
+		})
+	}
+
+	// Offline sync, on another gateway: carol is away while alice sends.
+	carol.close()
+	for i := range 5 {
+		if _, err := alice.c.Send(ctx, "carol", fmt.Sprintf("while away %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := alice.c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	carol2 := connect(t, c, g1, "carol", "phone")
+	waitFor(t, 20*time.Second, "carol to sync 5 messages", func() bool {
+		n := 0
+		for _, m := range carol2.messages() {
+			if strings.HasPrefix(m.Body, "while away") {
+				n++
+			}
+		}
+		return n == 5
+	})
+	checkSeqs(t, carol2)
+
+	// A resend of the same client id is the same message, stored once.
+	raw := dialRaw(t, g3.Addr(), c.Token(t, "dave", "laptop"))
+	send := map[string]any{"type": "send", "id": "resend-1", "to": "bob", "body": "once"}
+	first := raw.request(t, send)
+	second := raw.request(t, send)
+	if first["msg_id"] == nil || first["msg_id"] != second["msg_id"] {
+		t.Fatalf("resend: first ack %v, second %v: want the same msg_id", first, second)
+	}
+	// A duplicate would have been stored before this next message, in
+	// bob's inbox order: once it is there, the count is final.
+	raw.request(t, map[string]any{"type": "send", "id": "after-1", "to": "bob", "body": "after"})
+	waitFor(t, 20*time.Second, "bob to get dave's second message", func() bool {
+		for _, m := range bob.messages() {
+			if m.From == "dave" && m.Body == "after" {
+				return true
+			}
+		}
+		return false
+	})
+	n := 0
+	for _, m := range bob.messages() {
+		if m.From == "dave" && m.Body == "once" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("bob got dave's resent message %d times, want 1", n)
+	}
+}
+
+// rawConn is a WebSocket client without the client package's resend and
+// dedupe, to send exactly what a test says.
+type rawConn struct{ c net.Conn }
+
+func dialRaw(t *testing.T, addr, tok string) *rawConn {
+	t.Helper()
+	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + tok}}), Timeout: 5 * time.Second}
+	c, _, _, err := d.Dial(context.Background(), "ws://"+addr+"/v1/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{c: c}
+}
+
+// request sends v and returns the ack or error frame that answers its id.
+func (r *rawConn) request(t *testing.T, v map[string]any) map[string]any {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	if err := wsutil.WriteClientText(r.c, b); err != nil {
+		t.Fatal(err)
+	}
+	r.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		data, err := wsutil.ReadServerText(r.c)
+		if err != nil {
+			t.Fatalf("reading the answer to %v: %v", v, err)
+		}
+		var f map[string]any
+		if err := json.Unmarshal(data, &f); err != nil {
+			t.Fatal(err)
+		}
+		if (f["type"] == "ack" || f["type"] == "error") && f["id"] == v["id"] {
+			return f
+		}
+	}
+}
