@@ -104,9 +104,10 @@ func New(cfg Config) (*Client, error) {
 
 // Run connects and keeps the Client connected until ctx is done or Close is
 // called, reconnecting with exponential backoff and full jitter. It returns
-// nil after Close, ctx's error when ctx is done, and an error matching
-// ErrUnauthorized when the server rejects a static Token. Every other
-// failure is retried and reported as a StateChange event.
+// nil after Close, ctx's error when ctx is done, an error matching
+// ErrUnauthorized when the server rejects a static Token, and one matching
+// ErrReplaced when a newer connection of this device took over. Every
+// other failure is retried and reported as a StateChange event.
 //
 // Run may be called again after it returned, but not concurrently
 // (ErrRunning), and not after Close (ErrClosed).
@@ -169,7 +170,7 @@ func (c *Client) Run(ctx context.Context) (err error) {
 		if ctx.Err() != nil {
 			return stopped()
 		}
-		if errors.Is(err, ErrUnauthorized) && c.cfg.TokenSource == nil {
+		if errors.Is(err, ErrUnauthorized) && c.cfg.TokenSource == nil || errors.Is(err, ErrReplaced) {
 			return err
 		}
 		delay := backoff(c.cfg.MinBackoff, c.cfg.MaxBackoff, attempt)

@@ -525,6 +525,32 @@ func TestCloseCodeSurfaced(t *testing.T) {
 	}
 }
 
+// A connection replaced by a newer one of the same device (4003) stops
+// Run: reconnecting would replace the newer one in turn.
+func TestReplacedStopsRun(t *testing.T) {
+	fs := newFakeServer(t)
+	c, err := New(Config{URL: fs.URL, Token: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(context.Background()) }()
+	waitFor(t, "bob's sync", func() bool { return len(fs.SyncsOf("bob")) == 1 })
+	fs.CloseUser("bob", ws.StatusCode(CloseReplaced), "replaced")
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrReplaced) || IsRetriable(err) {
+			t.Fatalf("Run = %v, want a non-retriable error matching ErrReplaced", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still running 10s after a 4003: it reconnected")
+	}
+	if n := len(fs.SyncsOf("bob")); n != 1 {
+		t.Fatalf("%d syncs: the client reconnected after 4003", n)
+	}
+}
+
 func TestUnauthorizedStopsRun(t *testing.T) {
 	fs := newFakeServer(t)
 	c, err := New(Config{URL: fs.URL, Token: "bad"})

@@ -32,6 +32,13 @@ var (
 	// whose connection was lost before the reply: then the server may or
 	// may not have carried the request out.
 	ErrNotConnected = errors.New("client: not connected")
+
+	// ErrReplaced matches the *CloseError of a connection the server
+	// closed with 4003: a newer connection of the same user and device
+	// (the token's) opened, here or on another gateway. Run returns it
+	// rather than reconnecting, which would close the newer one in turn:
+	// two copies of one device would replace each other forever.
+	ErrReplaced = errors.New("client: replaced by a newer connection of this device")
 )
 
 // CloseCode is a WebSocket close code (RFC 6455 section 7.4, and 4000–4999
@@ -53,6 +60,7 @@ const (
 	CloseSlowConsumer    CloseCode = 4000 // client did not read; reconnect and sync
 	CloseIdleTimeout     CloseCode = 4001 // idle connection closed
 	CloseTooManyDevices  CloseCode = 4002 // the user has max_devices other devices connected
+	CloseReplaced        CloseCode = 4003 // a newer connection of this device opened
 )
 
 var closeCodeNames = map[CloseCode]string{
@@ -69,6 +77,7 @@ var closeCodeNames = map[CloseCode]string{
 	CloseSlowConsumer:    "slow consumer",
 	CloseIdleTimeout:     "idle timeout",
 	CloseTooManyDevices:  "too many devices",
+	CloseReplaced:        "replaced",
 }
 
 // String returns a short description such as "4000 slow consumer".
@@ -98,6 +107,11 @@ func (e *CloseError) Error() string {
 		return "client: connection closed by " + who + ": " + e.Code.String()
 	}
 	return "client: connection closed by " + who + ": " + e.Code.String() + ": " + e.Reason
+}
+
+// Is makes errors.Is(err, ErrReplaced) true for a 4003 from the server.
+func (e *CloseError) Is(target error) bool {
+	return target == ErrReplaced && e.Code == CloseReplaced && !e.Local
 }
 
 // HandshakeError reports that the server answered the WebSocket upgrade
@@ -176,7 +190,7 @@ func IsRetriable(err error) bool {
 	var ce *CloseError
 	if errors.As(err, &ce) {
 		switch ce.Code {
-		case CloseProtocolError, CloseUnsupportedData, CloseInvalidPayload, CloseTooBig:
+		case CloseProtocolError, CloseUnsupportedData, CloseInvalidPayload, CloseTooBig, CloseReplaced:
 			return false
 		}
 		return true
