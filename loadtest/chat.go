@@ -408,7 +408,10 @@ func (s *Chat) offset() int {
 }
 
 // connect opens recipients [0, P) and senders [P, 2P); each syncs once.
-// If any fails, it closes the others and returns false.
+// Pair i's sender goes to gateway i and its recipient to gateway i+1 (mod
+// their count, i counted over the whole run): over several gateways every
+// message crosses from one to another. If any fails, it closes the others
+// and returns false.
 func (cr *chatRun) connect(env *Env, st *dialStats) bool {
 	P, off := cr.s.Pairs, cr.s.offset()
 	conns := env.openConns(cr.ctx, 0, 2*P, func(i int) string {
@@ -416,6 +419,11 @@ func (cr *chatRun) connect(env *Env, st *dialStats) bool {
 			return env.User("r", off+i)
 		}
 		return env.User("s", off+i-P)
+	}, func(i int) int {
+		if i < P {
+			return off + i + 1
+		}
+		return off + i - P
 	}, st, nil)
 	if st.up.Load() < int64(2*P) {
 		for _, c := range conns {

@@ -16,7 +16,11 @@ import (
 // and where connections come from. The zero value means "defaults"; each
 // default is written on its field and filled in by Run.
 type Config struct {
-	// URL is the server's WebSocket endpoint. Default "ws://127.0.0.1:8080/v1/ws".
+	// URL is the server's WebSocket endpoint, or several gateways of one
+	// distributed deployment separated by commas. Connection i goes to
+	// gateway i mod n; chat puts pair i's sender on gateway i mod n and its
+	// recipient on gateway (i+1) mod n, so with two or more every message
+	// crosses gateways. Default "ws://127.0.0.1:8080/v1/ws".
 	URL string `json:"url"`
 	// DataDir is the server's data directory: tokens are signed with its
 	// secret.key. Default "./data".
@@ -37,7 +41,7 @@ type Config struct {
 	// these.
 	ServerPIDs []int `json:"server_pids,omitempty"`
 	// MetricsURL is the server's Prometheus endpoint. Default: http:// and
-	// URL's host, path /metrics.
+	// the (first) URL's host, path /metrics.
 	MetricsURL string `json:"metrics_url,omitempty"`
 	// DialTimeout bounds one connection's TCP connect and upgrade, and its
 	// first sync. Default 10s.
@@ -70,7 +74,7 @@ func (c *Config) setDefaults() {
 		c.DataDir = "./data"
 	}
 	if c.MetricsURL == "" {
-		if u, err := url.Parse(c.URL); err == nil {
+		if u, err := url.Parse(c.urls()[0]); err == nil {
 			scheme := "http"
 			if u.Scheme == "wss" {
 				scheme = "https"
@@ -95,14 +99,16 @@ func (c *Config) setDefaults() {
 // Validate reports settings that cannot work.
 func (c *Config) Validate() error {
 	var errs []error
-	u, err := url.Parse(c.URL)
-	switch {
-	case err != nil:
-		errs = append(errs, fmt.Errorf("url: %w", err))
-	case u.Scheme != "ws":
-		errs = append(errs, fmt.Errorf("url %q: want ws://host:port/path (wss is not supported)", c.URL))
-	case u.Host == "":
-		errs = append(errs, fmt.Errorf("url %q: no host", c.URL))
+	for _, s := range c.urls() {
+		u, err := url.Parse(s)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("url: %w", err))
+		case u.Scheme != "ws":
+			errs = append(errs, fmt.Errorf("url %q: want ws://host:port/path (wss is not supported)", s))
+		case u.Host == "":
+			errs = append(errs, fmt.Errorf("url %q: no host", s))
+		}
 	}
 	if _, err := parseIPs(c.SourceIPs); err != nil {
 		errs = append(errs, err)
@@ -114,6 +120,16 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("user prefix: at most 64 bytes"))
 	}
 	return errors.Join(errs...)
+}
+
+// urls splits URL at its commas: one endpoint per gateway (at least one,
+// perhaps empty).
+func (c *Config) urls() []string {
+	us := strings.Split(c.URL, ",")
+	for i := range us {
+		us[i] = strings.TrimSpace(us[i])
+	}
+	return us
 }
 
 // parseIPs parses "a,b-c,..." where b-c is an IPv4 range.

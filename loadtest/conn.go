@@ -231,16 +231,25 @@ type ServerError struct{ Code string }
 
 func (e *ServerError) Error() string { return "error frame: " + e.Code }
 
-// dialer opens authenticated connections, spreading them over the source
-// addresses round robin. Safe for concurrent use.
+// dialer opens authenticated connections to its gateways, spreading them
+// over the source addresses round robin. Safe for concurrent use.
 type dialer struct {
-	u       *url.URL
-	addr    string
-	ips     []net.IP
-	next    atomic.Uint64
-	timeout time.Duration
-	token   func(user string) (string, error)
+	gateways []gateway // at least one
+	ips      []net.IP
+	next     atomic.Uint64 // the next source address
+	nextGW   atomic.Uint64 // the next gateway of nextGateway
+	timeout  time.Duration
+	token    func(user string) (string, error)
 }
+
+// gateway is one WebSocket endpoint and its host:port.
+type gateway struct {
+	u    *url.URL
+	addr string
+}
+
+// nextGateway picks gateways round robin.
+func (d *dialer) nextGateway() int { return int((d.nextGW.Add(1) - 1) % uint64(len(d.gateways))) }
 
 // DialTimes are the phases of one connection's opening, from the start of
 // the TCP connect.
@@ -252,22 +261,24 @@ type DialTimes struct {
 // aLongTimeAgo is a deadline that makes pending I/O fail at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func (d *dialer) dial(ctx context.Context, user string) (*Conn, DialTimes, error) {
+// dial opens user's connection to gateway g mod len(gateways).
+func (d *dialer) dial(ctx context.Context, user string, g int) (*Conn, DialTimes, error) {
 	tok, err := d.token(user)
 	if err != nil {
 		return nil, DialTimes{}, stageErr("token", err)
 	}
-	return d.dialToken(ctx, tok)
+	return d.dialToken(ctx, tok, g)
 }
 
-func (d *dialer) dialToken(ctx context.Context, tok string) (*Conn, DialTimes, error) {
+func (d *dialer) dialToken(ctx context.Context, tok string, g int) (*Conn, DialTimes, error) {
+	gw := d.gateways[g%len(d.gateways)]
 	var t DialTimes
 	nd := net.Dialer{Timeout: d.timeout}
 	if len(d.ips) > 0 {
 		nd.LocalAddr = &net.TCPAddr{IP: d.ips[(d.next.Add(1)-1)%uint64(len(d.ips))]}
 	}
 	start := time.Now()
-	nc, err := nd.DialContext(ctx, "tcp", d.addr)
+	nc, err := nd.DialContext(ctx, "tcp", gw.addr)
 	if err != nil {
 		return nil, t, stageErr("dial", err)
 	}
@@ -275,7 +286,7 @@ func (d *dialer) dialToken(ctx context.Context, tok string) (*Conn, DialTimes, e
 	nc.SetDeadline(start.Add(d.timeout))
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(aLongTimeAgo) })
 	wd := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + tok}})}
-	br, _, err := wd.Upgrade(nc, d.u)
+	br, _, err := wd.Upgrade(nc, gw.u)
 	stop()
 	if err != nil {
 		nc.Close()

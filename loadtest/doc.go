@@ -40,6 +40,16 @@
 //     the peak hour's Chat load: Poisson arrivals, lognormal sizes, read
 //     receipts.
 //
+// # Several gateways
+//
+// Config.URL (--url) names one endpoint, or several gateways of one
+// distributed deployment separated by commas: connection i goes to
+// gateway i mod n, and chat puts pair i's sender on gateway i mod n and
+// its recipient on gateway (i+1) mod n (i counted over the whole run,
+// across worker processes), so with two or more every message crosses
+// from one gateway to another. The server's RSS and CPU are then the sum
+// over --server-pid's list; /metrics is read from the first gateway.
+//
 // While a scenario runs, its Meter samples it every second into
 // Report.Timeline (connections, rates, that second's latency percentiles,
 // errors, server and generator CPU, server RSS) and keeps one status line

@@ -234,7 +234,7 @@ func newIdleShard() *idleShard { return &idleShard{st: newDialStats()} }
 // open opens connections [from, to) and holds them; it returns once each
 // is up or failed.
 func (sh *idleShard) open(ctx context.Context, env *Env, from, to int) {
-	sh.held = env.openConns(ctx, from, to, func(i int) string { return env.User("idle", i) }, sh.st, func(_ int, c *Conn) {
+	sh.held = env.openConns(ctx, from, to, func(i int) string { return env.User("idle", i) }, nil, sh.st, func(_ int, c *Conn) {
 		sh.wg.Add(1)
 		go sh.hold(c) // at once: it answers the server's pings
 	})

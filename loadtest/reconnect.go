@@ -80,7 +80,7 @@ func (s *Reconnect) Run(ctx context.Context, env *Env, r *Report) error {
 	// Until the storm each connection is read (pings answered, frames
 	// dropped) by a goroutine that ends when its socket goes.
 	var holders sync.WaitGroup
-	conns := env.openConns(ctx, 0, N, user, st, func(_ int, c *Conn) {
+	conns := env.openConns(ctx, 0, N, user, nil, st, func(_ int, c *Conn) {
 		holders.Add(1)
 		go func() {
 			defer holders.Done()

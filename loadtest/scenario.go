@@ -93,13 +93,17 @@ func newEnv(cfg Config, runID string) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil {
-		return nil, err
-	}
-	addr := u.Host
-	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "80")
+	var gateways []gateway
+	for _, s := range cfg.urls() {
+		u, err := url.Parse(s)
+		if err != nil {
+			return nil, err
+		}
+		addr := u.Host
+		if u.Port() == "" {
+			addr = net.JoinHostPort(u.Hostname(), "80")
+		}
+		gateways = append(gateways, gateway{u: u, addr: addr})
 	}
 	ips, err := parseIPs(cfg.SourceIPs)
 	if err != nil {
@@ -110,7 +114,7 @@ func newEnv(cfg Config, runID string) (*Env, error) {
 		probe: &probe{pids: serverPIDs(cfg), metricsURL: cfg.MetricsURL, client: &http.Client{}},
 	}
 	e.dialer = &dialer{
-		u: u, addr: addr, ips: ips, timeout: cfg.DialTimeout,
+		gateways: gateways, ips: ips, timeout: cfg.DialTimeout,
 		// A day is plenty for any bounded run.
 		token: func(user string) (string, error) { return is.Issue(user, "", 24*time.Hour) },
 	}
@@ -141,9 +145,18 @@ func (e *Env) User(kind string, i int) string {
 }
 
 // Dial opens an authenticated connection for user (the token is minted
-// here). Errors carry their stage; Kind labels them.
+// here) to the next gateway, round robin. Errors carry their stage; Kind
+// labels them.
 func (e *Env) Dial(ctx context.Context, user string) (*Conn, DialTimes, error) {
-	return e.dialer.dial(ctx, user)
+	return e.dialer.dial(ctx, user, e.dialer.nextGateway())
+}
+
+// Gateways is how many gateways Config.URL names (at least one).
+func (e *Env) Gateways() int { return len(e.dialer.gateways) }
+
+// DialGateway is Dial to gateway g mod Gateways().
+func (e *Env) DialGateway(ctx context.Context, user string, g int) (*Conn, DialTimes, error) {
+	return e.dialer.dial(ctx, user, g)
 }
 
 // Token mints an access token for user, signed with the server's secret.
@@ -152,7 +165,7 @@ func (e *Env) Token(user string) (string, error) { return e.dialer.token(user) }
 // DialToken opens a connection with a token from Token: for scenarios
 // that keep token minting out of what they time.
 func (e *Env) DialToken(ctx context.Context, token string) (*Conn, DialTimes, error) {
-	return e.dialer.dialToken(ctx, token)
+	return e.dialer.dialToken(ctx, token, e.dialer.nextGateway())
 }
 
 // Log returns the logger for progress lines.
@@ -175,12 +188,16 @@ func newDialStats() *dialStats {
 }
 
 // openConns opens connections for indexes [from, to) with Concurrency at
-// once; each syncs once. conns[i-from] is nil for a failed one. opened, if
+// once, connection i to gateway gw(i) (nil: i); each syncs once.
+// conns[i-from] is nil for a failed one. opened, if
 // not nil, is called with each connection as soon as it is up, so that
 // something reads it (answering the server's pings) while the others are
 // still opening: a slow setup would otherwise outlast the server's idle
 // timeout. (The scenario's Meter shows the progress.)
-func (e *Env) openConns(ctx context.Context, from, to int, user func(int) string, st *dialStats, opened func(i int, c *Conn)) []*Conn {
+func (e *Env) openConns(ctx context.Context, from, to int, user func(int) string, gw func(int) int, st *dialStats, opened func(i int, c *Conn)) []*Conn {
+	if gw == nil {
+		gw = func(i int) int { return i }
+	}
 	conns := make([]*Conn, to-from)
 	var next atomic.Int64
 	next.Store(int64(from))
@@ -195,7 +212,7 @@ func (e *Env) openConns(ctx context.Context, from, to int, user func(int) string
 				if i >= to {
 					return
 				}
-				c, t, err := e.Dial(ctx, user(i))
+				c, t, err := e.DialGateway(ctx, user(i), gw(i))
 				if err != nil {
 					st.fails.addErr(err)
 					continue
