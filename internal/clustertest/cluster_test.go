@@ -265,22 +265,34 @@ func dialRaw(t *testing.T, addr, tok string) *rawConn {
 // request sends v and returns the ack or error frame that answers its id.
 func (r *rawConn) request(t *testing.T, v map[string]any) map[string]any {
 	t.Helper()
-	b, _ := json.Marshal(v)
-	if err := wsutil.WriteClientText(r.c, b); err != nil {
-		t.Fatal(err)
-	}
-	r.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	r.write(t, v)
 	for {
-		data, err := wsutil.ReadServerText(r.c)
-		if err != nil {
-			t.Fatalf("reading the answer to %v: %v", v, err)
-		}
-		var f map[string]any
-		if err := json.Unmarshal(data, &f); err != nil {
-			t.Fatal(err)
-		}
+		f := r.next(t)
 		if (f["type"] == "ack" || f["type"] == "error") && f["id"] == v["id"] {
 			return f
 		}
 	}
+}
+
+func (r *rawConn) write(t *testing.T, v map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	if err := wsutil.WriteClientText(r.c, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// next reads the next frame, within 20s.
+func (r *rawConn) next(t *testing.T) map[string]any {
+	t.Helper()
+	r.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	data, err := wsutil.ReadServerText(r.c)
+	if err != nil {
+		t.Fatalf("reading a frame: %v", err)
+	}
+	var f map[string]any
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
