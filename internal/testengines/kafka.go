@@ -119,7 +119,9 @@ func startKafka() (*KafkaServer, *Process, error) {
 		rand.Read(id[:])
 		k.ClusterID = base64.RawURLEncoding.EncodeToString(id[:])
 		format := exec.Command(jvm[0], slices.Concat(jvm[1:], []string{"kafka.tools.StorageTool", "format", "--standalone",
-			"-t", k.ClusterID, "-c", props})...)
+			// "=": an id that starts with '-' (one in 64 does) would
+			// otherwise be taken for an option.
+			"--cluster-id=" + k.ClusterID, "-c", props})...)
 		if out, err := format.CombinedOutput(); err != nil {
 			return fmt.Errorf("kafka storage format: %v: %s", err, out)
 		}
