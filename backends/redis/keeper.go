@@ -64,11 +64,13 @@ func (k *Keeper) Beat(ctx context.Context) (rebuilt bool, err error) {
 	if k.routes == nil {
 		return lost, nil
 	}
-	if err := k.registerAll(ctx, k.routes()); err != nil {
+	routes := k.routes()
+	if err := k.registerAll(ctx, routes); err != nil {
 		k.resync = true // try again on the next beat
 		return false, fmt.Errorf("redis directory: rebuild routes of %q: %w", k.node, err)
 	}
-	return true, nil
+	// The repeat of a rebuild with nothing to restore is not news.
+	return lost || len(routes) > 0, nil
 }
 
 // registerAll registers routes, pipelined. A route superseded meanwhile
