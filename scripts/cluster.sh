@@ -73,5 +73,17 @@ switchboard cluster running:
   logs:     $DIR/*.log
 Ctrl-C stops everything.
 MSG
-wait -n "${pids[@]}" || true
-echo "a process exited; logs in $DIR" >&2
+# Run until Ctrl-C. A gateway or worker that exits (say, one you killed
+# to watch a failover) is reported; the rest keep running.
+names=(engines worker1 worker2 gateway1 gateway2)
+gone=()
+while kill -0 "${pids[0]}" 2>/dev/null; do
+  for i in 1 2 3 4; do
+    if [ -z "${gone[$i]:-}" ] && ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      gone[$i]=1
+      echo "${names[$i]} exited (log: $DIR/${names[$i]}.log)" >&2
+    fi
+  done
+  sleep 1
+done
+echo "the engines exited; logs in $DIR" >&2
