@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,7 +22,6 @@ import (
 	"github.com/switchboard/switchboard/chat"
 	"github.com/switchboard/switchboard/cluster"
 	"github.com/switchboard/switchboard/gateway"
-	"github.com/switchboard/switchboard/presence"
 )
 
 // Roles of `switchboard serve --role`.
@@ -265,15 +263,9 @@ func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}()
 	// Presence: every gateway reads every connection event, so that its
 	// own subscribers hear of users on other gateways.
-	pres, err := presence.New(cfg.Presence, store.Presence(), g, log)
+	stopPresence, err := startPresence(cfg, store.Presence(), g, bus, log)
 	if err != nil {
-		return fmt.Errorf("presence config: %w", err)
-	}
-	defer pres.Close()
-	g.SetPresence(pres)
-	stopPresence, err := bus.Consume(chat.StreamPresence, presence.Consumer(pres, log))
-	if err != nil {
-		return fmt.Errorf("presence stream: %w", err)
+		return err
 	}
 	defer stopPresence()
 	stopAssets := func() {}
@@ -287,31 +279,9 @@ func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer stopAssets()
 
-	done := make(chan error, 1)
-	go func() { done <- g.Run() }()
-	select {
-	case <-g.Booted():
-		log.Info("switchboard gateway serving", "role", cfg.Role, "listen", cfg.Listen, "ws", "ws://"+displayAddr(cfg.Listen)+gateway.Path)
-	case err := <-done:
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
-	select {
-	case <-runCtx.Done():
-		log.Info("shutting down")
-	case err := <-done:
-		return fmt.Errorf("gateway stopped: %w", err)
-	}
-	g.Drain()
-	stopAssets()
-	sctx, cancel2 := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel2()
-	if err := g.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("gateway shutdown", "err", err)
-	}
-	<-done
+	err = runGateway(runCtx, cfg, g, log, stopAssets, "role", cfg.Role)
 	stopRun()
-	log.Info("stopped")
-	return nil
+	return err
 }
 
 // replyKind tags a worker's replies on a node's topic (deliveries are 'd').

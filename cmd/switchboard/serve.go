@@ -279,18 +279,10 @@ func serveEmbedded(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("gateway config: %w", err)
 	}
 	// Presence pushes through the gateway; its last seen, privacy and
-	// contacts live in the same store. Closing it flushes last seen.
-	pres, err := presence.New(cfg.Presence, store.Presence(), g, log)
+	// contacts live in the same store.
+	stopPresence, err := startPresence(cfg, store.Presence(), g, bus, log)
 	if err != nil {
-		return fmt.Errorf("presence config: %w", err)
-	}
-	defer pres.Close()
-	g.SetPresence(pres)
-	// The last-seen worker: the gateway's connection and activity events
-	// reach it over the bus.
-	stopPresence, err := bus.Consume(chat.StreamPresence, presence.Consumer(pres, log))
-	if err != nil {
-		return fmt.Errorf("presence stream: %w", err)
+		return err
 	}
 	defer stopPresence()
 	stopAssets, err := serveAssets(cfg, secret, svc, bus, verifier{v}, log)
@@ -298,27 +290,50 @@ func serveEmbedded(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer stopAssets()
+	return runGateway(ctx, cfg, g, log, func() {
+		stopAssets() // its requests and collector use svc
+		svc.Close()
+	}, "data_dir", cfg.DataDir, "node", g.Config().Node)
+}
+
+// startPresence starts the presence service over store, pushing through
+// g, and the last-seen worker, which reads the gateways' connection and
+// activity events from the bus. stop flushes last seen.
+func startPresence(cfg Config, store presence.Store, g *gateway.Gateway, bus chat.Bus, log *slog.Logger) (stop func(), err error) {
+	pres, err := presence.New(cfg.Presence, store, g, log)
+	if err != nil {
+		return nil, fmt.Errorf("presence config: %w", err)
+	}
+	g.SetPresence(pres)
+	stopConsumer, err := bus.Consume(chat.StreamPresence, presence.Consumer(pres, log))
+	if err != nil {
+		pres.Close()
+		return nil, fmt.Errorf("presence stream: %w", err)
+	}
+	return func() { stopConsumer(); pres.Close() }, nil
+}
+
+// runGateway runs g until ctx ends or it fails, logging attrs once it
+// serves. Then it drains the gateway, calls stopBehind (what takes the
+// gateway's requests: it commits and answers what is queued), says
+// goodbye to clients (1001) and stops the loops.
+func runGateway(ctx context.Context, cfg Config, g *gateway.Gateway, log *slog.Logger, stopBehind func(), attrs ...any) error {
 	done := make(chan error, 1)
 	go func() { done <- g.Run() }()
 	select {
 	case <-g.Booted():
-		log.Info("switchboard serving", "listen", cfg.Listen, "ws", "ws://"+displayAddr(cfg.Listen)+gateway.Path,
-			"data_dir", cfg.DataDir, "node", g.Config().Node)
+		log.Info("switchboard serving", append([]any{"listen", cfg.Listen, "ws", "ws://" + displayAddr(cfg.Listen) + gateway.Path}, attrs...)...)
 	case err := <-done:
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err := <-done:
 		return fmt.Errorf("gateway stopped: %w", err)
 	}
-	// Stop taking requests, commit and answer what is queued, then say
-	// goodbye to clients (1001) and stop the loops.
 	g.Drain()
-	stopAssets() // its requests and collector use svc
-	svc.Close()
+	stopBehind()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := g.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
