@@ -54,34 +54,13 @@ func newTraffic(t *testing.T, c *Cluster, url string, pairs int) *traffic {
 
 func (tr *traffic) connect(t *testing.T, name string) *user {
 	t.Helper()
-	u := &user{name: name, done: make(chan struct{})}
-	cl, err := client.New(client.Config{
-		URL: tr.url, Token: tr.c.Token(t, name, "phone"),
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
-		Handler: func(ev client.Event) {
-			u.mu.Lock()
-			u.evs = append(u.evs, ev)
-			u.mu.Unlock()
-			if a, ok := ev.(client.Ack); ok {
-				tr.mu.Lock()
-				tr.acks[a.ClientID] = ackLog{msgID: a.MsgID, at: time.Now(), body: a.Body, to: a.To}
-				tr.mu.Unlock()
-			}
-		},
+	return connect(t, tr.c, tr.url, name, "phone", func(ev client.Event) {
+		if a, ok := ev.(client.Ack); ok {
+			tr.mu.Lock()
+			tr.acks[a.ClientID] = ackLog{msgID: a.MsgID, at: time.Now(), body: a.Body, to: a.To}
+			tr.mu.Unlock()
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.c = cl
-	ctx, cancel := context.WithCancel(context.Background())
-	u.stop = cancel
-	go func() {
-		defer close(u.done)
-		cl.Run(ctx)
-	}()
-	t.Cleanup(u.close)
-	waitFor(t, 30*time.Second, name+" connected", cl.Connected)
-	return u
 }
 
 // send has every sender send n messages, one every interval, and returns

@@ -16,7 +16,6 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/switchboard/switchboard/client"
-	"github.com/switchboard/switchboard/internal/testserver"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -31,15 +30,21 @@ type user struct {
 	done chan struct{}
 }
 
-func connect(t *testing.T, c *Cluster, gw *testserver.Server, name, device string) *user {
+// connect runs a client of name's device through url until the test
+// ends, recording its events (and handing each to hook, if not nil).
+func connect(t *testing.T, c *Cluster, url, name, device string, hook func(client.Event)) *user {
 	t.Helper()
 	u := &user{name: name, done: make(chan struct{})}
 	cl, err := client.New(client.Config{
-		URL: gw.URL(), Token: c.Token(t, name, device),
+		URL: url, Token: c.Token(t, name, device),
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 		Handler: func(ev client.Event) {
 			u.mu.Lock()
 			u.evs = append(u.evs, ev)
 			u.mu.Unlock()
+			if hook != nil {
+				hook(ev)
+			}
 		},
 	})
 	if err != nil {
@@ -53,7 +58,7 @@ func connect(t *testing.T, c *Cluster, gw *testserver.Server, name, device strin
 		cl.Run(ctx)
 	}()
 	t.Cleanup(u.close)
-	waitFor(t, 20*time.Second, name+" connected", cl.Connected)
+	waitFor(t, 30*time.Second, name+" connected", cl.Connected)
 	return u
 }
 
@@ -141,9 +146,9 @@ func TestClusterEndToEnd(t *testing.T) {
 	c.StartWorker(t)
 	g1, g2, g3 := c.StartGateway(t), c.StartGateway(t), c.StartGateway(t)
 
-	alice := connect(t, c, g1, "alice", "phone")
-	bob := connect(t, c, g2, "bob", "phone")
-	carol := connect(t, c, g3, "carol", "phone")
+	alice := connect(t, c, g1.URL(), "alice", "phone", nil)
+	bob := connect(t, c, g2.URL(), "bob", "phone", nil)
+	carol := connect(t, c, g3.URL(), "carol", "phone", nil)
 	ctx := context.Background()
 
 	// One to one across gateways, with its ticks.
@@ -205,7 +210,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	if err := alice.c.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	carol2 := connect(t, c, g1, "carol", "phone")
+	carol2 := connect(t, c, g1.URL(), "carol", "phone", nil)
 	waitFor(t, 20*time.Second, "carol to sync 5 messages", func() bool {
 		n := 0
 		for _, m := range carol2.messages() {
