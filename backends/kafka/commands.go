@@ -198,7 +198,7 @@ func ConsumeCommands(ctx context.Context, cfg Config, cc CommandsConfig, claim C
 		return fmt.Errorf("kafka: %w", err)
 	}
 	c.cl = cl
-	defer cl.Close()
+	defer cl.CloseAllowingRebalance()
 	if err := ensureCommandTopic(ctx, cl, cfg, cc, topic); err != nil {
 		return err
 	}
@@ -224,7 +224,7 @@ func ConsumeCommands(ctx context.Context, cfg Config, cc CommandsConfig, claim C
 		fs := cl.PollRecords(ctx, 1024)
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			cl.AllowRebalance()
-			c.release(context.Background(), nil, true)
+			c.releaseAll()
 			return nil
 		}
 		fs.EachError(func(t string, p int32, err error) {
@@ -246,7 +246,7 @@ func ConsumeCommands(ctx context.Context, cfg Config, cc CommandsConfig, claim C
 		cl.AllowRebalance()
 		if herr != nil {
 			if ctx.Err() != nil {
-				c.release(context.Background(), nil, true)
+				c.releaseAll()
 				return nil
 			}
 			return fmt.Errorf("kafka: handing a command over: %w", herr)
@@ -305,6 +305,16 @@ func (c *cmdConsumer) lost(ctx context.Context, _ *kgo.Client, m map[string][]in
 	if ps := m[c.topic]; len(ps) > 0 {
 		c.release(ctx, ps, false)
 	}
+}
+
+// releaseAll hands every owned partition back on the way out, its last
+// commit bounded: a worker that cannot reach the coordinator stops
+// anyway (its successor then repeats the uncommitted commands, as after
+// a crash).
+func (c *cmdConsumer) releaseAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.release(ctx, nil, true)
 }
 
 // release completes and stops the owned partitions ps (nil: all),
