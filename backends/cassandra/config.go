@@ -32,58 +32,58 @@ const (
 type Config struct {
 	// Hosts are contact points, host:port (a host without a port uses
 	// 9042). Default ["127.0.0.1:9042"].
-	Hosts []string `yaml:"hosts"`
+	Hosts []string `yaml:"hosts" help:"contact points host:port (default 127.0.0.1:9042)"`
 
 	// Keyspace holds every table. It must be a CQL identifier: a letter,
 	// then up to 47 letters, digits or underscores. Default "switchboard".
-	Keyspace string `yaml:"keyspace"`
+	Keyspace string `yaml:"keyspace" help:"keyspace holding every table (default switchboard)"`
 
 	// LocalDC is the data center this process is in. With it, requests go
 	// to that data center's replicas first (token-aware over DC-aware
 	// round robin) and LOCAL_QUORUM means a quorum there. Default "": any
 	// host, token-aware over round robin.
-	LocalDC string `yaml:"local_dc"`
+	LocalDC string `yaml:"local_dc" help:"this process's data center: requests go to its replicas first, LOCAL_QUORUM is a quorum there (default none)"`
 
 	// Consistency of every read and write but the lease's compare-and-set
 	// (LOCAL_SERIAL): a CQL consistency name. Default "LOCAL_QUORUM".
 	// Anything weaker than a quorum loses the guarantee that a read sees
 	// every write whose Apply returned.
-	Consistency string `yaml:"consistency"`
+	Consistency string `yaml:"consistency" help:"consistency of reads and writes (default LOCAL_QUORUM; weaker loses read-your-writes)"`
 
 	// Replication is used by Migrate when it creates the keyspace: "N"
 	// for SimpleStrategy with replication factor N (one data center,
 	// tests), or "dc1:N,dc2:M" for NetworkTopologyStrategy (production).
 	// It is not changed on an existing keyspace. Default "3" (SimpleStrategy,
 	// factor 3).
-	Replication string `yaml:"replication"`
+	Replication string `yaml:"replication" help:"keyspace replication used by switchboard migrate: N (SimpleStrategy) or dc1:N,dc2:M (default 3)"`
 
 	// ConnectTimeout bounds dialing and setting up a connection. Default
 	// 10 s.
-	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout" help:"bound on dialing a host (default 10s)"`
 
 	// QueryTimeout bounds one request (query or batch) on the client side;
 	// keep it above the server's write_request_timeout (2 s by default).
 	// Default 10 s.
-	QueryTimeout time.Duration `yaml:"query_timeout"`
+	QueryTimeout time.Duration `yaml:"query_timeout" help:"client-side bound on one request; keep above the server's write timeout (default 10s)"`
 
 	// NumConns is the number of connections per host. Default 2.
-	NumConns int `yaml:"num_conns"`
+	NumConns int `yaml:"num_conns" help:"connections per host (default 2)"`
 
 	// Username and Password authenticate (PasswordAuthenticator); both
 	// optional, both or neither.
-	Username string `yaml:"username"`
-	Password string `yaml:"password"`
+	Username string `yaml:"username" help:"user for PasswordAuthenticator (optional)"`
+	Password string `yaml:"password" help:"password for PasswordAuthenticator (optional)"`
 
 	// Namespace isolates stores that share a keyspace: it is a column of
 	// every partition key, so two namespaces never see each other's rows.
 	// Tests give each store its own; a deployment leaves it empty.
 	// Default "".
-	Namespace string `yaml:"namespace"`
+	Namespace string `yaml:"namespace" help:"isolates stores sharing a keyspace (tests); leave empty (default none)"`
 
 	// BatchBytes bounds the estimated size of one multi-partition batch
 	// that Apply sends. Keep it under the server's
 	// batch_size_fail_threshold (50 KiB by default). Default 40 KiB.
-	BatchBytes int `yaml:"batch_bytes"`
+	BatchBytes int `yaml:"batch_bytes" help:"bound on one multi-partition batch; keep under the server's batch_size_fail_threshold (default 40 KiB)"`
 
 	// BatchEntries makes Apply send its first phase (inbox entries, shared
 	// parts, retention index) as multi-partition UNLOGGED batches of at
@@ -93,7 +93,7 @@ type Config struct {
 	// coordinator forwards every mutation, and the server logs a warning
 	// per batch unless unlogged_batch_across_partitions_warn_threshold is
 	// raised. Default false.
-	BatchEntries bool `yaml:"batch_entries"`
+	BatchEntries bool `yaml:"batch_entries" help:"send inbox entries in unlogged multi-partition batches (default false)"`
 
 	// InlineShared: a shared part (chat.SharedPart) named by at most this
 	// many entries of its batch is copied into each of them rather than
@@ -101,7 +101,7 @@ type Config struct {
 	// one-to-one message names its part twice (the recipient's entry and
 	// the sender's own copy); a group message once per member. Negative:
 	// always store parts once. Default 2 (DefaultInlineShared).
-	InlineShared int `yaml:"inline_shared"`
+	InlineShared int `yaml:"inline_shared" help:"copy a shared message part into up to this many entries instead of storing it once (default 2; negative: never)"`
 
 	// Logger receives the driver's log (host up and down, reconnections,
 	// schema refreshes) and Migrate's progress. Default: discard.

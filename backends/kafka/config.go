@@ -35,86 +35,86 @@ const maxTopicLen = 249
 type Config struct {
 	// Brokers are seed brokers (host:port); the client discovers the rest
 	// of the cluster from them. Required.
-	Brokers []string `yaml:"brokers"`
+	Brokers []string `yaml:"brokers" help:"seed brokers host:port (required)"`
 
 	// TopicPrefix starts the name of every topic the Bus uses: node
 	// topics are TopicPrefix+"node."+node, stream topics
 	// TopicPrefix+"stream."+topic. Only Kafka's topic characters
 	// (letters, digits, '.', '_', '-'). Default "sb." (DefaultTopicPrefix).
-	TopicPrefix string `yaml:"topic_prefix"`
+	TopicPrefix string `yaml:"topic_prefix" help:"prefix of every topic (default sb.)"`
 
 	// ClientID names this process to the brokers (their logs and quotas).
 	// Default "switchboard" (DefaultClientID).
-	ClientID string `yaml:"client_id"`
+	ClientID string `yaml:"client_id" help:"client id shown in broker logs and quotas (default switchboard)"`
 
 	// ReplicationFactor is the replication factor of the topics the Bus
 	// creates. Default 3 (DefaultReplicationFactor); a single broker
 	// (tests) wants 1.
-	ReplicationFactor int `yaml:"replication_factor"`
+	ReplicationFactor int `yaml:"replication_factor" help:"replication factor of the topics Switchboard creates (default 3)"`
 
 	// MinInsyncReplicas is the min.insync.replicas of the topics the Bus
 	// creates: with acks=all, a write is acknowledged once this many
 	// replicas have it. At most ReplicationFactor. Default 2
 	// (DefaultMinInsyncReplicas), or 1 when ReplicationFactor is 1.
-	MinInsyncReplicas int `yaml:"min_insync_replicas"`
+	MinInsyncReplicas int `yaml:"min_insync_replicas" help:"min.insync.replicas of those topics: acks=all waits for this many (default 2, 1 when the factor is 1)"`
 
 	// StreamPartitions is the partition count of the stream topics the Bus
 	// creates (an existing topic keeps its own). It bounds how many
 	// members of a ConsumeGroup share the work. Default 8
 	// (DefaultStreamPartitions).
-	StreamPartitions int `yaml:"stream_partitions"`
+	StreamPartitions int `yaml:"stream_partitions" help:"partitions of the stream topics (default 8)"`
 
 	// StreamRetention is the retention.ms of the stream topics the Bus
 	// creates: how long a group consumer that is down may stay down
 	// without losing values. Default 7 days (DefaultStreamRetention).
-	StreamRetention time.Duration `yaml:"stream_retention"`
+	StreamRetention time.Duration `yaml:"stream_retention" help:"retention of the stream topics (default 7 days)"`
 
 	// NodeRetention is the retention.ms (and segment.ms) of the node
 	// topics: deliveries are best effort and only read live, so this only
 	// bounds the disk they take. Default 1 hour (DefaultNodeRetention).
-	NodeRetention time.Duration `yaml:"node_retention"`
+	NodeRetention time.Duration `yaml:"node_retention" help:"retention of each gateway's delivery topic (default 1h)"`
 
 	// PublishTimeout bounds Publish and SendNode (as well as their ctx):
 	// how long they wait for the brokers' acknowledgement, or for the
 	// check that the node's topic exists. Default 2 seconds
 	// (DefaultPublishTimeout).
-	PublishTimeout time.Duration `yaml:"publish_timeout"`
+	PublishTimeout time.Duration `yaml:"publish_timeout" help:"bound on one delivery publish (default 2s)"`
 
 	// MissingNodeRecheck is how long Publish remembers that a node has no
 	// topic (a stale route) before asking the brokers again: one metadata
 	// request per missing node per interval. Default 1 second
 	// (DefaultMissingNodeRecheck).
-	MissingNodeRecheck time.Duration `yaml:"missing_node_recheck"`
+	MissingNodeRecheck time.Duration `yaml:"missing_node_recheck" help:"how often a missing gateway topic is looked up again (default 1s)"`
 
 	// MaxBufferedRecords is how many records the producer holds before
 	// they are acknowledged (Kafka slow or down); past it Emit drops
 	// values (counted in Stats.Dropped) and Publish fails at once.
 	// Default 65536 (DefaultMaxBufferedRecords).
-	MaxBufferedRecords int `yaml:"max_buffered_records"`
+	MaxBufferedRecords int `yaml:"max_buffered_records" help:"records a producer may buffer before refusing more (default 65536)"`
 
 	// Linger is how long the producer waits for more records before it
 	// sends a batch. It batches anyway while a request is in flight, so
 	// the default is 0: no added latency.
-	Linger time.Duration `yaml:"linger"`
+	Linger time.Duration `yaml:"linger" help:"how long a producer waits to fill a batch (default 0)"`
 
 	// Compression of produced batches: "none" or "snappy". Default "none":
 	// deliveries are small and latency-bound (see doc.go for the figures).
-	Compression string `yaml:"compression"`
+	Compression string `yaml:"compression" help:"none or snappy (default none)"`
 
 	// ExternalStreams are streams consumed by other processes (analytics
 	// pipelines reading the topic with their own Kafka consumers):
 	// Consumed reports true for them even when this Bus has no consumer,
 	// so producers keep emitting. Default none.
-	ExternalStreams []string `yaml:"external_streams"`
+	ExternalStreams []string `yaml:"external_streams" help:"streams consumed outside Switchboard (e.g. events), so they are produced (default none)"`
 
 	// AdminTimeout bounds the topic creation and offset lookups of
 	// Subscribe, Consume and ConsumeGroup. Default 10 seconds
 	// (DefaultAdminTimeout).
-	AdminTimeout time.Duration `yaml:"admin_timeout"`
+	AdminTimeout time.Duration `yaml:"admin_timeout" help:"bound on topic administration calls (default 10s)"`
 
 	// CloseTimeout bounds how long Close waits for buffered records to be
 	// acknowledged. Default 5 seconds (DefaultCloseTimeout).
-	CloseTimeout time.Duration `yaml:"close_timeout"`
+	CloseTimeout time.Duration `yaml:"close_timeout" help:"how long closing waits for unacknowledged records (default 5s)"`
 
 	// Logger receives the Bus's and franz-go's log (franz-go's info
 	// messages at debug level). Default slog.Default().

@@ -23,30 +23,30 @@ const livenessIntervals = 3
 type Config struct {
 	// Addrs are the addresses (host:port) of one Redis server or of seeds
 	// of a Redis Cluster (detected on connect). Required.
-	Addrs []string `yaml:"addrs"`
+	Addrs []string `yaml:"addrs" help:"Redis server, or Redis Cluster seeds, host:port (required)"`
 
 	// Username and Password authenticate (AUTH); both optional.
-	Username string `yaml:"username"`
-	Password string `yaml:"password"`
+	Username string `yaml:"username" help:"AUTH user (optional)"`
+	Password string `yaml:"password" help:"AUTH password (optional)"`
 
 	// CacheTTL bounds how long a Lookup may answer from the local cache
 	// without asking Redis, for a user's routes and for a node's liveness.
 	// Entries are invalidated by Redis when their key changes, so this is
 	// only a safety bound (against a lost invalidation), not the freshness
 	// of the cache. Default 1 minute (DefaultCacheTTL).
-	CacheTTL time.Duration `yaml:"cache_ttl"`
+	CacheTTL time.Duration `yaml:"cache_ttl" help:"safety bound on a cached lookup; entries are invalidated by Redis (default 1m)"`
 
 	// KeyPrefix starts every key the Directory writes. It must not hold
 	// '{' or '}' (the user's and node's hash tags follow it). Default "sb:"
 	// (DefaultKeyPrefix).
-	KeyPrefix string `yaml:"key_prefix"`
+	KeyPrefix string `yaml:"key_prefix" help:"prefix of every key (default sb:)"`
 
 	// HeartbeatInterval is how often a Keeper refreshes its node's
 	// liveness key, which lives for 3 intervals: a node that misses about
 	// three heartbeats is dead and its routes vanish from Lookups. It is
 	// also how long routes take to come back after Redis lost them.
 	// Default 1 second (DefaultHeartbeatInterval).
-	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval" help:"how often a gateway refreshes its liveness; routes come back this long after Redis lost them (default 1s)"`
 }
 
 func (c *Config) setDefaults() {
