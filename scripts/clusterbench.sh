@@ -19,7 +19,9 @@
 # JVMs have compiled their hot code: default 30s at 200 msg/s, which
 # this box sustains; WARMUP=0: none), RATES (e.g. "2000 4000 6000": one
 # measured run per rate, one after the other on the same deployment,
-# reports $NAME-RATE.*).
+# reports $NAME-RATE.*), TRACE (seconds of an execution trace of the
+# sequencer's worker taken with the profiles, and where its stages
+# blocked, from `go tool trace -pprof=sync`; default 0: none).
 # Output: the loadtest report on stdout, then each process's CPU and RSS
 # over the profile's window, `go tool pprof -top` of both profiles; in
 # $OUT: $NAME.json and .html, $NAME-worker.pprof, $NAME-gateway.pprof,
@@ -33,6 +35,7 @@ PROFILE=${PROFILE:-30}
 WARMUP=${WARMUP:-30s}
 WARMUP_RATE=${WARMUP_RATE:-200}
 RATES=${RATES:-}
+TRACE=${TRACE:-0}
 if [ $# -eq 0 ]; then set -- --pairs 1000 --rate 2000 --duration 60s --size 100; fi
 BIN=$OUT/switchboard
 rm -rf "$OUT"; mkdir -p "$OUT"
@@ -165,6 +168,9 @@ loadtest $lt"
   curl -sf -o "$OUT/$name-gateway.pprof" "http://127.0.0.1:$G1/debug/pprof/profile?seconds=$PROFILE" &
   local prof2=$!
   top_snapshot > "$OUT/$name-top-start.txt" || true
+  if [ "$TRACE" != 0 ]; then # what the sequencer waits for
+    curl -sf -o "$OUT/$name-worker.trace" "http://127.0.0.1:$seq_port/debug/pprof/trace?seconds=$TRACE" || true
+  fi
   wait "$prof1" "$prof2" || echo "a profile failed (the run ended before it?)" >&2
   read -r _ u1 n1 s1 i1 w1 q1 sq1 _ < /proc/stat
   c1=$(commits end)
@@ -197,6 +203,11 @@ loadtest $lt"
     echo "== go tool pprof -top $OUT/$name-$f.pprof (top 25)"
     go tool pprof -top -nodecount 25 "$BIN" "$OUT/$name-$f.pprof" 2>/dev/null | sed -n '6,32p'
   done
+  if [ -s "$OUT/$name-worker.trace" ]; then
+    echo "== where the sequencer's stages wait ($TRACE s trace; go tool trace -pprof=sync)"
+    go tool trace -pprof=sync "$OUT/$name-worker.trace" > "$OUT/$name-worker-sync.pprof" 2>/dev/null &&
+      go tool pprof -peek 'chat.\(\*Service\).(postLoop|applyLoop|commitLoop)$|chat.\(\*publisher\).publish$' "$OUT/$name-worker-sync.pprof" 2>/dev/null | sed -n '4,40p'
+  fi
   return $rc
 }
 top_snapshot() { top -b -n 2 -d 2 -w 200 | awk '/^top -/{n++} n==2' | head -n 20; }
