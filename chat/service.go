@@ -639,7 +639,14 @@ func (s *Service) postLoop() {
 			r.Done.Complete(r, res)
 		}
 		if c.err == nil {
-			s.deliver(ctx, c, &p)
+			// Live delivery is best effort and bounded: with the
+			// directory or the bus down, lookups and publishes fail
+			// once the batch's budget is spent, and the entries wait in
+			// the inboxes for the next sync or gap fill, so the post
+			// stage (and Close) never waits on them for long.
+			dctx, cancel := context.WithTimeout(ctx, deliverBudget)
+			s.deliver(dctx, c, &p)
+			cancel()
 			for _, e := range c.events {
 				if err := s.bus.Emit(StreamEvents, e.user, e.value); err != nil {
 					s.log.Warn("analytics event lost", "err", err)
@@ -650,6 +657,9 @@ func (s *Service) postLoop() {
 		s.free <- c
 	}
 }
+
+// deliverBudget bounds the live delivery of one batch.
+const deliverBudget = 5 * time.Second
 
 // publisher is the post stage's reusable working memory for deliveries.
 type publisher struct {
