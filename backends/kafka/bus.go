@@ -62,7 +62,7 @@ type Bus struct {
 
 // counters are the Bus's statistics.
 type counters struct {
-	dropped, emitErrors, badRecords, unknownKinds atomic.Int64
+	dropped, emitErrors, badRecords, unknownKinds, publishErrors atomic.Int64
 	lastDropLog                                   atomic.Int64 // unix nanos
 }
 
@@ -80,6 +80,9 @@ type Stats struct {
 	// UnknownKinds counts node-topic records of a kind no HandleNode
 	// registered; they are skipped.
 	UnknownKinds int64
+	// PublishErrors counts deliveries Kafka did not take (Publish does
+	// not wait for them: the entries wait in the inboxes).
+	PublishErrors int64
 }
 
 // Stats returns the Bus's counters. Safe for concurrent use.
@@ -89,6 +92,8 @@ func (b *Bus) Stats() Stats {
 		EmitErrors:   b.stats.emitErrors.Load(),
 		BadRecords:   b.stats.badRecords.Load(),
 		UnknownKinds: b.stats.unknownKinds.Load(),
+
+		PublishErrors: b.stats.publishErrors.Load(),
 	}
 }
 

@@ -84,10 +84,12 @@
 //
 // # When Kafka is down
 //
-// Publish and SendNode wait for the acknowledgement at most
-// Config.PublishTimeout (default 2 s; ctx may cut it shorter) and return an
-// error wrapping context.DeadlineExceeded; once MaxBufferedRecords records
-// wait, they fail at once (kgo.ErrMaxBuffered). A record already sent when
+// Publish does not wait: a delivery Kafka does not take is counted
+// (Stats.PublishErrors) and its entries wait in the inboxes. SendNode
+// waits for the acknowledgement at most Config.PublishTimeout (default
+// 2 s; ctx may cut it shorter) and returns an error wrapping
+// context.DeadlineExceeded; once MaxBufferedRecords records wait, records
+// fail at once (kgo.ErrMaxBuffered). A record already sent when
 // the wait ended may still be appended when Kafka answers (once: the
 // producer is idempotent), a late delivery the gateway handles as any
 // other. Emit never waits: values are buffered (up to

@@ -17,25 +17,49 @@ import (
 // maxPooledBuf is the largest record buffer kept for reuse.
 const maxPooledBuf = 1 << 20
 
-// Publish sends d to node's topic and returns once the brokers
-// acknowledged it (acks=all), or failed, or Config.PublishTimeout (or ctx)
-// expired. It returns nil at once when node has no topic (no gateway ever
-// subscribed it: a stale route). d is encoded before the record is
-// produced and not retained. Safe for concurrent use.
+// Publish queues d for node's topic and returns without waiting for the
+// brokers: deliveries are best effort (chat.Bus), and the post stage of
+// the sequencer publishes one after another, so waiting for acks=all on
+// each would pace the whole pipeline by Kafka's round trip. The producer
+// keeps the records of one node in order; one Kafka does not take is
+// counted (Stats.PublishErrors) and its entries wait in the inboxes for
+// the next sync or gap fill. It returns nil at once when node has no
+// topic (no gateway ever subscribed it: a stale route), and an error
+// only when the Bus is closed or finding the node's topic failed within
+// Config.PublishTimeout. d is encoded before Publish returns and not
+// retained. Safe for concurrent use.
 func (b *Bus) Publish(ctx context.Context, node string, d *chat.Delivery) error {
-	op := b.ops.Get().(*produceOp)
-	op.buf = append(op.buf[:0], KindDelivery)
-	op.buf = appendDelivery(op.buf, d)
-	err := b.send(ctx, node, op)
+	if b.isClosed.Load() {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
+	defer cancel()
+	nt, err := b.nodeTopic(ctx, node)
 	if errors.Is(err, ErrUnknownNode) {
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	op := b.ops.Get().(*produceOp)
+	op.buf = append(op.buf[:0], KindDelivery)
+	op.buf = appendDelivery(op.buf, d)
+	op.rec = kgo.Record{Topic: nt.name, Value: op.buf}
+	b.cl.TryProduce(context.Background(), &op.rec, func(_ *kgo.Record, err error) {
+		if err != nil {
+			b.stats.publishErrors.Add(1)
+			if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
+				nt.setMissing()
+			}
+		}
+		b.putOp(op)
+	})
+	return nil
 }
 
 // SendNode sends payload to node's topic as a record of kind, for the
-// handler HandleNode registered for kind on the node's Bus; it waits like
-// Publish. Unlike Publish it returns an error wrapping ErrUnknownNode when
+// handler HandleNode registered for kind on the node's Bus, and waits for
+// the brokers' acknowledgement (acks=all), at most Config.PublishTimeout. Unlike Publish it returns an error wrapping ErrUnknownNode when
 // the node has no topic, so a request can fail at once instead of waiting
 // for a reply that cannot come. kind must not be KindDelivery (Publish's);
 // payload is not retained. Safe for concurrent use.
