@@ -98,7 +98,7 @@ func loadtestCmd(ctx context.Context, args []string) error {
 
 	fs := flag.NewFlagSet("loadtest "+name, flag.ContinueOnError)
 	var cfg loadtest.Config
-	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/v1/ws", "the server's WebSocket endpoint")
+	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/v1/ws", "the server's WebSocket endpoint; several gateways of one deployment comma-separated (connection i to gateway i mod n; chat puts each pair's sender and recipient on different gateways)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "./data", "the server's data directory; tokens are signed with its secret.key")
 	fs.StringVar(&cfg.SecretFile, "secret-file", "", "the server's secret file, instead of <data-dir>/secret.key")
 	fs.StringVar(&cfg.SourceIPs, "source-ips", "", "local addresses to bind connections to, round robin, e.g. 127.0.0.2-127.0.0.50 (each gives ~28k ports; default: kernel's choice)")
