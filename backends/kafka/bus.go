@@ -63,7 +63,7 @@ type Bus struct {
 // counters are the Bus's statistics.
 type counters struct {
 	dropped, emitErrors, badRecords, unknownKinds, publishErrors atomic.Int64
-	lastDropLog                                   atomic.Int64 // unix nanos
+	lastDropLog                                                  atomic.Int64 // unix nanos
 }
 
 // Stats are counters since New.
