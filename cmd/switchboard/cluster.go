@@ -232,14 +232,9 @@ func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return nil
 	}
 
-	var g *gateway.Gateway
-	mux := newMux(reg, cfg.Pprof, func() bool { return g.Ready() })
-	g, err = gateway.New(cfg.Gateway, gateway.Deps{
-		Service: remote, Bus: bus, Directory: dir, Auth: verifier{v},
-		HTTP: mux, Logger: log, Registerer: reg,
-	})
+	g, err := newGateway(cfg, remote, bus, dir, v, reg, log)
 	if err != nil {
-		return fmt.Errorf("gateway config: %w", err)
+		return err
 	}
 	// The node's liveness in the directory, and its routes rebuilt if
 	// Redis lost them.

@@ -34,6 +34,7 @@ import (
 	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/presence"
+	"github.com/switchboard/switchboard/router"
 )
 
 // Config is everything `switchboard serve` reads: defaults, then the file
@@ -268,15 +269,9 @@ func serveEmbedded(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer svc.Close()
 
-	var g *gateway.Gateway
-	mux := newMux(reg, cfg.Pprof, func() bool { return g.Ready() })
-
-	g, err = gateway.New(cfg.Gateway, gateway.Deps{
-		Service: svc, Bus: bus, Directory: dir, Auth: verifier{v},
-		HTTP: mux, Logger: log, Registerer: reg,
-	})
+	g, err := newGateway(cfg, svc, bus, dir, v, reg, log)
 	if err != nil {
-		return fmt.Errorf("gateway config: %w", err)
+		return err
 	}
 	// Presence pushes through the gateway; its last seen, privacy and
 	// contacts live in the same store.
@@ -294,6 +289,21 @@ func serveEmbedded(ctx context.Context, cfg Config, log *slog.Logger) error {
 		stopAssets() // its requests and collector use svc
 		svc.Close()
 	}, "data_dir", cfg.DataDir, "node", g.Config().Node)
+}
+
+// newGateway makes the gateway over svc, bus and dir, serving /healthz,
+// /readyz and /metrics on its port.
+func newGateway(cfg Config, svc gateway.Service, bus chat.Bus, dir router.Directory, v *auth.Verifier, reg *prometheus.Registry, log *slog.Logger) (*gateway.Gateway, error) {
+	var g *gateway.Gateway
+	mux := newMux(reg, cfg.Pprof, func() bool { return g.Ready() })
+	g, err := gateway.New(cfg.Gateway, gateway.Deps{
+		Service: svc, Bus: bus, Directory: dir, Auth: verifier{v},
+		HTTP: mux, Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway config: %w", err)
+	}
+	return g, nil
 }
 
 // startPresence starts the presence service over store, pushing through
