@@ -358,7 +358,8 @@ func (c *Client) Flush(ctx context.Context) error {
 }
 
 // Pending returns the number of outbox entries (messages and receipts) not
-// yet acked by the server.
+// yet acked by the server. An entry leaves the outbox a moment before its
+// Ack event reaches the Handler: to wait for the events too, use Flush.
 func (c *Client) Pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -20,8 +20,9 @@ type traffic struct {
 	url   string
 	pairs []*pair
 
-	mu   sync.Mutex
-	acks map[string]ackLog // client id -> its ack
+	mu     sync.Mutex
+	acks   map[string]ackLog              // client id -> its ack
+	errors map[string]*client.ServerError // client id -> the last error frame naming it
 }
 
 type ackLog struct {
@@ -42,7 +43,7 @@ type sent struct {
 }
 
 func newTraffic(t *testing.T, c *Cluster, url string, pairs int) *traffic {
-	tr := &traffic{c: c, url: url, acks: map[string]ackLog{}}
+	tr := &traffic{c: c, url: url, acks: map[string]ackLog{}, errors: map[string]*client.ServerError{}}
 	for i := range pairs {
 		p := &pair{}
 		p.from = tr.connect(t, fmt.Sprintf("s%d", i))
@@ -55,10 +56,17 @@ func newTraffic(t *testing.T, c *Cluster, url string, pairs int) *traffic {
 func (tr *traffic) connect(t *testing.T, name string) *user {
 	t.Helper()
 	return connect(t, tr.c, tr.url, name, "phone", func(ev client.Event) {
-		if a, ok := ev.(client.Ack); ok {
+		switch ev := ev.(type) {
+		case client.Ack:
 			tr.mu.Lock()
-			tr.acks[a.ClientID] = ackLog{msgID: a.MsgID, at: time.Now(), body: a.Body, to: a.To}
+			tr.acks[ev.ClientID] = ackLog{msgID: ev.MsgID, at: time.Now(), body: ev.Body, to: ev.To}
 			tr.mu.Unlock()
+		case *client.ServerError:
+			if ev.ID != "" {
+				tr.mu.Lock()
+				tr.errors[ev.ID] = ev
+				tr.mu.Unlock()
+			}
 		}
 	})
 }
@@ -90,17 +98,18 @@ func (tr *traffic) send(t *testing.T, n int, interval time.Duration) {
 	wg.Wait()
 }
 
-// ackedAll waits until every message sent was acked.
+// ackedAll waits until every message sent was acked. It uses Flush, not
+// Pending: the outbox entry is removed a moment before its Ack event is
+// handed to the handler, and Flush returns only after the event.
 func (tr *traffic) ackedAll(t *testing.T, within time.Duration) {
 	t.Helper()
-	waitFor(t, within, "every send acked", func() bool {
-		for _, p := range tr.pairs {
-			if p.from.c.Pending() > 0 {
-				return false
-			}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	for _, p := range tr.pairs {
+		if err := p.from.c.Flush(ctx); err != nil {
+			t.Fatalf("%s: every send acked within %v: %v (%d still pending)", p.from.name, within, err, p.from.c.Pending())
 		}
-		return true
-	})
+	}
 }
 
 // verify asserts the checker's invariants, reading every inbox with a
@@ -113,6 +122,10 @@ func (tr *traffic) verify(t *testing.T) {
 	for k, v := range tr.acks {
 		acks[k] = v
 	}
+	errs := make(map[string]*client.ServerError, len(tr.errors))
+	for k, v := range tr.errors {
+		errs[k] = v
+	}
 	tr.mu.Unlock()
 	total := 0
 	for _, p := range tr.pairs {
@@ -120,7 +133,7 @@ func (tr *traffic) verify(t *testing.T) {
 		for _, s := range p.sent {
 			a, ok := acks[s.clientID]
 			if !ok {
-				t.Fatalf("%s's send %q (%s) has no ack although its outbox is empty", p.from.name, s.body, s.clientID)
+				t.Fatalf("%s's send %q (%s) has no ack although its outbox is empty (its last error frame: %v)", p.from.name, s.body, s.clientID, errs[s.clientID])
 			}
 			want[s.body] = a.msgID
 		}
