@@ -9,6 +9,8 @@ type Metrics struct {
 	overloaded    prometheus.Counter
 	commitSeconds prometheus.Histogram
 	batchRequests prometheus.Histogram
+	warmReads     prometheus.Counter
+	warmSeconds   prometheus.Histogram
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil:
@@ -37,9 +39,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Requests committed per store batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
+		warmReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Name: "store_warm_reads_total",
+			Help: "Store reads made in parallel before building a batch, for what its requests would miss in the caches (cold users).",
+		}),
+		warmSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "switchboard", Name: "store_warm_seconds",
+			Help:    "Time to read in parallel what a batch's requests would miss in the caches; observed for batches that had any.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.messages, m.duplicates, m.overloaded, m.commitSeconds, m.batchRequests)
+		reg.MustRegister(m.messages, m.duplicates, m.overloaded, m.commitSeconds, m.batchRequests, m.warmReads, m.warmSeconds)
 	}
 	return m
 }

@@ -335,6 +335,7 @@ func (s *Service) build(c *commit) {
 	// What this batch adds, so that requests within it see each other.
 	b := &building{c: c, now: now, pending: map[string]int{}, newClient: map[clientKey]string{},
 		events: s.wantEvents()}
+	s.warm(ctx, c.reqs)
 
 	for _, r := range c.reqs {
 		var res Result
