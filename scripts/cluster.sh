@@ -43,7 +43,7 @@ cat > "$DIR/switchboard.yaml" <<YAML
 # engine). docs/deploy.md has the production version.
 secret_file: $DIR/secret.key
 backends: {store: cassandra, bus: kafka, router: redis}
-cassandra: {hosts: ["$CASSANDRA"], keyspace: switchboard, replication: "1"}
+cassandra: {hosts: ["$CASSANDRA"], keyspace: switchboard, replication: "1", batch_entries: true}
 kafka: {brokers: ["$KAFKA"], replication_factor: 1, min_insync_replicas: 1}
 redis: {addrs: ["$REDIS"]}
 assets: {listen: "off"}

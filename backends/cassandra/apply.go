@@ -47,19 +47,18 @@ type partKey struct {
 // span is the seqs a batch writes in one user's inbox.
 type span struct{ first, last uint64 }
 
-// Apply writes b in three phases, each started once the one before has
+// Apply writes b in two phases, the second started once the first has
 // succeeded at the configured consistency (see "Atomicity" in the package
 // documentation):
 //
-//  1. the inbox entries (one request per inbox partition, or
-//     multi-partition UNLOGGED batches with Config.BatchEntries), the
-//     shared parts named by more than Config.InlineShared entries (the
-//     others are copied into their entries) and the batch's retention
-//     row, in parallel: nothing a reader looks at, since readers stop at
-//     the heads;
-//  2. the messages, their client-id index and the state records, in LOGGED
-//     batches of at most Config.BatchBytes;
-//  3. the users' heads, in LOGGED batches: this makes the entries visible.
+//  1. in parallel: the inbox entries, the shared parts named by more than
+//     Config.InlineShared entries (the others are copied into their
+//     entries), the batch's retention row, the messages and their
+//     client-id index (one request per partition, or multi-partition
+//     UNLOGGED batches with Config.BatchEntries); and the state records in
+//     LOGGED batches of at most Config.BatchBytes. Readers of an inbox
+//     stop at its head, and MessageByClientID at the message's entry;
+//  2. the users' heads, in LOGGED batches: this makes the entries visible.
 //
 // Every statement carries the Store's next write timestamp. A batch that
 // breaks the chat.Batch contract is refused (ErrInvalidBatch) before
@@ -150,6 +149,33 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 	}
 	retention, bucket := s.retentionStmts(b, spans, stored)
 	groups = append(groups, retention...)
+
+	// The messages and their client ids: each its own partition (the
+	// client ids of one sender share one). Of two writes of one key in b
+	// only the last is sent: in one batch both would carry the same
+	// timestamp, and Cassandra would keep the larger value, not the later.
+	lastMsg := make(map[string]int, len(b.Messages))
+	for i := range b.Messages {
+		lastMsg[b.Messages[i].ID] = i
+	}
+	bySender := make(map[string]int)
+	for i := range b.Messages {
+		m := &b.Messages[i]
+		if lastMsg[m.ID] != i {
+			continue
+		}
+		groups = append(groups, []stmt{newStmt(cqlInsMsg, s.ns, []byte(m.ID), []byte(m.From), []byte(m.To), []byte(m.ClientID), m.TS, int64(m.Seq), int8(m.Status))})
+		if m.ClientID == "" {
+			continue
+		}
+		g, ok := bySender[m.From]
+		if !ok {
+			g = len(groups)
+			bySender[m.From] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], newStmt(cqlInsClient, s.ns, []byte(m.From), []byte(m.ClientID), []byte(m.ID), []byte(m.To), m.TS, int64(m.Seq), int8(m.Status)))
+	}
 	if s.cfg.BatchEntries {
 		var flat []stmt
 		for _, g := range groups {
@@ -157,57 +183,41 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 		}
 		groups = chunks(flat, s.cfg.BatchBytes)
 	}
-	err = runAll(len(groups), func(i int) error {
-		// By default one inbox partition's entries go in one UNLOGGED
-		// batch: a single-partition batch is one mutation, applied
-		// atomically and exempt from the batch size thresholds.
-		return s.execBatch(ctx, gocql.UnloggedBatch, groups[i])
-	})
-	if err != nil {
-		return s.wrap("apply: entries", err)
-	}
-	s.noteFirst(bucket)
-
-	// Phase 2: messages, client ids, state. Of two writes of one key in
-	// b only the last is sent: in one batch both would carry the same
-	// timestamp, and Cassandra would keep the larger value, not the later.
-	lastMsg := make(map[string]int, len(b.Messages))
-	for i := range b.Messages {
-		lastMsg[b.Messages[i].ID] = i
-	}
+	// The state records go in LOGGED batches (usually one): a command's
+	// records (a group and its members' watermarks) all or none.
 	lastKey := make(map[string]int, len(b.State))
 	for i, kv := range b.State {
 		lastKey[kv.Key] = i
 	}
-	live := make([]stmt, 0, 2*len(b.Messages)+len(b.State))
-	for i := range b.Messages {
-		m := &b.Messages[i]
-		if lastMsg[m.ID] != i {
-			continue
-		}
-		live = append(live, newStmt(cqlInsMsg, s.ns, []byte(m.ID), []byte(m.From), []byte(m.To), []byte(m.ClientID), m.TS, int64(m.Seq), int8(m.Status)))
-		if m.ClientID != "" {
-			live = append(live, newStmt(cqlInsClient, s.ns, []byte(m.From), []byte(m.ClientID), []byte(m.ID), []byte(m.To), m.TS, int64(m.Seq), int8(m.Status)))
-		}
-	}
+	var state []stmt
 	for i, kv := range b.State {
 		if lastKey[kv.Key] != i {
 			continue
 		}
 		part, key := statePart(kv.Key)
 		if kv.Value == nil {
-			live = append(live, newStmt(cqlDelState, s.ns, []byte(part), []byte(key)))
+			state = append(state, newStmt(cqlDelState, s.ns, []byte(part), []byte(key)))
 		} else {
-			live = append(live, newStmt(cqlInsState, s.ns, []byte(part), []byte(key), nonNil(kv.Value)))
+			state = append(state, newStmt(cqlInsState, s.ns, []byte(part), []byte(key), nonNil(kv.Value)))
 		}
 	}
-	for _, c := range chunks(live, s.cfg.BatchBytes) {
-		if err := s.execBatch(ctx, gocql.LoggedBatch, c); err != nil {
-			return s.wrap("apply: messages and state", err)
+	unlogged := len(groups)
+	groups = append(groups, chunks(state, s.cfg.BatchBytes)...)
+	err = runAll(len(groups), func(i int) error {
+		if i >= unlogged {
+			return s.execBatch(ctx, gocql.LoggedBatch, groups[i])
 		}
+		// By default one partition's rows go in one UNLOGGED batch: a
+		// single-partition batch is one mutation, applied atomically
+		// and exempt from the batch size thresholds.
+		return s.execBatch(ctx, gocql.UnloggedBatch, groups[i])
+	})
+	if err != nil {
+		return s.wrap("apply: entries, messages and state", err)
 	}
+	s.noteFirst(bucket)
 
-	// Phase 3: heads.
+	// Phase 2: heads.
 	if len(spans) == 0 {
 		return nil
 	}
@@ -215,10 +225,9 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 	for u, sp := range spans {
 		heads = append(heads, newStmt(cqlInsHead, s.ns, []byte(u), int64(sp.last)))
 	}
-	for _, c := range chunks(heads, s.cfg.BatchBytes) {
-		if err := s.execBatch(ctx, gocql.LoggedBatch, c); err != nil {
-			return s.wrap("apply: heads", err)
-		}
+	hc := chunks(heads, s.cfg.BatchBytes)
+	if err := runAll(len(hc), func(i int) error { return s.execBatch(ctx, gocql.LoggedBatch, hc[i]) }); err != nil {
+		return s.wrap("apply: heads", err)
 	}
 	return nil
 }

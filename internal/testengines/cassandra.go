@@ -15,7 +15,10 @@ const (
 )
 
 // CassandraServer is a single Cassandra node: one token, SimpleSnitch,
-// small thread pools, a 1 GiB heap, no JMX.
+// small thread pools, a 1 GiB heap, no JMX; the batch warning thresholds
+// raised past what Apply sends (a warning logged per batch costs the
+// server CPU, and one node gains from multi-partition batches:
+// cassandra.batch_entries).
 type CassandraServer struct {
 	*Process
 	// Addr is the CQL (native transport) host:port.
@@ -69,6 +72,8 @@ concurrent_materialized_view_writes: 2
 concurrent_compactors: 1
 memtable_flush_writers: 1
 auto_snapshot: false
+batch_size_warn_threshold: 48KiB
+unlogged_batch_across_partitions_warn_threshold: 100000
 `
 
 // cassandraLogback sends Cassandra's log to stdout (the process's log
