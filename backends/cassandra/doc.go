@@ -96,22 +96,24 @@
 // A Cassandra LOGGED batch is all or nothing, eventually (the batchlog
 // replays it), but not isolated, and no batch may exceed the server's
 // batch_size_fail_threshold (50 KiB by default), while a group message to
-// 1,024 members writes 1,025 entries. So Apply writes in three phases,
-// each begun only once the one before succeeded at LOCAL_QUORUM:
+// 1,024 members writes 1,025 entries. So Apply writes in two phases, the
+// second begun only once the first succeeded at LOCAL_QUORUM:
 //
-//  1. entries, stored shared parts and the retention row (one request
-//     per inbox partition, in parallel: a single-partition batch is one
-//     atomic mutation and exempt from the size thresholds; or, with
-//     Config.BatchEntries, multi-partition UNLOGGED batches of at most
-//     Config.BatchBytes: fewer requests, more work for the coordinator);
-//  2. messages, client ids and state, in LOGGED batches of at most
-//     Config.BatchBytes (usually one);
-//  3. the heads, in LOGGED batches of at most Config.BatchBytes.
+//  1. in parallel: the entries, stored shared parts, the retention row,
+//     the messages and their client ids (one request per partition: a
+//     single-partition batch is one atomic mutation and exempt from the
+//     size thresholds; or, with Config.BatchEntries, multi-partition
+//     UNLOGGED batches of at most Config.BatchBytes: fewer requests, more
+//     work for the coordinator, about twice the throughput on one node),
+//     and the state records in LOGGED batches of at most
+//     Config.BatchBytes (usually one), so that a command's records (a
+//     group and its members' watermarks) land all or none;
+//  2. the heads, in LOGGED batches of at most Config.BatchBytes.
 //
 // Readers of an inbox read its head first and never read past it. A head
 // is written only after every entry of the batch is on a quorum, so a
 // reader never sees an entry that a crash could take back, nor part of a
-// user's entries of a batch. When Apply returns nil, all three phases are
+// user's entries of a batch. When Apply returns nil, both phases are
 // on a quorum: durable by replication (each replica's commit log is
 // synced periodically, every 10 s by default: a write survives the loss
 // of fewer than a quorum of replicas at once, not the power loss of the
@@ -120,12 +122,12 @@
 // If Apply fails part way (the Service then drops its caches and rereads
 // heads), entries above the head stay unread and are overwritten by the
 // next batch for those seqs (its timestamps are larger). Messages and
-// client ids of phase 2 may be visible without their entries having
-// become visible; MessageByClientID therefore reports a message only if
-// its entry is absent (expired) or holds that message at or below the
-// head, so a resend is taken as new. State of a failed batch larger than
-// one LOGGED batch may be partly visible. Heads of a batch larger than
-// one LOGGED batch (a fan-out to a few hundred users or more) go in
+// client ids of the first phase may be visible without their entries
+// having become visible; MessageByClientID therefore reports a message
+// only if its entry is absent (expired) or holds that message at or below
+// the head, so a resend is taken as new. State of a failed batch larger
+// than one LOGGED batch may be partly visible. Heads of a batch larger
+// than one LOGGED batch (a fan-out to a few hundred users or more) go in
 // several: a failure between them leaves the message visible to some
 // members only; the send is reported failed.
 //

@@ -53,14 +53,14 @@ func TestFencing(t *testing.T) {
 }
 
 // TestMessageByClientIDAboveHead: a message whose entry is written but
-// whose inbox head never moved (its Apply failed before phase 3) is not
+// whose inbox head never moved (its Apply failed before phase 2) is not
 // found, so a resend is taken as new rather than answered with a seq no
 // reader can see.
 func TestMessageByClientIDAboveHead(t *testing.T) {
 	s := openWriter(t, newNamespace())
 	ctx := context.Background()
 	mustApply(t, s, entryBatch("bob", 1, "one", "m1", "c1"))
-	// Phases 1 and 2 of the Apply of seq 2, without phase 3.
+	// Phase 1 of the Apply of seq 2, without phase 2.
 	for _, st := range []stmt{
 		newStmt(cqlInsEntry, s.ns, []byte("bob"), int64(0), int64(2), []byte("two"), []byte(nil), []byte("m2")),
 		newStmt(cqlInsClient, s.ns, []byte("alice"), []byte("c2"), []byte("m2"), []byte("bob"), int64(1), int64(2), int8(1)),
