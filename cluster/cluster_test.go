@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"github.com/prometheus/client_golang/prometheus"
 	"reflect"
 	"sync"
 	"testing"
@@ -160,13 +161,16 @@ type setup struct {
 	store  *memory.Store
 	worker *cluster.Worker
 	offs   *cluster.Offsets
+	reg    *prometheus.Registry
 }
 
 // newSetup wires a Remote to a Worker over a memLog and a chat.Service
 // on the memory backends; run starts the worker's consumer.
 func newSetup(t *testing.T, cfg cluster.RemoteConfig, run bool) *setup {
 	t.Helper()
-	s := &setup{log: &memLog{ch: make(chan []byte, 1024)}, store: memory.NewStore(), offs: cluster.NewOffsets()}
+	s := &setup{log: &memLog{ch: make(chan []byte, 1024)}, store: memory.NewStore(), offs: cluster.NewOffsets(),
+		reg: prometheus.NewRegistry()}
+	m := cluster.NewMetrics(s.reg)
 	svc, err := chat.New(chat.Config{}, s.store, memory.NewBus(), memory.NewDirectory(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -176,12 +180,12 @@ func newSetup(t *testing.T, cfg cluster.RemoteConfig, run bool) *setup {
 	if cfg.Node == "" {
 		cfg.Node = "gw-1"
 	}
-	s.remote, err = cluster.NewRemote(cfg, chat.Config{}, s.log, s.store, nil)
+	s.remote, err = cluster.NewRemote(cfg, chat.Config{}, s.log, s.store, m, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.remote.Close() })
-	s.worker = cluster.NewWorker(svc, &replies{s.remote}, nil)
+	s.worker = cluster.NewWorker(svc, &replies{s.remote}, m, nil)
 	if run {
 		s.consume(t)
 	}
@@ -203,7 +207,7 @@ func (s *setup) consume(t *testing.T) {
 				o := off
 				off++
 				s.offs.Add(o)
-				if err := s.worker.Handle(ctx, v, func() { s.offs.Done(o) }); err != nil {
+				if err := s.worker.Handle(ctx, v, time.Now(), func() { s.offs.Done(o) }); err != nil {
 					return
 				}
 			}
@@ -244,6 +248,20 @@ func TestSendThroughTheLog(t *testing.T) {
 	}
 	if got := s.offs.Committable(); got != 3 {
 		t.Errorf("Committable = %d, want 3", got)
+	}
+	// Each of the three requests timed at each stage.
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, mf := range mfs {
+		counts[mf.GetName()] = mf.GetMetric()[0].GetHistogram().GetSampleCount()
+	}
+	for _, name := range []string{"switchboard_cluster_request_seconds", "switchboard_cluster_command_wait_seconds", "switchboard_cluster_command_seconds"} {
+		if counts[name] != 3 {
+			t.Errorf("%s counted %d requests, want 3", name, counts[name])
+		}
 	}
 }
 
@@ -309,7 +327,7 @@ func TestReplyTimeoutAndBound(t *testing.T) {
 func TestBadRecordSkipped(t *testing.T) {
 	s := newSetup(t, cluster.RemoteConfig{}, false)
 	done := make(chan struct{})
-	if err := s.worker.Handle(context.Background(), []byte{1, 2, 3}, func() { close(done) }); err != nil {
+	if err := s.worker.Handle(context.Background(), []byte{1, 2, 3}, time.Time{}, func() { close(done) }); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -103,7 +103,8 @@ type Remote struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
-	stats RemoteStats
+	stats   RemoteStats
+	metrics *Metrics
 }
 
 // RemoteStats counts what a Remote did; read with Stats.
@@ -113,6 +114,7 @@ type RemoteStats struct {
 
 type pending struct {
 	r        *chat.Request
+	start    int64 // unix ns
 	deadline int64 // unix ns
 	buf      *bytebufferpool.ByteBuffer
 }
@@ -120,7 +122,8 @@ type pending struct {
 // NewRemote returns a Remote appending to log and reading inboxes from
 // read. core is the messaging configuration the gateway checks frames
 // against (its body limit): the workers' own, with defaults filled in.
-func NewRemote(cfg RemoteConfig, core chat.Config, log Log, read Reader, logger *slog.Logger) (*Remote, error) {
+// m may be nil.
+func NewRemote(cfg RemoteConfig, core chat.Config, log Log, read Reader, m *Metrics, logger *slog.Logger) (*Remote, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -133,6 +136,7 @@ func NewRemote(cfg RemoteConfig, core chat.Config, log Log, read Reader, logger 
 		incar:   uint64(rand.Uint32()|1) << 32,
 		pending: make(map[uint64]*pending),
 		stop:    make(chan struct{}),
+		metrics: m,
 	}
 	rm.wg.Add(1)
 	go rm.sweep()
@@ -144,7 +148,8 @@ func NewRemote(cfg RemoteConfig, core chat.Config, log Log, read Reader, logger 
 // blocks.
 func (rm *Remote) Submit(r *chat.Request) error {
 	corr := rm.incar | rm.next.Add(1)&0xffffffff
-	p := &pending{r: r, deadline: time.Now().Add(rm.cfg.ReplyTimeout).UnixNano(), buf: bytebufferpool.Get()}
+	now := time.Now().UnixNano()
+	p := &pending{r: r, start: now, deadline: now + int64(rm.cfg.ReplyTimeout), buf: bytebufferpool.Get()}
 	p.buf.B = AppendCommand(p.buf.B[:0], rm.cfg.Node, corr, r)
 
 	rm.mu.Lock()
@@ -166,7 +171,7 @@ func (rm *Remote) Submit(r *chat.Request) error {
 		if err != nil {
 			rm.slog.Debug("command not appended", "err", err)
 			rm.stats.Failed.Add(1)
-			rm.complete(corr, chat.Result{Err: chat.ErrOverloaded})
+			rm.complete(corr, chat.Result{Err: chat.ErrOverloaded}, false)
 		}
 		bytebufferpool.Put(p.buf)
 	})
@@ -196,24 +201,29 @@ func (rm *Remote) OnReply(payload []byte) {
 	if res.Data != nil {
 		res.Data = append([]byte(nil), res.Data...) // the completer may keep it
 	}
-	if rm.complete(corr, res) {
+	if rm.complete(corr, res, true) {
 		rm.stats.Replied.Add(1)
 	} else {
 		rm.stats.Stale.Add(1)
 	}
 }
 
-// complete removes corr's request and completes it; false if it was not
-// waiting. Whoever removes it completes it, so exactly once.
-func (rm *Remote) complete(corr uint64, res chat.Result) bool {
+// complete removes corr's request and completes it, first observing its
+// time if it was replied; false if it was not waiting. Whoever removes it
+// completes it, so exactly once.
+func (rm *Remote) complete(corr uint64, res chat.Result, replied bool) bool {
 	rm.mu.Lock()
 	p, ok := rm.pending[corr]
 	delete(rm.pending, corr)
 	rm.mu.Unlock()
-	if ok {
-		p.r.Done.Complete(p.r, res)
+	if !ok {
+		return false
 	}
-	return ok
+	if replied && rm.metrics != nil {
+		rm.metrics.requestSeconds.Observe(float64(time.Now().UnixNano()-p.start) / 1e9)
+	}
+	p.r.Done.Complete(p.r, res)
+	return true
 }
 
 func (rm *Remote) sweep() {
@@ -235,7 +245,7 @@ func (rm *Remote) sweep() {
 			}
 			rm.mu.Unlock()
 			for _, corr := range late {
-				if rm.complete(corr, chat.Result{Err: chat.ErrOverloaded}) {
+				if rm.complete(corr, chat.Result{Err: chat.ErrOverloaded}, false) {
 					rm.stats.TimedOut.Add(1)
 				}
 			}

@@ -33,8 +33,9 @@ type Worker struct {
 	svc   Submitter
 	rep   Replier
 	log   *slog.Logger
-	stats WorkerStats
-	pool  sync.Pool // *job
+	stats   WorkerStats
+	metrics *Metrics
+	pool    sync.Pool // *job
 }
 
 // WorkerStats counts what a Worker did.
@@ -43,11 +44,12 @@ type WorkerStats struct {
 }
 
 // NewWorker returns a Worker submitting to svc and replying through rep.
-func NewWorker(svc Submitter, rep Replier, log *slog.Logger) *Worker {
+// m may be nil.
+func NewWorker(svc Submitter, rep Replier, m *Metrics, log *slog.Logger) *Worker {
 	if log == nil {
 		log = slog.Default()
 	}
-	w := &Worker{svc: svc, rep: rep, log: log}
+	w := &Worker{svc: svc, rep: rep, log: log, metrics: m}
 	w.pool.New = func() any { return &job{w: w} }
 	return w
 }
@@ -61,11 +63,13 @@ type job struct {
 	w    *Worker
 	req  chat.Request
 	node string
-	corr uint64
-	done func()
+	corr  uint64
+	start time.Time // when Handle got it
+	done  func()
 }
 
-// Handle decodes the command in value and submits it to the core. done
+// Handle decodes the command in value, appended to the log at at, and
+// submits it to the core. done
 // is called once the request has completed: its writes are durable and
 // its reply handed to the Replier. For a record that is not a command
 // (it is logged, counted and skipped) done is called before Handle
@@ -76,8 +80,12 @@ type job struct {
 // not the floor. It returns an error only when ctx ends or the core is
 // shutting down; the command was then not submitted, and done is not
 // called.
-func (w *Worker) Handle(ctx context.Context, value []byte, done func()) error {
+func (w *Worker) Handle(ctx context.Context, value []byte, at time.Time, done func()) error {
 	j := w.pool.Get().(*job)
+	j.start = time.Now()
+	if w.metrics != nil && !at.IsZero() {
+		w.metrics.waitSeconds.Observe(max(j.start.Sub(at).Seconds(), 0))
+	}
 	j.req.Done = j
 	node, corr, err := DecodeCommand(value, &j.req)
 	if err != nil {
@@ -114,6 +122,9 @@ func (w *Worker) Handle(ctx context.Context, value []byte, done func()) error {
 
 // Complete sends the reply and reports the command done (chat.Completer).
 func (j *job) Complete(_ *chat.Request, res chat.Result) {
+	if m := j.w.metrics; m != nil {
+		m.coreSeconds.Observe(time.Since(j.start).Seconds())
+	}
 	if j.node != "" {
 		j.w.rep.Reply(j.node, AppendReply(make([]byte, 0, 64+len(res.MsgID)+len(res.Data)), j.corr, &res))
 	}
@@ -124,7 +135,7 @@ func (j *job) Complete(_ *chat.Request, res chat.Result) {
 
 func (w *Worker) put(j *job) {
 	j.req = chat.Request{}
-	j.node, j.corr, j.done = "", 0, nil
+	j.node, j.corr, j.start, j.done = "", 0, time.Time{}, nil
 	w.pool.Put(j)
 }
 

@@ -125,11 +125,17 @@ engine_pids() {
   done
 }
 cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || echo gone; }
-# commits WHEN: the sequencer's store commits so far (count, seconds, requests).
+# commits WHEN: the sequencer's store commits so far (count, seconds,
+# requests), its commands' wait and core times (count, seconds each), and
+# gateway 1's request round trips (count, seconds).
 commits() {
-  curl -sf "http://127.0.0.1:$seq_port/metrics" | awk -v w="$1" '
+  { curl -sf "http://127.0.0.1:$seq_port/metrics"; curl -sf "http://127.0.0.1:$G1/metrics" | sed 's/^switchboard_cluster_request_seconds/gw_request_seconds/'; } | awk -v w="$1" '
     /^switchboard_store_commit_seconds_count /{c=$2} /^switchboard_store_commit_seconds_sum /{s=$2}
-    /^switchboard_store_batch_requests_sum /{r=$2} END {print w, c+0, s+0, r+0}'
+    /^switchboard_store_batch_requests_sum /{r=$2}
+    /^switchboard_cluster_command_wait_seconds_count /{wc=$2} /^switchboard_cluster_command_wait_seconds_sum /{ws=$2}
+    /^switchboard_cluster_command_seconds_count /{cc=$2} /^switchboard_cluster_command_seconds_sum /{cs=$2}
+    /^gw_request_seconds_count /{gc=$2} /^gw_request_seconds_sum /{gs=$2}
+    END {print w, c+0, s+0, r+0, wc+0, ws+0, cc+0, cs+0, gc+0, gs+0}'
 }
 
 URLS="ws://127.0.0.1:$G1/v1/ws,ws://127.0.0.1:$G2/v1/ws"
@@ -193,7 +199,12 @@ loadtest $lt"
         -v rss="$(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null)" \
         'BEGIN { printf "  %-18s pid %-8s %5.2f CPU   RSS %7.1f MiB\n", n, p, (b-a)/hz/(ms/1000), rss/1024 }'
     done <<< "$procs"
-    echo "$c0 $c1" | awk '{ n = $6 - $2; if (n > 0) printf "  sequencer\x27s store commits: %d (%.0f/s), mean %.2f ms, mean %.1f requests each\n", n, n/('"$ms"'/1000), 1000*($7-$3)/n, ($8-$4)/n }'
+    echo "$c0 $c1" | awk '{ n = $12 - $2; if (n > 0) printf "  sequencer\x27s store commits: %d (%.0f/s), mean %.2f ms, mean %.1f requests each\n", n, n/('"$ms"'/1000), 1000*($13-$3)/n, ($14-$4)/n
+      wn = $15 - $5; cn = $17 - $7; gn = $19 - $9
+      if (wn > 0 && cn > 0 && gn > 0) {
+        g = 1000*($20-$10)/gn; wt = 1000*($16-$6)/wn; co = 1000*($18-$8)/cn
+        printf "  request path, means: gateway 1\x27s round trip %.1f ms = command in Kafka %.1f + sequencer %.1f + reply back %.1f\n", g, wt, co, g-wt-co
+      } }'
     awk -v rest=$((busy - mine)) -v hz="$hz" -v ms="$ms" \
       'BEGIN { printf "  %-18s %5.2f CPU (softirq, other processes on the box)\n", "everything else", rest/hz/(ms/1000) }'
   } > "$OUT/$name-cpu.txt"

@@ -149,7 +149,7 @@ func (c *Commands) Close(ctx context.Context) {
 // cluster.Worker, its store writes fenced by a new epoch.
 type Partition interface {
 	// Handle is cluster.Worker.Handle.
-	Handle(ctx context.Context, value []byte, done func()) error
+	Handle(ctx context.Context, value []byte, at time.Time, done func()) error
 	// Close completes every command handed over (their writes durable,
 	// their done called) and stops the sequencer.
 	Close()
@@ -241,7 +241,7 @@ func ConsumeCommands(ctx context.Context, cfg Config, cc CommandsConfig, claim C
 			}
 			off := r.Offset
 			o.offs.Add(off)
-			herr = o.part.Handle(ctx, r.Value, func() { o.offs.Done(off) })
+			herr = o.part.Handle(ctx, r.Value, r.Timestamp, func() { o.offs.Done(off) })
 		})
 		cl.AllowRebalance()
 		if herr != nil {

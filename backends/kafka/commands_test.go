@@ -27,13 +27,17 @@ func commandsConfig(brokers string) (Config, CommandsConfig) {
 type recorder struct {
 	mu     sync.Mutex
 	got    []string
+	badAt  []time.Time // append times not within the last minute
 	hold   int // complete only the first hold commands (0: all)
 	closed bool
 	notify chan struct{}
 }
 
-func (r *recorder) Handle(_ context.Context, value []byte, done func()) error {
+func (r *recorder) Handle(_ context.Context, value []byte, at time.Time, done func()) error {
 	r.mu.Lock()
+	if d := time.Since(at); d < 0 || d > time.Minute {
+		r.badAt = append(r.badAt, at)
+	}
 	r.got = append(r.got, string(value))
 	held := r.hold > 0 && len(r.got) > r.hold
 	r.mu.Unlock()
@@ -151,6 +155,11 @@ func TestCommandsInOrderAndHandedOver(t *testing.T) {
 	for i, v := range got {
 		if v != fmt.Sprint(i) {
 			t.Fatalf("command %d is %q: want every command once, in order (got %v)", i, v, got)
+		}
+	}
+	for _, r := range []*recorder{first, second} {
+		if len(r.badAt) > 0 {
+			t.Fatalf("commands handed over with append times %v: want their records' timestamps, within the last minute", r.badAt)
 		}
 	}
 }

@@ -133,15 +133,15 @@ func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// through the log like everyone else).
 	rcfg := cfg.Cluster
 	rcfg.Node = node
-	remote, err := cluster.NewRemote(rcfg, cfg.Chat, commands, store, log)
+	reg := prometheus.NewRegistry()
+	registerProcess(reg)
+	cm := cluster.NewMetrics(reg)
+	remote, err := cluster.NewRemote(rcfg, cfg.Chat, commands, store, cm, log)
 	if err != nil {
 		return err
 	}
 	defer remote.Close()
 	bus.HandleNode(replyKind, remote.OnReply)
-
-	reg := prometheus.NewRegistry()
-	registerProcess(reg)
 	registerRemote(reg, remote)
 
 	var ready atomic.Bool
@@ -189,7 +189,7 @@ func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
 					return nil, err
 				}
 				log.Info("sequencer started: this worker owns the command log", "partition", p, "epoch", epoch)
-				return &sequencer{svc: svc, Worker: cluster.NewWorker(svc, rep, log), log: log, p: p}, nil
+				return &sequencer{svc: svc, Worker: cluster.NewWorker(svc, rep, cm, log), log: log, p: p}, nil
 			})
 			if err != nil {
 				log.Error("worker stopped", "err", err)
