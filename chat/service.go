@@ -667,6 +667,43 @@ type publisher struct {
 	routes []router.Route
 	nodes  []string
 	byNode map[string]*Delivery
+	users  []string            // prefetch: the batch's distinct users
+	seen   map[string]struct{} // prefetch: dedupe
+}
+
+// prefetch hands the distinct users of c's entries and ephemeral frames
+// to a directory that can load their routes at once (router.Prefetcher),
+// so that the lookups of deliver, one entry after another, are local.
+func (p *publisher) prefetch(ctx context.Context, s *Service, c *commit) {
+	pf, ok := s.dir.(router.Prefetcher)
+	if !ok {
+		return
+	}
+	if p.seen == nil {
+		p.seen = make(map[string]struct{})
+	}
+	add := func(u string) {
+		if _, ok := p.seen[u]; !ok {
+			p.seen[u] = struct{}{}
+			p.users = append(p.users, u)
+		}
+	}
+	for i := range c.batch.Entries {
+		add(c.batch.Entries[i].User)
+	}
+	for _, e := range c.eph {
+		for _, u := range e.users {
+			add(u)
+		}
+	}
+	if len(p.users) > 1 {
+		if err := pf.Prefetch(ctx, p.users); err != nil {
+			s.log.Debug("route prefetch failed; lookups read one by one", "err", err)
+		}
+	}
+	clear(p.seen)
+	clear(p.users)
+	p.users = p.users[:0]
 }
 
 // deliver publishes the entries of an applied batch, and its ephemeral
@@ -676,6 +713,7 @@ func (s *Service) deliver(ctx context.Context, c *commit, p *publisher) {
 	if p.byNode == nil {
 		p.byNode = make(map[string]*Delivery)
 	}
+	p.prefetch(ctx, s, c)
 	entries := c.batch.Entries
 	part := 0 // runs of shared entries come in the order of their parts
 	for i := 0; i < len(entries); {

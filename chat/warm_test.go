@@ -2,6 +2,8 @@ package chat_test
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,5 +67,44 @@ func TestColdHeadsReadInParallel(t *testing.T) {
 	}
 	if len(alice) != 4 || alice[3]["seq"].(float64) != 4 {
 		t.Fatalf("alice's inbox (her own copies): %v", alice)
+	}
+}
+
+// prefetchDir is a directory that records what it is asked to prefetch.
+type prefetchDir struct {
+	*memory.Directory
+	mu    sync.Mutex
+	calls [][]string
+}
+
+func (d *prefetchDir) Prefetch(_ context.Context, users []string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls = append(d.calls, slices.Clone(users))
+	return nil
+}
+
+// The post stage hands a directory that can prefetch every user of a
+// batch's entries, once each, before delivering them one by one.
+func TestDeliveryPrefetchesRoutes(t *testing.T) {
+	dir := &prefetchDir{Directory: memory.NewDirectory()}
+	svc, err := chat.New(chat.Config{}, memory.NewStore(), &recorder{seen: map[string][]uint64{}}, dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	c := newCompleter()
+	svc.Submit(send("alice", "1", "bob", "hi", c))
+	c.wait(t, 1)
+	svc.Close() // the post stage has delivered the batch
+	dir.mu.Lock()
+	defer dir.mu.Unlock()
+	if len(dir.calls) != 1 {
+		t.Fatalf("Prefetch calls: %v; want one, for the batch", dir.calls)
+	}
+	got := dir.calls[0]
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"alice", "bob"}) {
+		t.Fatalf("Prefetch(%v); want bob (the recipient) and alice (her own copy)", got)
 	}
 }

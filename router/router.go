@@ -49,6 +49,17 @@ type Directory interface {
 	Lookup(ctx context.Context, user string, dst []Route) ([]Route, error)
 }
 
+// Prefetcher is an optional ability of a Directory that caches routes
+// locally (backends/redis): loading the routes of many users into its
+// cache at once, in one round trip, so that the Lookups of each that
+// follow are served locally. The chat Service calls it with the users of
+// a batch before delivering the batch's entries one by one.
+type Prefetcher interface {
+	// Prefetch loads the routes of users into the local cache. An error
+	// is only advisory: the Lookups that follow read what they must.
+	Prefetch(ctx context.Context, users []string) error
+}
+
 // EpochSource is an optional ability of a Directory: it hands out epochs
 // for Route.Epoch. A gateway takes one when a connection authenticates and
 // registers the connection's route with it.

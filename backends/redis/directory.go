@@ -307,6 +307,28 @@ func (d *Directory) Lookup(ctx context.Context, user string, dst []router.Route)
 
 // alive appends to dst whether each node's liveness key exists, read
 // through the cache.
+// Prefetch loads the routes of users into the client-side cache, with one
+// pipelined round trip for those not cached yet (router.Prefetcher): a
+// batch of deliveries to users whose routes this process has not read yet
+// then looks each up locally rather than one round trip after another.
+// (The liveness of their nodes, a few keys, is cached by the first
+// Lookups.)
+func (d *Directory) Prefetch(ctx context.Context, users []string) error {
+	if len(users) == 0 {
+		return nil
+	}
+	cmds := make([]rueidis.CacheableTTL, len(users))
+	for i, u := range users {
+		cmds[i] = rueidis.CT(d.c.B().Hgetall().Key(d.routesKey(u)).Cache(), d.cfg.CacheTTL)
+	}
+	for _, res := range d.c.DoMultiCache(ctx, cmds...) {
+		if err := res.Error(); err != nil {
+			return fmt.Errorf("redis directory: prefetch: %w", err)
+		}
+	}
+	return nil
+}
+
 func (d *Directory) alive(ctx context.Context, nodes []string, dst []bool) ([]bool, error) {
 	if len(nodes) == 1 {
 		res := d.c.DoCache(ctx, d.c.B().Get().Key(d.nodeKey(nodes[0])).Cache(), d.cfg.CacheTTL)

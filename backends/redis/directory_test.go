@@ -439,3 +439,45 @@ func TestRegisterReplacingReports(t *testing.T) {
 		t.Fatalf("lookup %+v, want %+v", routes, want)
 	}
 }
+
+// TestPrefetch: after one Prefetch of several users, their Lookups read
+// their routes from the local cache (only the nodes' liveness, read once,
+// misses).
+func TestPrefetch(t *testing.T) {
+	addr := testengines.Redis(t).Addr
+	writer := newDir(t, addr, Config{})
+	d := newDir(t, addr, writer.Config())
+	beat(t, writer, "gw-1")
+	ctx := context.Background()
+	users := []string{"u1", "u2", "u3", "u4", "nobody"}
+	for i, u := range users[:4] {
+		if err := writer.Register(ctx, router.Route{User: u, Device: "phone", Node: "gw-1", Conn: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Prefetch(ctx, users); err != nil {
+		t.Fatal(err)
+	}
+	var hits, misses atomic.Int64
+	d.cacheHook = func(hit bool) {
+		if hit {
+			hits.Add(1)
+		} else {
+			misses.Add(1)
+		}
+	}
+	for _, u := range users {
+		got := lookup(t, d, u)
+		if want := 1; u == "nobody" {
+			if len(got) != 0 {
+				t.Fatalf("Lookup(nobody) = %+v", got)
+			}
+		} else if len(got) != want || got[0].User != u {
+			t.Fatalf("Lookup(%s) = %+v", u, got)
+		}
+	}
+	// 5 route hashes from the cache, the node's liveness read once.
+	if hits.Load() != 5+3 || misses.Load() != 1 {
+		t.Fatalf("Lookups after Prefetch: %d hits, %d misses; want 8 (5 hashes, 3 liveness) and 1 (gw-1's liveness, first read)", hits.Load(), misses.Load())
+	}
+}

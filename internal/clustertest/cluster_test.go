@@ -250,6 +250,20 @@ func TestClusterEndToEnd(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("bob got dave's resent message %d times, want 1", n)
 	}
+
+	// The request path's histograms counted the requests: on the gateways
+	// (round trips) and on the sequencer's worker (wait, time in the core).
+	var trips, waits, core float64
+	for _, g := range c.Gateways {
+		trips += metric(t, g, "switchboard_cluster_request_seconds_count")
+	}
+	for _, w := range c.Workers {
+		waits += metric(t, w, "switchboard_cluster_command_wait_seconds_count")
+		core += metric(t, w, "switchboard_cluster_command_seconds_count")
+	}
+	if trips < 5 || waits < trips || core < trips {
+		t.Fatalf("request path histograms: %v round trips on the gateways, %v waits and %v core times on the workers; want at least 5, each stage at least the round trips", trips, waits, core)
+	}
 }
 
 // rawConn is a WebSocket client without the client package's resend and
