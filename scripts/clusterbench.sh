@@ -129,12 +129,12 @@ cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/n
 # requests), its commands' wait and core times (count, seconds each), and
 # gateway 1's request round trips (count, seconds).
 commits() {
-  { curl -sf "http://127.0.0.1:$seq_port/metrics"; curl -sf "http://127.0.0.1:$G1/metrics" | sed 's/^switchboard_cluster_request_seconds/gw_request_seconds/'; } | awk -v w="$1" '
+  { curl -sf "http://127.0.0.1:$seq_port/metrics"; curl -sf "http://127.0.0.1:$G1/metrics" | sed 's/^/gw_/'; } | awk -v w="$1" '
     /^switchboard_store_commit_seconds_count /{c=$2} /^switchboard_store_commit_seconds_sum /{s=$2}
     /^switchboard_store_batch_requests_sum /{r=$2}
     /^switchboard_cluster_command_wait_seconds_count /{wc=$2} /^switchboard_cluster_command_wait_seconds_sum /{ws=$2}
     /^switchboard_cluster_command_seconds_count /{cc=$2} /^switchboard_cluster_command_seconds_sum /{cs=$2}
-    /^gw_request_seconds_count /{gc=$2} /^gw_request_seconds_sum /{gs=$2}
+    /^gw_switchboard_cluster_request_seconds_count /{gc=$2} /^gw_switchboard_cluster_request_seconds_sum /{gs=$2}
     END {print w, c+0, s+0, r+0, wc+0, ws+0, cc+0, cs+0, gc+0, gs+0}'
 }
 
