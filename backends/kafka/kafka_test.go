@@ -163,6 +163,9 @@ func TestPublishMissingNode(t *testing.T) {
 	if err := b.SendNode(ctx, "gone", 'r', nil); !errors.Is(err, ErrUnknownNode) {
 		t.Fatalf("SendNode to a missing node: %v, want ErrUnknownNode", err)
 	}
+	if err := b.PostNode(ctx, "gone", 'r', nil); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("PostNode to a missing node: %v, want ErrUnknownNode", err)
+	}
 
 	other := newBus(t, k.Bootstrap, samePrefix(b))
 	c := newCollector()
@@ -251,6 +254,41 @@ func TestSendNode(t *testing.T) {
 	}
 	if err := send.SendNode(ctx, "node-a", KindDelivery, nil); err == nil {
 		t.Fatal("SendNode with kind 'd' succeeded")
+	}
+}
+
+// TestPostNode: PostNode's records, queued without waiting, reach the
+// kind's handler in the order they were posted, with deliveries between.
+func TestPostNode(t *testing.T) {
+	k := testengines.Kafka(t)
+	recv := newBus(t, k.Bootstrap)
+	send := newBus(t, k.Bootstrap, samePrefix(recv))
+	c := newCollector()
+	recv.HandleNode('r', func(p []byte) { c.add("r:" + string(p)) })
+	subscribe(t, recv, "node-p", c.delivery)
+	ctx := context.Background()
+	var want []string
+	for i := range 50 {
+		if i == 25 {
+			if err := send.Publish(ctx, "node-p", item("alice", 3, "{}")); err != nil {
+				t.Fatalf("Publish: %v", err)
+			}
+			want = append(want, "alice/3/0/{}")
+		}
+		p := fmt.Sprint("reply ", i)
+		if err := send.PostNode(ctx, "node-p", 'r', []byte(p)); err != nil {
+			t.Fatalf("PostNode: %v", err)
+		}
+		want = append(want, "r:"+p)
+	}
+	if got := c.waitFor(t, len(want), 10*time.Second); !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if n := send.Stats().PublishErrors; n != 0 {
+		t.Fatalf("PublishErrors = %d, want 0", n)
+	}
+	if err := send.PostNode(ctx, "node-p", KindDelivery, nil); err == nil {
+		t.Fatal("PostNode with kind 'd' succeeded")
 	}
 }
 

@@ -29,21 +29,50 @@ const maxPooledBuf = 1 << 20
 // Config.PublishTimeout. d is encoded before Publish returns and not
 // retained. Safe for concurrent use.
 func (b *Bus) Publish(ctx context.Context, node string, d *chat.Delivery) error {
+	op := b.ops.Get().(*produceOp)
+	op.buf = append(op.buf[:0], KindDelivery)
+	op.buf = appendDelivery(op.buf, d)
+	err := b.post(ctx, node, op)
+	if errors.Is(err, ErrUnknownNode) {
+		return nil
+	}
+	return err
+}
+
+// PostNode queues payload for node's topic as a record of kind, for the
+// handler HandleNode registered for kind on the node's Bus, and returns
+// without waiting for the brokers, like Publish: for messages whose
+// sender does not wait (a worker's replies: one lost is answered by the
+// gateway's reply timeout, and the client's resend by the original's
+// ack). A record Kafka does not take is counted (Stats.PublishErrors). It
+// returns an error wrapping ErrUnknownNode when node has no topic, and
+// another only when the Bus is closed or finding the node's topic failed
+// within Config.PublishTimeout (once per node: the answer is cached).
+// kind must not be KindDelivery; payload is not retained. Safe for
+// concurrent use.
+func (b *Bus) PostNode(ctx context.Context, node string, kind byte, payload []byte) error {
+	if kind == KindDelivery {
+		return fmt.Errorf("kafka: PostNode: kind %q is the deliveries'", kind)
+	}
+	op := b.ops.Get().(*produceOp)
+	op.buf = append(append(op.buf[:0], kind), payload...)
+	return b.post(ctx, node, op)
+}
+
+// post queues op (its buf holds the record value) for node's topic and
+// returns; it owns op: back in the pool when the client is done with it.
+func (b *Bus) post(ctx context.Context, node string, op *produceOp) error {
 	if b.isClosed.Load() {
+		b.putOp(op)
 		return ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
 	nt, err := b.nodeTopic(ctx, node)
-	if errors.Is(err, ErrUnknownNode) {
-		return nil
-	}
 	if err != nil {
+		b.putOp(op)
 		return err
 	}
-	op := b.ops.Get().(*produceOp)
-	op.buf = append(op.buf[:0], KindDelivery)
-	op.buf = appendDelivery(op.buf, d)
 	op.rec = kgo.Record{Topic: nt.name, Value: op.buf}
 	b.cl.TryProduce(context.Background(), &op.rec, func(_ *kgo.Record, err error) {
 		if err != nil {

@@ -304,40 +304,23 @@ func (s *sequencer) Close() {
 	s.log.Info("sequencer stopped: the command partition was handed over", "partition", s.p)
 }
 
-// busReplier sends replies on the bus without blocking the sequencer: at
-// most maxReplies in flight; past that a reply is dropped (the gateway
-// answers the client "overloaded" after its timeout; the resend gets the
-// original ack).
+// busReplier sends replies on the bus without waiting for Kafka
+// (kafka.Bus.PostNode): a reply Kafka does not take is counted in the
+// bus's publish errors, and the gateway answers the client "overloaded"
+// after its reply timeout (the resend gets the original's ack).
 type busReplier struct {
-	bus     *kafka.Bus
-	log     *slog.Logger
-	sem     chan struct{}
-	dropped atomic.Uint64
+	bus *kafka.Bus
+	log *slog.Logger
 }
 
-const maxReplies = 4096
-
 func newBusReplier(bus *kafka.Bus, log *slog.Logger) *busReplier {
-	return &busReplier{bus: bus, log: log, sem: make(chan struct{}, maxReplies)}
+	return &busReplier{bus: bus, log: log}
 }
 
 func (r *busReplier) Reply(node string, payload []byte) {
-	select {
-	case r.sem <- struct{}{}:
-	default:
-		if r.dropped.Add(1)%1000 == 1 {
-			r.log.Warn("replies dropped: too many in flight", "dropped", r.dropped.Load())
-		}
-		return
+	if err := r.bus.PostNode(context.Background(), node, replyKind, payload); err != nil {
+		r.log.Debug("reply not sent", "node", node, "err", err)
 	}
-	go func() {
-		defer func() { <-r.sem }()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := r.bus.SendNode(ctx, node, replyKind, payload); err != nil {
-			r.log.Debug("reply not sent", "node", node, "err", err)
-		}
-	}()
 }
 
 func registerRemote(reg prometheus.Registerer, rm *cluster.Remote) {
