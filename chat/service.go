@@ -90,7 +90,8 @@ type Completer interface {
 // allocation, so each inbox is gap-free and in commit order) builds batch
 // n+2 while the applier writes and syncs batch n+1 and the post stage
 // answers and delivers batch n. Batches are applied in the order they were
-// built.
+// built. With a PipelinedStore the applier has up to PipelineDepth
+// batches in the store at once, which orders their writes itself.
 type Service struct {
 	*Catalog // the read-only asset questions, over store
 
@@ -145,6 +146,7 @@ type commit struct {
 	events  []queuedEvent // analytics, emitted once the batch is durable
 	epoch   uint64
 	err     error
+	applied chan struct{} // PipelinedStore: closed once its Apply is done (err set)
 }
 
 // ephemeral is a frame for users' open connections that is never stored
@@ -156,7 +158,7 @@ type ephemeral struct {
 
 // errEarlierBatch fails the batches built on top of a batch whose Apply
 // failed.
-var errEarlierBatch = errors.New("switchboard: an earlier batch failed to commit")
+var errEarlierBatch = ErrEarlierBatch
 
 // New returns a Service. It starts its goroutines; call Close to stop them.
 func New(cfg Config, store Store, bus Bus, dir router.Directory, log *slog.Logger, m *Metrics) (*Service, error) {
@@ -182,13 +184,17 @@ func New(cfg Config, store Store, bus Bus, dir router.Directory, log *slog.Logge
 		groups:   newGenCache[string, *groupState](cfg.GroupCacheEntries),
 		ugroups:  newGenCache[string, []string](max(cfg.CacheEntries/10, 1000)),
 		state:    newGenCache[string, stateVal](max(cfg.CacheEntries/10, 1000)),
-		free:     make(chan *commit, 3),
+		free:     make(chan *commit, 3+PipelineDepth-1),
 		apply:    make(chan *commit, 1),
 		post:     make(chan *commit, 1),
 		stop:     make(chan struct{}),
 	}
 	s.lister, _ = store.(ClientIDLister)
-	for range 3 {
+	commits := 3 // building, applying, posting
+	if _, ok := store.(PipelinedStore); ok {
+		commits += PipelineDepth - 1
+	}
+	for range commits {
 		s.free <- &commit{}
 	}
 	s.wg.Add(4)
@@ -286,11 +292,17 @@ func (s *Service) applyLoop() {
 	defer s.wg.Done()
 	defer close(s.post)
 	ctx := context.Background()
+	if ps, ok := s.store.(PipelinedStore); ok {
+		s.applyPipelined(ps)
+		return
+	}
 	for c := range s.apply {
 		switch {
-		case c.batch.Empty():
 		case c.epoch != s.epoch.Load():
+			// Built on a batch that failed: even with nothing to write,
+			// its answers (a resend's ack) may name what was not stored.
 			c.err = errEarlierBatch
+		case c.batch.Empty():
 		default:
 			start := time.Now()
 			err := s.store.Apply(ctx, &c.batch)
@@ -304,6 +316,53 @@ func (s *Service) applyLoop() {
 		}
 		s.post <- c
 	}
+}
+
+// applyPipelined is applyLoop for a PipelinedStore: it starts each batch's
+// Apply without waiting for the one before, at most PipelineDepth at once,
+// and hands the batches to the post stage in their order, each once its
+// Apply is done.
+func (s *Service) applyPipelined(ps PipelinedStore) {
+	ctx := context.Background()
+	inflight := make(chan *commit, PipelineDepth-1) // with the one the forwarder waits for: PipelineDepth
+	forwarded := make(chan struct{})
+	go func() {
+		defer close(forwarded)
+		for c := range inflight {
+			<-c.applied
+			s.post <- c
+		}
+	}()
+	for c := range s.apply {
+		c.applied = make(chan struct{})
+		if c.epoch != s.epoch.Load() {
+			c.err = errEarlierBatch
+			close(c.applied)
+			inflight <- c
+			continue
+		}
+		start := time.Now()
+		ps.ApplyAsync(ctx, &c.batch, func(err error) {
+			if !c.batch.Empty() {
+				s.m.commitSeconds.Observe(time.Since(start).Seconds())
+				s.m.batchRequests.Observe(float64(len(c.reqs)))
+			}
+			if err != nil {
+				if !errors.Is(err, ErrEarlierBatch) {
+					s.log.Error("store apply failed", "err", err, "requests", len(c.reqs))
+				}
+				// Even a batch failed for an earlier one's sake may have
+				// been built after the caches were reset: what was built
+				// on it must go too.
+				c.err = err
+				s.epoch.Add(1)
+			}
+			close(c.applied)
+		})
+		inflight <- c
+	}
+	close(inflight)
+	<-forwarded
 }
 
 func (s *Service) resetCaches() {

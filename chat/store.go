@@ -174,6 +174,37 @@ type Store interface {
 	ScanState(ctx context.Context, prefix string, fn func(key, value []byte) error) error
 }
 
+// PipelinedStore is an optional Store ability: applying a batch before the
+// previous one's Apply has returned, so that a store a network round trip
+// away (each Apply two or more of them) is not idle between batches. The
+// Service then starts the Apply of batch n+1 while batch n's is under way,
+// at most PipelineDepth at once.
+//
+// ApplyAsync starts applying b and returns at once; done is then called
+// exactly once, from any goroutine, with what Apply would have returned.
+// Calls are ordered: the store applies the batches as if each Apply began
+// once the one before it had returned. It must not make any write of a
+// batch visible before every write of the batches started before it is,
+// and when one fails, every batch started while it was in flight (and,
+// in turn, while those were) must fail too, with ErrEarlierBatch, none of
+// its writes visible. b is
+// not modified and must stay unchanged until done. Safe for concurrent
+// use with the other methods; ApplyAsync itself is called from one
+// goroutine.
+type PipelinedStore interface {
+	Store
+	ApplyAsync(ctx context.Context, b *Batch, done func(error))
+}
+
+// PipelineDepth is the most batches the Service has in a PipelinedStore's
+// ApplyAsync at once.
+const PipelineDepth = 3
+
+// ErrEarlierBatch is returned for a batch that was not applied because a
+// batch before it failed (see PipelinedStore). The Service answers its
+// requests with it; the clients retry.
+var ErrEarlierBatch = errors.New("switchboard: an earlier batch failed to commit")
+
 // ClientIDLister is an optional Store ability: listing the client ids that
 // a user has sent, for messages not yet expired. With it the Service keeps,
 // per active sender, an in-memory set of client-id hashes and answers "is

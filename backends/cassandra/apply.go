@@ -64,18 +64,92 @@ type span struct{ first, last uint64 }
 // breaks the chat.Batch contract is refused (ErrInvalidBatch) before
 // anything is written. Safe for concurrent use.
 func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
-	if err := s.check(ctx); err != nil {
-		return err
+	ch := make(chan error, 1)
+	s.ApplyAsync(ctx, b, func(err error) { ch <- err })
+	return <-ch
+}
+
+// ApplyAsync starts Apply of b and returns; done gets its result
+// (chat.PipelinedStore). Batches are chained in the order of the calls:
+// the first phase of a batch starts once the first phase of the one
+// before has finished (of two writes of one cell, a message's status,
+// the later batch's carries the larger timestamp), and its heads once
+// the batch before has returned; so a batch's first phase overlaps the
+// heads of the one before, and its heads are never visible before the
+// earlier batch's. When a batch fails, those started while it was in
+// flight (and those started while these were) fail with
+// chat.ErrEarlierBatch, their heads unwritten; one started after it
+// returned does not depend on it.
+func (s *Store) ApplyAsync(ctx context.Context, b *chat.Batch, done func(error)) {
+	s.chainMu.Lock()
+	prev := s.chainTail
+	if prev != nil {
+		select {
+		case <-prev.done: // returned before this batch began: no tie
+			prev = nil
+		default:
+		}
 	}
-	if b.Empty() {
-		return nil
+	me := &applyLink{wrote: make(chan struct{}), done: make(chan struct{})}
+	s.chainTail = me
+	s.chainMu.Unlock()
+	go func() {
+		err := s.applyLinked(ctx, b, prev, me)
+		me.err = err
+		close(me.done)
+		done(err)
+	}()
+}
+
+// applyLink is one batch in ApplyAsync's chain.
+type applyLink struct {
+	wrote    chan struct{} // closed when the first phase is over (writeErr set)
+	writeErr error
+	done     chan struct{} // closed when Apply is over (err set)
+	err      error
+}
+
+func (s *Store) applyLinked(ctx context.Context, b *chat.Batch, prev, me *applyLink) error {
+	var spans map[string]span
+	var err error
+	if prev != nil {
+		<-prev.wrote
+		if prev.writeErr != nil {
+			err = chat.ErrEarlierBatch
+		}
 	}
-	spans, err := validate(b)
+	if err == nil {
+		spans, err = s.applyEntries(ctx, b)
+	}
+	me.writeErr = err
+	close(me.wrote)
+	if prev != nil {
+		<-prev.done
+		if err == nil && prev.err != nil {
+			err = chat.ErrEarlierBatch
+		}
+	}
 	if err != nil {
 		return err
 	}
+	return s.applyHeads(ctx, spans)
+}
+
+// applyEntries is Apply's first phase; it returns the seqs b writes per
+// user, for the heads.
+func (s *Store) applyEntries(ctx context.Context, b *chat.Batch) (map[string]span, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	if b.Empty() {
+		return nil, nil
+	}
+	spans, err := validate(b)
+	if err != nil {
+		return nil, err
+	}
 	if s.WriterEpoch() == 0 {
-		return ErrNoWriterEpoch
+		return nil, ErrNoWriterEpoch
 	}
 
 	// Phase 1: entries, shared parts, retention.
@@ -213,11 +287,15 @@ func (s *Store) Apply(ctx context.Context, b *chat.Batch) error {
 		return s.execBatch(ctx, gocql.UnloggedBatch, groups[i])
 	})
 	if err != nil {
-		return s.wrap("apply: entries, messages and state", err)
+		return nil, s.wrap("apply: entries, messages and state", err)
 	}
 	s.noteFirst(bucket)
+	return spans, nil
+}
 
-	// Phase 2: heads.
+// applyHeads is Apply's second phase: the heads of spans, which make the
+// entries visible.
+func (s *Store) applyHeads(ctx context.Context, spans map[string]span) error {
 	if len(spans) == 0 {
 		return nil
 	}

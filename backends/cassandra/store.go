@@ -56,6 +56,9 @@ type Store struct {
 
 	firstMu  sync.Mutex
 	firstReg int64 // lowest retention bucket this Store registered as "first"; 0: none
+
+	chainMu   sync.Mutex
+	chainTail *applyLink // the last batch ApplyAsync started (apply.go)
 }
 
 // Open connects to the cluster of cfg and checks that the keyspace holds
