@@ -119,6 +119,15 @@
 // of fewer than a quorum of replicas at once, not the power loss of the
 // whole quorum within that window).
 //
+// ApplyAsync (chat.PipelinedStore) lets the Service start a batch before
+// the previous one has returned: batches are chained in the order they
+// were started; a batch's first phase begins once the previous one's
+// first phase is over, so of two batches' writes of one cell (a message's
+// status) the later carries the larger timestamp, and its heads once the
+// previous batch has returned, so heads become visible in batch order.
+// A batch that fails fails those started while it was in flight
+// (chat.ErrEarlierBatch), their heads unwritten.
+//
 // If Apply fails part way (the Service then drops its caches and rereads
 // heads), entries above the head stay unread and are overwritten by the
 // next batch for those seqs (its timestamps are larger). Messages and
