@@ -71,7 +71,7 @@ if [ -n "$CLUSTER" ]; then
   . "$OUT/engines.env"
   cat > "$OUT/switchboard.yaml" <<YAML
 backends: {store: cassandra, bus: kafka, router: redis}
-cassandra: {hosts: ["$CASSANDRA"], keyspace: switchboard, replication: "1"}
+cassandra: {hosts: ["$CASSANDRA"], keyspace: switchboard, replication: "1", batch_entries: true}
 kafka: {brokers: ["$KAFKA"], replication_factor: 1, min_insync_replicas: 1}
 redis: {addrs: ["$REDIS"]}
 gateway: {message_rate: 100000, message_burst: 100000}
