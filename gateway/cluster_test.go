@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -333,5 +334,37 @@ func TestDefaultNodeUnique(t *testing.T) {
 	}
 	if c := (Config{Node: "gw-7"}); func() string { c.setDefaults(); return c.Node }() != "gw-7" {
 		t.Fatal("an explicit node was replaced")
+	}
+}
+
+// TestClusterDevicesListAcrossNodes: devices.list counts the user's
+// devices on every gateway.
+func TestClusterDevicesListAcrossNodes(t *testing.T) {
+	for _, d := range directories {
+		t.Run(d.name, func(t *testing.T) {
+			cl := d.new(t, 2, Config{})
+			phone := cl.nodes[0].dial(t, "ok:hal:phone")
+			phone.synced()
+			cl.nodes[1].dial(t, "ok:hal:laptop").synced()
+			cl.nodes[1].dial(t, "ok:hal:tablet").synced()
+			devs := phone.request(map[string]any{"type": "devices.list", "id": "d"})
+			var parsed struct {
+				Devices []struct {
+					Device      string `json:"device"`
+					Connections int    `json:"connections"`
+					Current     bool   `json:"current"`
+				} `json:"devices"`
+			}
+			if err := json.Unmarshal(devs.raw, &parsed); err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			for _, d := range parsed.Devices {
+				got += fmt.Sprintf("%s:%d:%v ", d.Device, d.Connections, d.Current)
+			}
+			if want := "laptop:1:false phone:1:true tablet:1:false "; got != want {
+				t.Fatalf("devices.list on gw-1 = %q (%s), want %q", got, devs.raw, want)
+			}
+		})
 	}
 }

@@ -204,7 +204,8 @@ func (h *hub) devicesList(c *wsConn, id []byte) {
 }
 
 // devices writes the ack of devices.list: the user's devices connected to
-// this node, each with its number of connections.
+// this node and, from the directory, to the others, each with its number
+// of connections.
 func (h *hub) devices(j job) {
 	c := j.c
 	type dev struct {
@@ -212,15 +213,33 @@ func (h *hub) devices(j job) {
 		conns int
 	}
 	var devs []dev
-	s := h.shard(c.user)
-	s.mu.RLock()
-	for _, x := range s.users[c.user] {
-		i := slices.IndexFunc(devs, func(d dev) bool { return d.name == x.device })
+	count := func(device string) {
+		i := slices.IndexFunc(devs, func(d dev) bool { return d.name == device })
 		if i < 0 {
-			devs = append(devs, dev{name: x.device})
+			devs = append(devs, dev{name: device})
 			i = len(devs) - 1
 		}
 		devs[i].conns++
+	}
+	// The other nodes' connections; this node's are counted from the
+	// registry, which also holds those still registering.
+	remote, err := h.g.dir.Lookup(context.Background(), c.user, nil)
+	if err != nil {
+		h.g.log.Warn("devices.list: route lookup failed", "err", err)
+		h.g.m.errorFrames(protocol.CodeInternal).Inc()
+		f := getFrame(96 + len(j.id))
+		c.send(f.seal(opText, protocol.AppendError(f.payload(), j.id, protocol.CodeInternal, "the device directory is unreachable: retry later")))
+		return
+	}
+	for _, r := range remote {
+		if r.Node != h.g.cfg.Node {
+			count(r.Device)
+		}
+	}
+	s := h.shard(c.user)
+	s.mu.RLock()
+	for _, x := range s.users[c.user] {
+		count(x.device)
 	}
 	s.mu.RUnlock()
 	slices.SortFunc(devs, func(a, b dev) int { return strings.Compare(a.name, b.name) })
