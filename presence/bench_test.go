@@ -130,3 +130,31 @@ func BenchmarkSubscriptionMemory(b *testing.B) {
 		s.Close()
 	}
 }
+
+// BenchmarkOnlineUserMemory measures the heap held per online user that
+// nobody on this node watches: a gateway of a distributed deployment
+// reads every node's presence events, so it holds one entry per online
+// user of the deployment, not only of its own connections (100,000 users
+// connected on other nodes; the user ids are counted, as the events'
+// decoded strings are what the entries keep).
+func BenchmarkOnlineUserMemory(b *testing.B) {
+	const users = 100_000
+	for b.Loop() {
+		s, err := presence.New(presence.Config{FlushInterval: time.Hour}, memory.NewPresenceStore(), &countPusher{}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := range users {
+			s.Handle(presence.Event{Kind: presence.Connected, User: fmt.Sprintf("user-%07d", i), Device: "phone",
+				Node: "vm-4162-f25c6bb0", Conn: uint64(i), TS: int64(1_764_170_000_000 + i)})
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/users, "B/user")
+		runtime.KeepAlive(s)
+		s.Close()
+	}
+}
