@@ -1,12 +1,15 @@
 package clustertest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -34,9 +37,16 @@ type user struct {
 // ends, recording its events (and handing each to hook, if not nil).
 func connect(t *testing.T, c *Cluster, url, name, device string, hook func(client.Event)) *user {
 	t.Helper()
+	return connectCfg(t, c, client.Config{URL: url}, name, device, hook)
+}
+
+// connectCfg is connect with more of the client's configuration (cfg's
+// URL, AssetsURL).
+func connectCfg(t *testing.T, c *Cluster, cfg client.Config, name, device string, hook func(client.Event)) *user {
+	t.Helper()
 	u := &user{name: name, done: make(chan struct{})}
 	cl, err := client.New(client.Config{
-		URL: url, Token: c.Token(t, name, device),
+		URL: cfg.URL, AssetsURL: cfg.AssetsURL, Token: c.Token(t, name, device),
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 		Handler: func(ev client.Event) {
 			u.mu.Lock()
@@ -314,4 +324,61 @@ func (r *rawConn) next(t *testing.T) map[string]any {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// TestClusterFileSharing: a file uploaded through one gateway's asset API
+// and sent to a user on another gateway is downloaded through that one,
+// byte for byte; the blobs are in the deployment's shared directory, the
+// asset's record in Cassandra.
+func TestClusterFileSharing(t *testing.T) {
+	c := New(t, Engines{}, "")
+	defer func() {
+		if t.Failed() {
+			t.Log(c.Logs())
+		}
+	}()
+	c.StartWorker(t)
+	g1, g2 := c.StartGateway(t), c.StartGateway(t)
+	alice := connectCfg(t, c, client.Config{URL: g1.URL(), AssetsURL: g1.AssetsURL()}, "alice", "phone", nil)
+	bob := connectCfg(t, c, client.Config{URL: g2.URL(), AssetsURL: g2.AssetsURL()}, "bob", "phone", nil)
+
+	data := make([]byte, 300<<10)
+	for i := range data {
+		data[i] = byte(i*7 + i>>9)
+	}
+	path := filepath.Join(t.TempDir(), "report.bin")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, att, err := alice.c.SendFile(ctx, "bob", path, "the report")
+	if err != nil {
+		t.Fatalf("SendFile through gateway 1: %v", err)
+	}
+	var got client.Message
+	waitFor(t, 20*time.Second, "bob to get alice's file", func() bool {
+		for _, m := range bob.messages() {
+			if m.From == "alice" && m.Attachment != nil {
+				got = m
+				return true
+			}
+		}
+		return false
+	})
+	if got.Body != "the report" || got.Attachment.AssetID != att.AssetID || got.Attachment.Size != int64(len(data)) || got.Attachment.Name != "report.bin" {
+		t.Fatalf("bob's message %+v (attachment %+v), want the caption and alice's asset %+v", got, got.Attachment, att)
+	}
+	var buf bytes.Buffer
+	if err := bob.c.Download(ctx, got.Attachment.AssetID, &buf); err != nil {
+		t.Fatalf("Download through gateway 2: %v", err)
+	}
+	if !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("downloaded %d bytes, not the %d uploaded", buf.Len(), len(data))
+	}
+	// Someone the file was not sent to may not read it.
+	carol := connectCfg(t, c, client.Config{URL: g2.URL(), AssetsURL: g2.AssetsURL()}, "carol", "phone", nil)
+	if err := carol.c.Download(ctx, att.AssetID, io.Discard); err == nil {
+		t.Fatal("carol downloaded a file nobody sent her")
+	}
 }

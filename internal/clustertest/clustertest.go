@@ -54,6 +54,12 @@ type Cluster struct {
 	Config   string // the YAML file every process reads
 	SecretIn string // the data directory holding the shared token secret
 	Extra    string // more YAML appended to Config by New's caller (before starting processes)
+	// DataDir is every process's data directory: in a distributed
+	// deployment it holds only the blobs (blobs.backend dir) and
+	// unfinished uploads, so sharing it is the "shared file system" of
+	// docs/deploy.md, and a file uploaded through one gateway can be
+	// downloaded through another.
+	DataDir string
 
 	Gateways []*testserver.Server
 	Workers  []*testserver.Server
@@ -75,7 +81,7 @@ func New(t testing.TB, e Engines, extra string) *Cluster {
 	if e.Cassandra == nil {
 		e.Cassandra = testengines.Cassandra(t)
 	}
-	c := &Cluster{Engines: e, Name: fmt.Sprintf("c%d_%d", os.Getpid(), clusters.Add(1)), SecretIn: t.TempDir()}
+	c := &Cluster{Engines: e, Name: fmt.Sprintf("c%d_%d", os.Getpid(), clusters.Add(1)), SecretIn: t.TempDir(), DataDir: t.TempDir()}
 	// The secret is created by the first Token call or process; all
 	// read the same file.
 	testserver.Token(t, c.SecretIn, "init", "")
@@ -103,7 +109,7 @@ assets: {listen: "off"}
 // StartGateway starts a gateway process and returns once it is ready.
 func (c *Cluster) StartGateway(t testing.TB, args ...string) *testserver.Server {
 	t.Helper()
-	s := testserver.Start(t, testserver.Options{Args: append([]string{"--role", "gateway", "--config", c.Config}, args...)})
+	s := testserver.Start(t, testserver.Options{DataDir: c.DataDir, Args: append([]string{"--role", "gateway", "--config", c.Config}, args...)})
 	c.Gateways = append(c.Gateways, s)
 	return s
 }
@@ -111,7 +117,7 @@ func (c *Cluster) StartGateway(t testing.TB, args ...string) *testserver.Server 
 // StartWorker starts a worker process and returns once it is ready.
 func (c *Cluster) StartWorker(t testing.TB, args ...string) *testserver.Server {
 	t.Helper()
-	s := testserver.Start(t, testserver.Options{Args: append([]string{"--role", "worker", "--config", c.Config}, args...)})
+	s := testserver.Start(t, testserver.Options{DataDir: c.DataDir, Args: append([]string{"--role", "worker", "--config", c.Config}, args...)})
 	c.Workers = append(c.Workers, s)
 	return s
 }
