@@ -30,9 +30,9 @@ type Replier interface {
 // though a log partition's records must be handled in their order (one
 // goroutine per partition) for the core to see them in that order.
 type Worker struct {
-	svc   Submitter
-	rep   Replier
-	log   *slog.Logger
+	svc     Submitter
+	rep     Replier
+	log     *slog.Logger
 	stats   WorkerStats
 	metrics *Metrics
 	pool    sync.Pool // *job
@@ -60,9 +60,9 @@ func (w *Worker) Stats() *WorkerStats { return &w.stats }
 // job is one command in flight: the request, decoded in place from the
 // record, and where its answer goes.
 type job struct {
-	w    *Worker
-	req  chat.Request
-	node string
+	w     *Worker
+	req   chat.Request
+	node  string
 	corr  uint64
 	start time.Time // when Handle got it
 	done  func()

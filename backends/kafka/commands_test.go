@@ -28,7 +28,7 @@ type recorder struct {
 	mu     sync.Mutex
 	got    []string
 	badAt  []time.Time // append times not within the last minute
-	hold   int // complete only the first hold commands (0: all)
+	hold   int         // complete only the first hold commands (0: all)
 	closed bool
 	notify chan struct{}
 }
