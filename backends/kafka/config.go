@@ -19,6 +19,7 @@ const (
 	DefaultStreamPartitions   = 8
 	DefaultStreamRetention    = 7 * 24 * time.Hour
 	DefaultNodeRetention      = time.Hour
+	DefaultNodeTopicGrace     = time.Hour
 	DefaultPublishTimeout     = 2 * time.Second
 	DefaultMissingNodeRecheck = time.Second
 	DefaultMaxBufferedRecords = 1 << 16
@@ -73,6 +74,13 @@ type Config struct {
 	// topics: deliveries are best effort and only read live, so this only
 	// bounds the disk they take. Default 1 hour (DefaultNodeRetention).
 	NodeRetention time.Duration `yaml:"node_retention" help:"retention of each gateway's delivery topic (default 1h)"`
+
+	// NodeTopicGrace is how long a node's heartbeat must have been
+	// missing before the workers delete its topic (a process that died;
+	// one that stops cleanly deletes its own). Node ids are unique per
+	// process by default, so without it every restart would leave a topic
+	// behind. Default 1 hour (DefaultNodeTopicGrace); negative: never.
+	NodeTopicGrace time.Duration `yaml:"node_topic_grace" help:"workers delete the topic of a node whose heartbeat has been missing this long (default 1h; negative: never)"`
 
 	// PublishTimeout bounds Publish and SendNode (as well as their ctx):
 	// how long they wait for the brokers' acknowledgement, or for the
@@ -142,6 +150,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.NodeRetention == 0 {
 		c.NodeRetention = DefaultNodeRetention
+	}
+	if c.NodeTopicGrace == 0 {
+		c.NodeTopicGrace = DefaultNodeTopicGrace
 	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = DefaultPublishTimeout

@@ -329,6 +329,28 @@ func (d *Directory) Prefetch(ctx context.Context, users []string) error {
 	return nil
 }
 
+// NodesAlive reports, for each of nodes, whether its liveness key is set
+// now, read from Redis rather than the cache: whether the node's Keeper
+// has beaten within the last three heartbeat intervals.
+func (d *Directory) NodesAlive(ctx context.Context, nodes []string) ([]bool, error) {
+	if len(nodes) == 0 {
+		return nil, nil
+	}
+	cmds := make(rueidis.Commands, len(nodes))
+	for i, n := range nodes {
+		cmds[i] = d.c.B().Exists().Key(d.nodeKey(n)).Build()
+	}
+	out := make([]bool, len(nodes))
+	for i, res := range d.c.DoMulti(ctx, cmds...) {
+		n, err := res.AsInt64()
+		if err != nil {
+			return nil, fmt.Errorf("redis directory: liveness of %q: %w", nodes[i], err)
+		}
+		out[i] = n == 1
+	}
+	return out, nil
+}
+
 func (d *Directory) alive(ctx context.Context, nodes []string, dst []bool) ([]bool, error) {
 	if len(nodes) == 1 {
 		res := d.c.DoCache(ctx, d.c.B().Get().Key(d.nodeKey(nodes[0])).Cache(), d.cfg.CacheTTL)

@@ -481,3 +481,22 @@ func TestPrefetch(t *testing.T) {
 		t.Fatalf("Lookups after Prefetch: %d hits, %d misses; want 8 (5 hashes, 3 liveness) and 1 (gw-1's liveness, first read)", hits.Load(), misses.Load())
 	}
 }
+
+// TestNodesAlive: a node is alive while its Keeper beats, and not once
+// its liveness key is gone.
+func TestNodesAlive(t *testing.T) {
+	d := newDir(t, testengines.Redis(t).Addr, Config{})
+	ctx := context.Background()
+	beat(t, d, "gw-1")
+	got, err := d.NodesAlive(ctx, []string{"gw-1", "gw-never"})
+	if err != nil || !slices.Equal(got, []bool{true, false}) {
+		t.Fatalf("NodesAlive = %v, %v; want [true false]", got, err)
+	}
+	raw := rawClient(t, testengines.Redis(t).Addr)
+	if err := raw.Do(ctx, raw.B().Del().Key(d.nodeKey("gw-1")).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := d.NodesAlive(ctx, []string{"gw-1"}); err != nil || got[0] {
+		t.Fatalf("NodesAlive after the key expired = %v, %v; want [false]", got, err)
+	}
+}

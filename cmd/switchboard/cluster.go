@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,7 @@ import (
 	"github.com/switchboard/switchboard/chat"
 	"github.com/switchboard/switchboard/cluster"
 	"github.com/switchboard/switchboard/gateway"
+	"github.com/switchboard/switchboard/router"
 )
 
 // Roles of `switchboard serve --role`.
@@ -113,6 +116,16 @@ func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("kafka: %w", err)
 	}
 	defer bus.Close()
+	// A clean stop deletes the node's delivery topic (once everything
+	// below has stopped); the workers delete those of nodes that died
+	// (collectNodeTopics).
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := bus.DeleteNode(dctx, node); err != nil {
+			log.Warn("deleting this node's delivery topic", "err", err)
+		}
+	}()
 	dir, err := redis.New(cfg.Redis)
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
@@ -197,13 +210,24 @@ func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
 			}
 		}()
 		// The node's topic carries the replies to this worker's own
-		// requests (asset worker, collector).
+		// requests (asset worker, collector); its heartbeat tells the
+		// other workers that the topic is in use.
 		if !gw {
 			unsub, err := bus.Subscribe(node, func(*chat.Delivery) {})
 			if err != nil {
 				return fmt.Errorf("kafka: subscribe %s: %w", node, err)
 			}
 			defer unsub()
+			if err := startKeeper(openCtx, runCtx, &wg, dir, node, func() []router.Route { return nil }, log); err != nil {
+				return err
+			}
+		}
+		if grace := cmp.Or(kcfg.NodeTopicGrace, kafka.DefaultNodeTopicGrace); grace > 0 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				collectNodeTopics(runCtx, bus, dir, node, grace, log)
+			}()
 		}
 		if cfg.Assets.Listen != "off" {
 			stop, err := runAssetWorkers(cfg, blobs, catalog, catalog, bus, log)
@@ -236,26 +260,9 @@ func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	// The node's liveness in the directory, and its routes rebuilt if
-	// Redis lost them.
-	keeper := dir.Keeper(node, strconv.FormatInt(time.Now().UnixNano(), 36), g.Routes)
-	// Routes of a node without a liveness key are not looked up: beat
-	// once before the first connection registers.
-	if _, err := keeper.Beat(openCtx); err != nil { // "rebuilt": there was nothing yet
-		return fmt.Errorf("redis: first heartbeat: %w", err)
+	if err := startKeeper(openCtx, runCtx, &wg, dir, node, g.Routes, log); err != nil {
+		return err
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		keeper.Run(runCtx, func(rebuilt bool, err error) {
-			switch {
-			case err != nil:
-				log.Warn("routing directory heartbeat", "err", err)
-			case rebuilt:
-				log.Warn("routing directory had lost this node's routes: rebuilt")
-			}
-		})
-	}()
 	// Presence: every gateway reads every connection event, so that its
 	// own subscribers hear of users on other gateways.
 	stopPresence, err := startPresence(cfg, store.Presence(), g, bus, log)
@@ -277,6 +284,83 @@ func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
 	err = runGateway(runCtx, cfg, g, log, stopAssets, "role", cfg.Role)
 	stopRun()
 	return err
+}
+
+// startKeeper beats the node's liveness in the directory, once before it
+// returns (routes of a node without a liveness key are not looked up, so
+// this comes before the first connection registers), then until runCtx
+// ends, rebuilding the node's routes if Redis lost them.
+func startKeeper(openCtx, runCtx context.Context, wg *sync.WaitGroup, dir *redis.Directory, node string, routes func() []router.Route, log *slog.Logger) error {
+	keeper := dir.Keeper(node, strconv.FormatInt(time.Now().UnixNano(), 36), routes)
+	if _, err := keeper.Beat(openCtx); err != nil { // "rebuilt": there was nothing yet
+		return fmt.Errorf("redis: first heartbeat: %w", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		keeper.Run(runCtx, func(rebuilt bool, err error) {
+			switch {
+			case err != nil:
+				log.Warn("routing directory heartbeat", "err", err)
+			case rebuilt:
+				log.Warn("routing directory had lost this node's routes: rebuilt")
+			}
+		})
+	}()
+	return nil
+}
+
+// collectNodeTopics deletes, every grace/4, the delivery topics of nodes
+// whose heartbeat has been missing for grace: processes that died (a
+// clean stop deletes its own). Every worker runs it; a topic deleted
+// twice is no harm. A node seen alive again, or a check that cannot read
+// Redis or Kafka, judges nothing.
+func collectNodeTopics(ctx context.Context, bus *kafka.Bus, dir *redis.Directory, self string, grace time.Duration, log *slog.Logger) {
+	deadSince := map[string]time.Time{}
+	t := time.NewTicker(max(grace/4, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		nodes, err := bus.NodeTopics(ctx)
+		if err != nil {
+			log.Debug("node topics: list", "err", err)
+			continue
+		}
+		nodes = slices.DeleteFunc(nodes, func(n string) bool { return n == self })
+		alive, err := dir.NodesAlive(ctx, nodes)
+		if err != nil {
+			log.Debug("node topics: liveness", "err", err)
+			continue
+		}
+		now := time.Now()
+		listed := make(map[string]bool, len(nodes))
+		for i, n := range nodes {
+			listed[n] = true
+			first, seen := deadSince[n]
+			switch {
+			case alive[i]:
+				delete(deadSince, n)
+			case !seen:
+				deadSince[n] = now
+			case now.Sub(first) >= grace:
+				if err := bus.DeleteNode(ctx, n); err != nil {
+					log.Warn("deleting a dead node's delivery topic", "dead_node", n, "err", err)
+					continue
+				}
+				log.Info("deleted the delivery topic of a node gone", "dead_node", n, "gone_for", now.Sub(first).Round(time.Second))
+				delete(deadSince, n)
+			}
+		}
+		for n := range deadSince {
+			if !listed[n] {
+				delete(deadSince, n)
+			}
+		}
+	}
 }
 
 // replyKind tags a worker's replies on a node's topic (deliveries are 'd').

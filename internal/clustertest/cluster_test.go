@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +19,11 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/switchboard/switchboard/client"
+	"github.com/switchboard/switchboard/internal/testserver"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -380,5 +385,76 @@ func TestClusterFileSharing(t *testing.T) {
 	carol := connectCfg(t, c, client.Config{URL: g2.URL(), AssetsURL: g2.AssetsURL()}, "carol", "phone", nil)
 	if err := carol.c.Download(ctx, att.AssetID, io.Discard); err == nil {
 		t.Fatal("carol downloaded a file nobody sent her")
+	}
+}
+
+// nodeOf reads a process's node id from its log.
+func nodeOf(t *testing.T, s *testserver.Server) string {
+	t.Helper()
+	m := regexp.MustCompile(`node=(\S+)`).FindStringSubmatch(s.Log())
+	if m == nil {
+		t.Fatalf("no node id in the log of %s", s.Addr())
+	}
+	return m[1]
+}
+
+// TestNodeTopicsCollected: the delivery topic of a gateway killed with -9
+// is deleted by the worker once its heartbeat has been missing for
+// kafka.node_topic_grace; a live gateway's and the worker's own stay; a
+// gateway that stops cleanly deletes its own at once.
+func TestNodeTopicsCollected(t *testing.T) {
+	c := New(t, Engines{}, "")
+	defer func() {
+		if t.Failed() {
+			t.Log(c.Logs())
+		}
+	}()
+	c.Env = []string{"SWITCHBOARD_KAFKA_NODE_TOPIC_GRACE=2s"}
+	w := c.StartWorker(t)
+	dead, live, stopped := c.StartGateway(t), c.StartGateway(t), c.StartGateway(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Kafka.Bootstrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topics := func() map[string]bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		td, err := adm.ListTopics(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for name := range td {
+			if rest, ok := strings.CutPrefix(name, c.Name+".node."); ok {
+				out[rest] = true
+			}
+		}
+		return out
+	}
+	nodes := map[string]string{"dead": nodeOf(t, dead), "live": nodeOf(t, live), "stopped": nodeOf(t, stopped), "worker": nodeOf(t, w)}
+	for what, n := range nodes {
+		if !topics()[n] {
+			t.Fatalf("the %s node %s has no topic (topics %v)", what, n, topics())
+		}
+	}
+	if err := stopped.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Kafka deletes a topic asynchronously: the metadata follows.
+	waitFor(t, 10*time.Second, "the cleanly stopped gateway's topic to be deleted", func() bool { return !topics()[nodes["stopped"]] })
+	dead.Kill()
+	killed := time.Now()
+	// Liveness expires 3 heartbeats (3 s) after the last, then 2 s of
+	// grace, checked every 0.5 s.
+	waitFor(t, 20*time.Second, "the killed gateway's topic to be deleted", func() bool { return !topics()[nodes["dead"]] })
+	t.Logf("the killed gateway's topic was deleted %v after the kill", time.Since(killed).Round(100*time.Millisecond))
+	got := topics()
+	if !got[nodes["live"]] || !got[nodes["worker"]] {
+		t.Fatalf("live nodes' topics deleted: %v, want %s and %s", got, nodes["live"], nodes["worker"])
+	}
+	if d := time.Since(killed); d < 3500*time.Millisecond {
+		t.Fatalf("the topic was deleted %v after the kill, before its liveness could expire and the grace pass", d)
 	}
 }

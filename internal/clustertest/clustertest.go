@@ -60,6 +60,9 @@ type Cluster struct {
 	// docs/deploy.md, and a file uploaded through one gateway can be
 	// downloaded through another.
 	DataDir string
+	// Env is more KEY=VALUE environment for the processes started next
+	// (SWITCHBOARD_* settings that the shared YAML does not hold).
+	Env []string
 
 	Gateways []*testserver.Server
 	Workers  []*testserver.Server
@@ -109,7 +112,7 @@ assets: {listen: "off"}
 // StartGateway starts a gateway process and returns once it is ready.
 func (c *Cluster) StartGateway(t testing.TB, args ...string) *testserver.Server {
 	t.Helper()
-	s := testserver.Start(t, testserver.Options{DataDir: c.DataDir, Args: append([]string{"--role", "gateway", "--config", c.Config}, args...)})
+	s := testserver.Start(t, testserver.Options{DataDir: c.DataDir, Env: c.Env, Args: append([]string{"--role", "gateway", "--config", c.Config}, args...)})
 	c.Gateways = append(c.Gateways, s)
 	return s
 }
@@ -117,7 +120,7 @@ func (c *Cluster) StartGateway(t testing.TB, args ...string) *testserver.Server 
 // StartWorker starts a worker process and returns once it is ready.
 func (c *Cluster) StartWorker(t testing.TB, args ...string) *testserver.Server {
 	t.Helper()
-	s := testserver.Start(t, testserver.Options{DataDir: c.DataDir, Args: append([]string{"--role", "worker", "--config", c.Config}, args...)})
+	s := testserver.Start(t, testserver.Options{DataDir: c.DataDir, Env: c.Env, Args: append([]string{"--role", "worker", "--config", c.Config}, args...)})
 	c.Workers = append(c.Workers, s)
 	return s
 }
