@@ -121,14 +121,7 @@ func TestConfig(t *testing.T) {
 // through the same Directory is seen by the next Lookup at once.
 func TestCacheServesUnchangedUser(t *testing.T) {
 	d := newDir(t, testengines.Redis(t).Addr, Config{})
-	var hits, misses atomic.Int64
-	d.cacheHook = func(hit bool) {
-		if hit {
-			hits.Add(1)
-		} else {
-			misses.Add(1)
-		}
-	}
+	hits, misses := countCache(d)
 	beat(t, d, "gw-1", "gw-2")
 	ctx := context.Background()
 	r1 := router.Route{User: "alice", Device: "phone", Node: "gw-1", Conn: 1}
@@ -458,14 +451,7 @@ func TestPrefetch(t *testing.T) {
 	if err := d.Prefetch(ctx, users); err != nil {
 		t.Fatal(err)
 	}
-	var hits, misses atomic.Int64
-	d.cacheHook = func(hit bool) {
-		if hit {
-			hits.Add(1)
-		} else {
-			misses.Add(1)
-		}
-	}
+	hits, misses := countCache(d)
 	for _, u := range users {
 		got := lookup(t, d, u)
 		if want := 1; u == "nobody" {
@@ -499,4 +485,17 @@ func TestNodesAlive(t *testing.T) {
 	if got, err := d.NodesAlive(ctx, []string{"gw-1"}); err != nil || got[0] {
 		t.Fatalf("NodesAlive after the key expired = %v, %v; want [false]", got, err)
 	}
+}
+
+// countCache counts d's client-side cache hits and misses from now on.
+func countCache(d *Directory) (hits, misses *atomic.Int64) {
+	hits, misses = new(atomic.Int64), new(atomic.Int64)
+	d.cacheHook = func(hit bool) {
+		if hit {
+			hits.Add(1)
+		} else {
+			misses.Add(1)
+		}
+	}
+	return hits, misses
 }
