@@ -13,6 +13,12 @@ import "context"
 type Delivery struct {
 	Shared []byte
 	Items  []Item
+	// Epoch is the publishing sequencer's writer epoch (Config.Epoch), 0
+	// from a source that is not fenced. A gateway that has had a
+	// Delivery of a larger epoch drops one of a smaller: a sequencer that
+	// was paused past its ownership and resumed must not show devices
+	// entries whose seqs its successor fills differently.
+	Epoch uint64
 }
 
 // Item is one frame of a Delivery, for one user.

@@ -30,6 +30,12 @@ type Config struct {
 	// GroupCacheEntries bounds the groups whose state (members, receipt
 	// watermarks) the committer keeps in memory. Default 100,000.
 	GroupCacheEntries int `yaml:"group_cache_entries" help:"groups whose state is kept in memory (default 100000)"`
+
+	// Epoch is the writer epoch of the sequencer this Service is (a
+	// distributed worker's lease, not configured): stamped on every
+	// Delivery, so that gateways drop those of a deposed sequencer once
+	// they have heard from its successor. 0: none (one box).
+	Epoch uint64 `yaml:"-"`
 }
 
 // WithDefaults returns c with every zero field set to its default: the

@@ -49,8 +49,10 @@
 // timestamp above any of the previous epoch's. A former owner that was
 // paused past its session (a "zombie") and resumes cannot overwrite what
 // the new owner wrote, and its Kafka offset commits are refused (its
-// generation is stale). The worker also starts a fresh Service on each
-// assignment, so no cache of the previous ownership survives.
+// generation is stale). Its deliveries carry its epoch
+// (chat.Config.Epoch), and a gateway that has had one of its successor's
+// drops them. The worker also starts a fresh Service on each assignment,
+// so no cache of the previous ownership survives.
 //
 // # Why one partition
 //

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/switchboard/switchboard/backends/memory"
 	redisdir "github.com/switchboard/switchboard/backends/redis"
 	"github.com/switchboard/switchboard/chat"
@@ -366,5 +368,37 @@ func TestClusterDevicesListAcrossNodes(t *testing.T) {
 				t.Fatalf("devices.list on gw-1 = %q (%s), want %q", got, devs.raw, want)
 			}
 		})
+	}
+}
+
+// TestDeliveryFencedByEpoch: once a node has had a delivery from a
+// sequencer of some epoch, it drops those of smaller epochs (a deposed
+// sequencer's); deliveries without an epoch (other gateways' control
+// items, a one-box deployment) always pass.
+func TestDeliveryFencedByEpoch(t *testing.T) {
+	cl := newCluster(t, 1, Config{})
+	c := cl.nodes[0].dial(t, "ok:ivy:phone")
+	c.synced()
+	publish := func(epoch uint64, from string) {
+		t.Helper()
+		d := chat.Delivery{Epoch: epoch, Items: []chat.Item{{User: "ivy", Head: []byte(`{"type":"typing","from":"` + from + `","to":"ivy"}`)}}}
+		if err := cl.bus.Publish(context.Background(), "gw-1", &d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(5, "a")
+	publish(4, "deposed")
+	publish(0, "b")
+	publish(6, "c")
+	publish(5, "deposed")
+	publish(0, "end")
+	for _, want := range []string{"a", "b", "c", "end"} {
+		if f := c.read(); f.Type != "typing" || f.From != want {
+			t.Fatalf("got %+v, want typing from %s", f, want)
+		}
+	}
+	var m dto.Metric
+	if err := cl.nodes[0].g.m.fenced.Write(&m); err != nil || m.GetCounter().GetValue() != 2 {
+		t.Fatalf("fenced deliveries counted %v (%v), want 2", m.GetCounter().GetValue(), err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/switchboard/switchboard/chat"
 	"github.com/switchboard/switchboard/presence"
@@ -35,6 +36,8 @@ type hub struct {
 
 	mu      sync.RWMutex // guards stopped against sends on the closed jobs
 	stopped bool
+
+	epoch atomic.Uint64 // the largest sequencer epoch delivered so far
 }
 
 // regShard is one shard of the user → connections registry.
@@ -130,6 +133,10 @@ func (h *hub) unregister(c *wsConn) {
 // this node. For inbox entries the loops check the seq against each
 // connection's cursor; ephemeral frames (seq 0) are written as they come.
 func (h *hub) deliver(d *chat.Delivery) {
+	if d.Epoch != 0 && !h.current(d.Epoch) {
+		h.g.m.fenced.Inc()
+		return
+	}
 	var tail *outFrame
 	if len(d.Shared) > 0 {
 		tail = tailFrame(d.Shared)
@@ -165,6 +172,24 @@ func (h *hub) deliver(d *chat.Delivery) {
 		f.release()
 	}
 	tail.releaseIf()
+}
+
+// current reports whether epoch is at least the largest sequencer epoch
+// this node has had a delivery from, and records it: a delivery of a
+// deposed sequencer (paused past its ownership, then resumed) is dropped
+// once its successor has delivered here. Its entries are in the store
+// only if the successor did not write those seqs; devices read them by
+// sync either way.
+func (h *hub) current(epoch uint64) bool {
+	for {
+		cur := h.epoch.Load()
+		switch {
+		case epoch < cur:
+			return false
+		case epoch == cur || h.epoch.CompareAndSwap(cur, epoch):
+			return true
+		}
+	}
 }
 
 // add registers c, unless its user already has max_devices other devices

@@ -24,6 +24,7 @@ type metrics struct {
 	gapFills          prometheus.Counter
 	heldBack          prometheus.Counter
 	typingDropped     prometheus.Counter
+	fenced            prometheus.Counter
 	ackSeconds        prometheus.Histogram
 
 	upgradeVec *prometheus.CounterVec
@@ -57,6 +58,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "live_deliveries_total", Help: "Inbox entries (msg, receipt) written live to a connection, without a sync."}),
 		gapFills: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "gap_fills_total", Help: "Live deliveries that found a seq gap and read it from the store."}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
+			Name: "fenced_deliveries_total", Help: "Deliveries dropped because a sequencer of a later epoch had delivered to this node: a deposed sequencer's."}),
 		typingDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
 			Name: "typing_dropped_total", Help: "Typing frames dropped for coming faster than typing_interval."}),
 		heldBack: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "gateway",
@@ -89,7 +92,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.closeOther = m.closeVec.WithLabelValues("other")
 	if reg != nil {
-		reg.MustRegister(m.accepted, m.framesIn, m.framesOut, m.sends, m.receipts, m.syncs, m.handshakeTimeouts, m.hubFull, m.deliveries, m.gapFills, m.heldBack, m.typingDropped,
+		reg.MustRegister(m.accepted, m.framesIn, m.framesOut, m.sends, m.receipts, m.syncs, m.handshakeTimeouts, m.hubFull, m.deliveries, m.gapFills, m.heldBack, m.typingDropped, m.fenced,
 			m.ackSeconds, m.upgradeVec, m.errorVec, m.closeVec,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "gateway",
 				Name: "connections", Help: "Open WebSocket connections."},

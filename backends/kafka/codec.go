@@ -12,6 +12,16 @@ import (
 // (Publish); HandleNode refuses it.
 const KindDelivery byte = 'd'
 
+// KindFencedDelivery is the kind byte of a delivery that carries its
+// sequencer's epoch (chat.Delivery.Epoch): uvarint epoch, then
+// appendDelivery's bytes. Gateways of a version before it count such
+// records as an unknown kind and skip them (the entries wait in the
+// inboxes), so upgrade the gateways before the workers.
+const KindFencedDelivery byte = 'D'
+
+// isDelivery reports whether kind is one of the deliveries' kinds.
+func isDelivery(kind byte) bool { return kind == KindDelivery || kind == KindFencedDelivery }
+
 // errBadDelivery is what decodeDelivery returns for bytes that are not a
 // delivery; such a record is counted (Stats.BadRecords) and skipped.
 var errBadDelivery = errors.New("kafka: malformed delivery record")

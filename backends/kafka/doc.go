@@ -35,7 +35,9 @@
 // Shared and the heads are slices of the record, and each Item.User a
 // string over the record's bytes (records are never reused, so the string
 // stays valid, but keeping it keeps the record in memory: clone what you
-// keep). Other kinds are SendNode's, handed to the HandleNode handler of
+// keep). Kind 'D' (KindFencedDelivery) is the same preceded by a uvarint,
+// the publishing sequencer's epoch (chat.Delivery.Epoch, not 0). Other
+// kinds are SendNode's and PostNode's, handed to the HandleNode handler of
 // that kind. A record that is empty, does not decode, or has a kind with
 // no handler is counted (Stats) and skipped: a peer writing garbage to
 // the topic cannot stop the node. A stream record's key is the Emit key,

@@ -563,3 +563,62 @@ func TestBrokerRestart(t *testing.T) {
 		t.Fatalf("stream consumer got %q", got)
 	}
 }
+
+// TestDeliveryEpoch: a delivery's sequencer epoch crosses the node topic
+// (kind 'D'); one without (kind 'd') arrives with epoch 0; a 'D' record
+// with a bad epoch is counted and skipped.
+func TestDeliveryEpoch(t *testing.T) {
+	k := testengines.Kafka(t)
+	b := newBus(t, k.Bootstrap)
+	var mu sync.Mutex
+	var got []string
+	subscribe(t, b, "node-e", func(d *chat.Delivery) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, fmt.Sprintf("%d:%s", d.Epoch, d.Items[0].Head))
+	})
+	ctx := context.Background()
+	for _, d := range []*chat.Delivery{
+		{Epoch: 7, Items: []chat.Item{{User: "u", Seq: 1, Head: []byte("one")}}},
+		{Items: []chat.Item{{User: "u", Seq: 2, Head: []byte("two")}}},
+		{Epoch: 1 << 40, Items: []chat.Item{{User: "u", Seq: 3, Head: []byte("three")}}},
+	} {
+		if err := b.Publish(ctx, "node-e", d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Bootstrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topic, _ := topicName(b.cfg.TopicPrefix, "node.", "node-e")
+	body := appendDelivery(nil, item("u", 4, "bad"))
+	for _, v := range [][]byte{append([]byte{KindFencedDelivery, 0}, body...), {KindFencedDelivery, 0x80}} {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Publish(ctx, "node-e", &chat.Delivery{Epoch: 8, Items: []chat.Item{{User: "u", Seq: 5, Head: []byte("five")}}}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"7:one", "0:two", fmt.Sprint(uint64(1<<40), ":three"), "8:five"}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= len(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if n := b.Stats().BadRecords; n != 2 {
+		t.Fatalf("BadRecords = %d, want 2 (epoch 0, truncated epoch)", n)
+	}
+}

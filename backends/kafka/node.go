@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -30,7 +31,11 @@ const maxPooledBuf = 1 << 20
 // retained. Safe for concurrent use.
 func (b *Bus) Publish(ctx context.Context, node string, d *chat.Delivery) error {
 	op := b.ops.Get().(*produceOp)
-	op.buf = append(op.buf[:0], KindDelivery)
+	if d.Epoch != 0 {
+		op.buf = binary.AppendUvarint(append(op.buf[:0], KindFencedDelivery), d.Epoch)
+	} else {
+		op.buf = append(op.buf[:0], KindDelivery)
+	}
 	op.buf = appendDelivery(op.buf, d)
 	err := b.post(ctx, node, op)
 	if errors.Is(err, ErrUnknownNode) {
@@ -51,7 +56,7 @@ func (b *Bus) Publish(ctx context.Context, node string, d *chat.Delivery) error 
 // kind must not be KindDelivery; payload is not retained. Safe for
 // concurrent use.
 func (b *Bus) PostNode(ctx context.Context, node string, kind byte, payload []byte) error {
-	if kind == KindDelivery {
+	if isDelivery(kind) {
 		return fmt.Errorf("kafka: PostNode: kind %q is the deliveries'", kind)
 	}
 	op := b.ops.Get().(*produceOp)
@@ -93,7 +98,7 @@ func (b *Bus) post(ctx context.Context, node string, op *produceOp) error {
 // for a reply that cannot come. kind must not be KindDelivery (Publish's);
 // payload is not retained. Safe for concurrent use.
 func (b *Bus) SendNode(ctx context.Context, node string, kind byte, payload []byte) error {
-	if kind == KindDelivery {
+	if isDelivery(kind) {
 		return fmt.Errorf("kafka: SendNode: kind %q is the deliveries'", kind)
 	}
 	op := b.ops.Get().(*produceOp)
@@ -110,8 +115,8 @@ func (b *Bus) SendNode(ctx context.Context, node string, kind byte, payload []by
 // skipped. h nil removes the handler. It panics for KindDelivery. Safe for
 // concurrent use.
 func (b *Bus) HandleNode(kind byte, h func(payload []byte)) {
-	if kind == KindDelivery {
-		panic("kafka: HandleNode: kind 'd' is the deliveries'")
+	if isDelivery(kind) {
+		panic("kafka: HandleNode: kinds 'd' and 'D' are the deliveries'")
 	}
 	if h == nil {
 		b.kinds[kind].Store(nil)
@@ -389,7 +394,7 @@ func (s *nodeSub) handle(r *kgo.Record) {
 		s.bad(r, errBadDelivery)
 		return
 	}
-	if v[0] != KindDelivery {
+	if !isDelivery(v[0]) {
 		if h := s.b.kinds[v[0]].Load(); h != nil {
 			(*h)(v[1:])
 		} else {
@@ -397,7 +402,17 @@ func (s *nodeSub) handle(r *kgo.Record) {
 		}
 		return
 	}
-	if err := decodeDelivery(v[1:], &s.d); err != nil {
+	body := v[1:]
+	s.d.Epoch = 0
+	if v[0] == KindFencedDelivery {
+		epoch, n := binary.Uvarint(body)
+		if n <= 0 || epoch == 0 {
+			s.bad(r, errBadDelivery)
+			return
+		}
+		s.d.Epoch, body = epoch, body[n:]
+	}
+	if err := decodeDelivery(body, &s.d); err != nil {
 		s.bad(r, err)
 		return
 	}

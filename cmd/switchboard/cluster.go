@@ -197,7 +197,9 @@ func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
 					return nil, err
 				}
 				store.SetWriterEpoch(epoch)
-				svc, err := chat.New(cfg.Chat, store, bus, dir, log, m)
+				ccfg := cfg.Chat
+				ccfg.Epoch = uint64(epoch)
+				svc, err := chat.New(ccfg, store, bus, dir, log, m)
 				if err != nil {
 					return nil, err
 				}
