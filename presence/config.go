@@ -29,6 +29,14 @@ type Config struct {
 	// beyond the bound. A user costs about 200 bytes plus its contacts.
 	// Default 1,000,000.
 	MaxUsers int `yaml:"max_users" help:"idle users whose presence is cached in memory (default 1000000)"`
+
+	// Node, when set, is the gateway node this Service runs on (set by
+	// the server, not configured): it writes the last seen of events that
+	// came from its own connections only. In a distributed deployment
+	// every gateway reads every node's events, for its subscribers; each
+	// last seen is written once, by the node whose connection it was, not
+	// once per gateway. "" writes every event's (one box).
+	Node string `yaml:"-"`
 }
 
 func (c *Config) setDefaults() {

@@ -990,3 +990,29 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("only %d subscriptions left to check", checked)
 	}
 }
+
+// TestLastSeenWrittenByItsNode: with Config.Node set, a Service applies
+// every node's events (its subscribers see them) but writes only the
+// last seen of its own node's connections: each is written once in a
+// deployment, by one gateway, not by every gateway that read the event.
+func TestLastSeenWrittenByItsNode(t *testing.T) {
+	store := &countingStore{PresenceStore: memory.NewPresenceStore()}
+	cfg := testConfig
+	cfg.Node = "gw-1"
+	s := newService(t, cfg, store, &countPusher{})
+	s.Handle(event(presence.Active, "bob", "gw-2", 1, 100))
+	s.Handle(event(presence.Disconnected, "bob", "gw-2", 1, 150))
+	s.Handle(event(presence.Active, "carol", "gw-1", 2, 200))
+	s.Handle(event(presence.Disconnected, "carol", "gw-1", 2, 250))
+	wantLastSeen(t, s, "bob", 150) // known here, from gw-2's events
+	must(t, s.Close())
+	var written []string
+	for _, batch := range store.takeSaves() {
+		for _, seen := range batch {
+			written = append(written, fmt.Sprintf("%s@%d", seen.User, seen.LastSeen))
+		}
+	}
+	if !slices.Equal(written, []string{"carol@250"}) {
+		t.Fatalf("last seen written: %v, want only carol's (gw-1's own connection)", written)
+	}
+}

@@ -350,6 +350,10 @@ func (s *Service) Handle(ev Event) {
 	}
 	if userEvent && ev.TS > e.lastSeen {
 		e.lastSeen = ev.TS
+		if s.cfg.Node != "" && ev.Node != s.cfg.Node {
+			s.publish(sh, e, old) // another node's connection: it writes
+			return
+		}
 		e.dirty = true
 		if !e.queued {
 			e.queued = true

@@ -119,15 +119,30 @@ if [ -n "$CLUSTER" ]; then
     kill -0 "$idle" 2>/dev/null || break; sleep 0.1
   done
   mem1=$(redis_memory) keys1=$(redis_keys) routes1=$(redis_routes)
+  # The worker's request path over the chat: (count, seconds) of the
+  # commands' wait in Kafka, their time in the sequencer, its commits.
+  stages() {
+    curl -sf "http://127.0.0.1:$((PORT+1))/metrics" | awk '
+      /^switchboard_cluster_command_wait_seconds_(count|sum) /{v[$1]=$2}
+      /^switchboard_cluster_command_seconds_(count|sum) /{v[$1]=$2}
+      /^switchboard_store_commit_seconds_(count|sum) /{v[$1]=$2}
+      END {print v["switchboard_cluster_command_wait_seconds_count"]+0, v["switchboard_cluster_command_wait_seconds_sum"]+0,
+        v["switchboard_cluster_command_seconds_count"]+0, v["switchboard_cluster_command_seconds_sum"]+0,
+        v["switchboard_store_commit_seconds_count"]+0, v["switchboard_store_commit_seconds_sum"]+0}'
+  }
+  st0=$(stages)
   # shellcheck disable=SC2086
   "$BIN" loadtest chat --url ws://127.0.0.1:$PORT/v1/ws --secret-file "$OUT/gw0/secret.key" --user-prefix ltc \
     --server-pid "$list" --json "$OUT/chat.json" --html "$OUT/chat.html" --quiet $CHAT > "$OUT/chat.txt" 2>&1 || true
   mem2=$(redis_memory) keys2=$(redis_keys)
+  st1=$(stages)
 fi
 wait "$idle" || true
 if [ -n "$CLUSTER" ]; then
   echo "== chat alongside the idle connections ($CHAT):"
   cat "$OUT/chat.txt"
+  echo "$st0 $st1" | awk '{ w = $7 - $1; c = $9 - $3; k = $11 - $5
+    if (w > 0 && c > 0 && k > 0) printf "== the worker during the chat: commands waited in Kafka %.1f ms on average, took %.1f ms in the sequencer; %d store commits, %.1f ms each\n", 1000*($8-$2)/w, 1000*($10-$4)/c, k, 1000*($12-$6)/k }'
   echo "== redis: used_memory $mem0 bytes with $keys0 keys before; $mem1 with $keys1 keys ($routes1 users routed) once the connections were up; $mem2 with $keys2 after the chat"
   awk -v a="$mem0" -v b="$mem1" -v n=$((routes1 - routes0)) -v k=$((keys1 - keys0)) \
     'BEGIN { if (n > 0) printf "   %.0f bytes of Redis memory per routed connection (%d users routed, %d new keys)\n", (b-a)/n, n, k }'

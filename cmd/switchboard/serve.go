@@ -310,7 +310,9 @@ func newGateway(cfg Config, svc gateway.Service, bus chat.Bus, dir router.Direct
 // g, and the last-seen worker, which reads the gateways' connection and
 // activity events from the bus. stop flushes last seen.
 func startPresence(cfg Config, store presence.Store, g *gateway.Gateway, bus chat.Bus, log *slog.Logger) (stop func(), err error) {
-	pres, err := presence.New(cfg.Presence, store, g, log)
+	pcfg := cfg.Presence
+	pcfg.Node = g.Config().Node // each last seen written by its connection's node only
+	pres, err := presence.New(pcfg, store, g, log)
 	if err != nil {
 		return nil, fmt.Errorf("presence config: %w", err)
 	}
