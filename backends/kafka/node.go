@@ -30,6 +30,13 @@ const maxPooledBuf = 1 << 20
 // Config.PublishTimeout. d is encoded before Publish returns and not
 // retained. Safe for concurrent use.
 func (b *Bus) Publish(ctx context.Context, node string, d *chat.Delivery) error {
+	nt, err := b.target(ctx, node)
+	if errors.Is(err, ErrUnknownNode) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	op := b.ops.Get().(*produceOp)
 	if d.Epoch != 0 {
 		op.buf = binary.AppendUvarint(append(op.buf[:0], KindFencedDelivery), d.Epoch)
@@ -37,11 +44,8 @@ func (b *Bus) Publish(ctx context.Context, node string, d *chat.Delivery) error 
 		op.buf = append(op.buf[:0], KindDelivery)
 	}
 	op.buf = appendDelivery(op.buf, d)
-	err := b.post(ctx, node, op)
-	if errors.Is(err, ErrUnknownNode) {
-		return nil
-	}
-	return err
+	b.post(nt, op)
+	return nil
 }
 
 // PostNode queues payload for node's topic as a record of kind, for the
@@ -59,25 +63,32 @@ func (b *Bus) PostNode(ctx context.Context, node string, kind byte, payload []by
 	if isDelivery(kind) {
 		return fmt.Errorf("kafka: PostNode: kind %q is the deliveries'", kind)
 	}
+	nt, err := b.target(ctx, node)
+	if err != nil {
+		return err
+	}
 	op := b.ops.Get().(*produceOp)
 	op.buf = append(append(op.buf[:0], kind), payload...)
-	return b.post(ctx, node, op)
+	b.post(nt, op)
+	return nil
 }
 
-// post queues op (its buf holds the record value) for node's topic and
-// returns; it owns op: back in the pool when the client is done with it.
-func (b *Bus) post(ctx context.Context, node string, op *produceOp) error {
+// target returns node's topic, looked up within Config.PublishTimeout
+// (once per node: the answer is cached); the error wraps ErrUnknownNode
+// when it has none, and is ErrClosed once the Bus is closed. Nothing is
+// encoded for a node that cannot take it.
+func (b *Bus) target(ctx context.Context, node string) (*nodeTopic, error) {
 	if b.isClosed.Load() {
-		b.putOp(op)
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
-	nt, err := b.nodeTopic(ctx, node)
-	if err != nil {
-		b.putOp(op)
-		return err
-	}
+	return b.nodeTopic(ctx, node)
+}
+
+// post queues op (its buf holds the record value) for nt and returns; it
+// owns op: back in the pool when the client is done with it.
+func (b *Bus) post(nt *nodeTopic, op *produceOp) {
 	op.rec = kgo.Record{Topic: nt.name, Value: op.buf}
 	b.cl.TryProduce(context.Background(), &op.rec, func(_ *kgo.Record, err error) {
 		if err != nil {
@@ -88,7 +99,6 @@ func (b *Bus) post(ctx context.Context, node string, op *produceOp) error {
 		}
 		b.putOp(op)
 	})
-	return nil
 }
 
 // SendNode sends payload to node's topic as a record of kind, for the
