@@ -36,6 +36,13 @@ type Config struct {
 	// Delivery, so that gateways drop those of a deposed sequencer once
 	// they have heard from its successor. 0: none (one box).
 	Epoch uint64 `yaml:"-"`
+
+	// Partitions is how many sequencers share the users' inboxes (a
+	// distributed worker's command log partitions, not configured here);
+	// 0 or 1: this Service sequences every inbox. Partition is the one
+	// this Service sequences, from 0. See Route and Forwarder.
+	Partitions int `yaml:"-"`
+	Partition  int `yaml:"-"`
 }
 
 // WithDefaults returns c with every zero field set to its default: the
@@ -83,6 +90,9 @@ func (c *Config) Validate() error {
 	}
 	if c.QueueSize < 0 || c.MaxBatch < 0 || c.CacheEntries < 0 || c.MaxBodyBytes < 0 || c.MaxGroupMembers < 0 || c.GroupCacheEntries < 0 {
 		errs = append(errs, errors.New("queue_size, max_batch, cache_entries, max_body_bytes, max_group_members and group_cache_entries must not be negative"))
+	}
+	if c.Partitions < 0 || c.Partition < 0 || (c.Partition > 0 && c.Partition >= c.Partitions) {
+		errs = append(errs, fmt.Errorf("partition %d of %d: must be in [0, partitions)", c.Partition, c.Partitions))
 	}
 	return errors.Join(errs...)
 }

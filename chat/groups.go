@@ -645,12 +645,10 @@ func (s *Service) groupEvent(ctx context.Context, b *building, g *groupState, au
 	c.arena = protocol.AppendGroupEventTail(c.arena, g.id, event, by, users, name, g.icon, b.now.UnixMilli())
 	c.batch.Shared = append(c.batch.Shared, SharedPart{Key: key, Data: c.arena[n:]})
 	for _, u := range audience {
-		seq, err := s.nextSeq(ctx, u)
-		if err != nil {
+		if err := s.addEntry(ctx, b, u, "group", nil, key); err != nil {
 			b.fatal = err
 			return err
 		}
-		s.addHead(c, u, seq, "group", key)
 	}
 	return nil
 }
@@ -700,12 +698,10 @@ func (s *Service) addGroupSend(ctx context.Context, b *building, r *Request, key
 	}
 	s.addHead(c, log, gseq, "msg", m.ID)
 	for u := range g.members {
-		seq, err := s.nextSeq(ctx, u)
-		if err != nil {
+		if err := s.addEntry(ctx, b, u, "msg", nil, m.ID); err != nil {
 			b.fatal = err
 			return Result{Err: err}
 		}
-		s.addHead(c, u, seq, "msg", m.ID)
 	}
 	if b.events {
 		b.analytics(r.From, NewEvent("message.sent", r.From, m.TS).Str("msg_id", m.ID).Str("group", g.id).
@@ -849,13 +845,10 @@ func (s *Service) finishGroups(ctx context.Context, b *building) error {
 		}
 		// One entry per MaxMsgIDs ids, as a client's receipt frame holds.
 		for ids := range slices.Chunk(ticks[t], protocol.MaxMsgIDs) {
-			seq, err := s.nextSeq(ctx, t.sender)
-			if err != nil {
+			b.scratch = protocol.AppendGroupReceipt(b.scratch[:0], 0, status.String(), ids, t.group, b.now.UnixMilli())
+			if err := s.addEntry(ctx, b, t.sender, "receipt", b.scratch[headLen("receipt", 0):], ""); err != nil {
 				return err
 			}
-			n := len(c.arena)
-			c.arena = protocol.AppendGroupReceipt(c.arena, seq, status.String(), ids, t.group, b.now.UnixMilli())
-			c.batch.Entries = append(c.batch.Entries, Entry{User: t.sender, Seq: seq, Frame: c.arena[n:]})
 		}
 	}
 	for u := range b.users {

@@ -11,6 +11,8 @@ type Metrics struct {
 	batchRequests prometheus.Histogram
 	warmReads     prometheus.Counter
 	warmSeconds   prometheus.Histogram
+	forwarded     prometheus.Counter
+	forwardDups   prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil:
@@ -48,9 +50,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time to read in parallel what a batch's requests would miss in the caches; observed for batches that had any.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Name: "forwards_applied_total",
+			Help: "Forwards (entries another partition's sequencer sent for users this one owns) applied.",
+		}),
+		forwardDups: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Name: "forwards_duplicate_total",
+			Help: "Forwards received again (a relay's resend after a failure or a takeover) and dropped.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.messages, m.duplicates, m.overloaded, m.commitSeconds, m.batchRequests, m.warmReads, m.warmSeconds)
+		reg.MustRegister(m.messages, m.duplicates, m.overloaded, m.commitSeconds, m.batchRequests, m.warmReads, m.warmSeconds,
+			m.forwarded, m.forwardDups)
 	}
 	return m
 }

@@ -37,6 +37,7 @@ const (
 	KindAssetDelete                 // delete asset AssetID: From's (its owner), or the collector's (Collect)
 	KindBlob                        // a step of the collector's deletion of an unused blob (Sweep)
 	KindProfile                     // set From's profile (Profile), or read users' profiles (Members)
+	KindForward                     // entries another partition forwards (Body; see Route): from a relay, not a client
 )
 
 // Request is one client request for the committer. The caller owns it
@@ -130,6 +131,9 @@ type Service struct {
 	epoch      atomic.Uint64
 	builtEpoch uint64 // owned by the builder
 
+	relay       *relay   // partitioned: sends the outbox to the other partitions
+	markWritten []uint64 // per target partition: the relay progress last put in a batch (builder)
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -196,6 +200,18 @@ func New(cfg Config, store Store, bus Bus, dir router.Directory, log *slog.Logge
 	}
 	for range commits {
 		s.free <- &commit{}
+	}
+	if cfg.Partitions > 1 {
+		fw, ok := bus.(Forwarder)
+		if !ok {
+			return nil, errors.New("switchboard: a partitioned Service needs a Bus that can forward (chat.Forwarder)")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := s.startRelay(ctx, fw)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
 	}
 	s.wg.Add(4)
 	go s.commitLoop()
@@ -419,15 +435,21 @@ func (s *Service) build(c *commit) {
 			res.Err = s.blobStep(ctx, b, r)
 		case KindProfile:
 			res = s.profile(ctx, b, r)
+		case KindForward:
+			res = s.applyForward(ctx, b, r)
 		default:
 			res.Err = errors.New("switchboard: unknown request kind")
 		}
 		c.results = append(c.results, res)
 	}
-	if err := s.finishGroups(ctx, b); err != nil {
+	err := s.finishGroups(ctx, b)
+	if err == nil && s.cfg.Partitions > 1 {
+		err = s.finishForwards(ctx, b)
+	}
+	if err != nil {
 		// The receipts' watermarks are in memory but not in the batch:
 		// fail the batch, which resets the caches.
-		s.log.Error("group receipts failed", "err", err)
+		s.log.Error("building a batch failed", "err", err)
 		for i := range c.results {
 			if c.results[i].Err == nil {
 				c.results[i] = Result{Err: err}
@@ -476,6 +498,8 @@ type building struct {
 	users     map[string]bool // users whose list of groups changed
 	fatal     error           // a store failure midway through a request: fail the batch
 	events    bool            // build analytics events: someone consumes them
+	fwd       map[int]*fwd    // partitioned: entries for other partitions' users, by partition
+	scratch   []byte          // a frame's tail, before addEntry copies it
 }
 
 func (s *Service) lookupMeta(ctx context.Context, b *building, id string) (MessageMeta, bool, error) {
@@ -532,13 +556,12 @@ func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
 		}
 	}
 	to := string(r.To)
-	seq, err := s.nextSeq(ctx, to)
-	if err != nil {
-		return Result{Err: err}
-	}
-	var echo uint64 // the seq of the copy in the sender's inbox, for their other devices
-	if to != r.From {
-		if echo, err = s.nextSeq(ctx, r.From); err != nil {
+	// The recipient's seq, when this partition owns their inbox; a
+	// forwarded entry gets its seq from the owner (m.Seq is 0).
+	var seq uint64
+	if s.owns(to) {
+		var err error
+		if seq, err = s.nextSeq(ctx, to); err != nil {
 			return Result{Err: err}
 		}
 	}
@@ -549,9 +572,16 @@ func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
 			return Result{Err: err}
 		}
 	}
-	s.addHead(c, to, seq, "msg", m.ID)
-	if echo != 0 {
-		s.addHead(c, r.From, echo, "msg", m.ID)
+	if seq != 0 {
+		s.addHead(c, to, seq, "msg", m.ID)
+	} else {
+		b.forward(PartitionOf(to, s.cfg.Partitions), to, "msg", nil, m.ID)
+	}
+	if to != r.From { // the copy in the sender's inbox, for their other devices
+		if err := s.addEntry(ctx, b, r.From, "msg", nil, m.ID); err != nil {
+			b.fatal = err
+			return Result{Err: err}
+		}
 	}
 	if b.events {
 		b.analytics(r.From, NewEvent("message.sent", r.From, m.TS).Str("msg_id", m.ID).Str("to", to).Int("bytes", int64(len(r.Body))))
@@ -666,13 +696,10 @@ func (s *Service) addReceipt(ctx context.Context, b *building, r *Request) error
 		b.analytics(r.From, NewEvent("receipt", r.From, b.now.UnixMilli()).Str("status", r.Status.String()).Int("msg_ids", int64(n)))
 	}
 	for _, g := range groups {
-		seq, err := s.nextSeq(ctx, g.sender)
-		if err != nil {
+		b.scratch = protocol.AppendReceipt(b.scratch[:0], 0, r.Status.String(), g.ids, r.From, b.now.UnixMilli())
+		if err := s.addEntry(ctx, b, g.sender, "receipt", b.scratch[headLen("receipt", 0):], ""); err != nil {
 			return err
 		}
-		n := len(c.arena)
-		c.arena = protocol.AppendReceipt(c.arena, seq, r.Status.String(), g.ids, r.From, b.now.UnixMilli())
-		c.batch.Entries = append(c.batch.Entries, Entry{User: g.sender, Seq: seq, Frame: c.arena[n:]})
 	}
 	return nil
 }
@@ -681,6 +708,9 @@ func (s *Service) addReceipt(ctx context.Context, b *building, r *Request) error
 // entries to the nodes that hold the recipients.
 func (s *Service) postLoop() {
 	defer s.wg.Done()
+	if s.relay != nil {
+		defer s.relay.close()
+	}
 	ctx := context.Background()
 	var p publisher
 	for c := range s.post {
@@ -697,6 +727,9 @@ func (s *Service) postLoop() {
 				}
 			}
 			r.Done.Complete(r, res)
+		}
+		if c.err == nil && s.relay != nil {
+			s.relay.add(c) // before the delivery, which may take its budget
 		}
 		if c.err == nil {
 			// Live delivery is best effort and bounded: with the
@@ -748,7 +781,9 @@ func (p *publisher) prefetch(ctx context.Context, s *Service, c *commit) {
 		}
 	}
 	for i := range c.batch.Entries {
-		add(c.batch.Entries[i].User)
+		if u := c.batch.Entries[i].User; !isOutbox(u) {
+			add(u)
+		}
 	}
 	for _, e := range c.eph {
 		for _, u := range e.users {
@@ -795,7 +830,9 @@ func (s *Service) deliver(ctx context.Context, c *commit, p *publisher) {
 			}
 		}
 		for _, e := range entries[i:j] {
-			p.add(ctx, s, e.User, Item{User: e.User, Seq: e.Seq, Head: e.Frame})
+			if !isOutbox(e.User) {
+				p.add(ctx, s, e.User, Item{User: e.User, Seq: e.Seq, Head: e.Frame})
+			}
 		}
 		p.publish(ctx, s, shared)
 		i = j

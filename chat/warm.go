@@ -57,10 +57,10 @@ func (s *Service) warm(ctx context.Context, reqs []*Request) {
 			if len(r.Group) == 0 && len(r.To) > 0 {
 				to := string(r.To)
 				_, ok := s.heads.get(to)
-				want(&heads, 'h', to, ok)
+				want(&heads, 'h', to, ok || !s.owns(to))
 				if to != r.From {
 					_, ok := s.heads.get(r.From)
-					want(&heads, 'h', r.From, ok)
+					want(&heads, 'h', r.From, ok || !s.owns(r.From))
 				}
 			}
 		case KindReceipt:

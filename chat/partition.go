@@ -1,0 +1,518 @@
+package chat
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/switchboard/switchboard/protocol"
+)
+
+// Partitioned sequencing.
+//
+// With Config.Partitions > 1 the command log has that many partitions and
+// one Service sequences each (Config.Partition). Every user's inbox is
+// owned by one partition, PartitionOf(user): only that partition's
+// Service allocates the user's seqs. Route says which partition a request
+// goes to; a request that adds an entry to the inbox of a user another
+// partition owns does not allocate the seq itself: it forwards the entry.
+//
+// Forwarding is a transactional outbox. The entries a batch forwards to
+// partition t are written, in the same batch (so atomically with the
+// message they belong to), as one entry of the pseudo-inbox outboxUser(t),
+// owned by the sender: its seq numbers the forwards from this partition
+// to t, gap-free. Once the batch is durable a relay appends each new
+// outbox entry to partition t's log (Forwarder), in seq order, one at a
+// time; t's Service applies it as a KindForward request: it allocates the
+// seqs of its users, writes their entries and delivers them, and records
+// in the same batch the last outbox seq it applied from the source
+// (state "fi/<source>"). A forward at or below that mark is a duplicate
+// and changes nothing. So a relay may send again whatever it is not sure
+// of: after a failed append, and after a takeover, when the new owner
+// sends every outbox entry after the mark its predecessor recorded
+// (state "fo/<target>") and the targets drop what they had.
+//
+// What each partition owns (docs/design.md, "Partitioned sequencers"):
+// one-to-one text sends and typing go to the sender's partition, which
+// stores the message and the sender's own copy; everything that reads or
+// writes shared state (groups, receipts, assets, profiles, message info)
+// goes to ControlPartition.
+
+// ControlPartition is the partition of the requests that read or write
+// state shared between users (see Route).
+const ControlPartition = 0
+
+// PartitionOf returns the partition, of n, that owns key (a user id): a
+// hash that every process computes the same way.
+func PartitionOf(key string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
+}
+
+// Route returns the partition, of n, that must sequence r.
+//
+// One-to-one sends without an attachment, and typing to a user, go to the
+// sender's partition: the sender's client ids and the copy in the
+// sender's inbox are theirs, and the recipient's entry is forwarded. A
+// sender's messages to a user thus take one path and keep their order.
+// Every other request goes to ControlPartition.
+func Route(r *Request, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	switch r.Kind {
+	case KindSend:
+		if len(r.Group) == 0 && len(r.AssetID) == 0 {
+			return PartitionOf(r.From, n)
+		}
+	case KindTyping:
+		if len(r.Group) == 0 {
+			return PartitionOf(r.From, n)
+		}
+	}
+	return ControlPartition
+}
+
+// Forwarder is an optional Bus ability that a partitioned Service needs:
+// appending a KindForward request to partition p of the command log.
+type Forwarder interface {
+	// Forward appends r to partition p durably: when it returns nil, the
+	// request will reach p's Service. r is not retained.
+	Forward(ctx context.Context, p int, r *Request) error
+}
+
+const (
+	outboxPrefix = "\x02o/" // pseudo-inboxes of forwarded entries, one per target partition
+	outMarkKey   = "fo/"    // + target: the last outbox seq the relay appended to it
+	inMarkKey    = "fi/"    // + source: the last outbox seq applied from it
+)
+
+func outboxUser(target int) string { return outboxPrefix + strconv.Itoa(target) }
+
+func isOutbox(user string) bool { return len(user) > 0 && user[0] == outboxPrefix[0] }
+
+// owns reports whether this Service allocates user's seqs.
+func (s *Service) owns(user string) bool {
+	n := s.cfg.Partitions
+	if n <= 1 || isOutbox(user) {
+		return true
+	}
+	if isGroupInbox(user) {
+		return s.cfg.Partition == ControlPartition
+	}
+	return PartitionOf(user, n) == s.cfg.Partition
+}
+
+// addEntry adds an entry to user's inbox whose frame is
+// protocol.AppendHead(typ, seq) followed by tail, then by the shared part
+// key (if not ""), a part of this batch. For a user another partition
+// owns it queues the entry for forwarding instead.
+func (s *Service) addEntry(ctx context.Context, b *building, user, typ string, tail []byte, shared string) error {
+	if !s.owns(user) {
+		b.forward(PartitionOf(user, s.cfg.Partitions), user, typ, tail, shared)
+		return nil
+	}
+	return s.ownEntry(ctx, b, user, typ, tail, shared)
+}
+
+// headLen returns the length of protocol.AppendHead(nil, typ, seq).
+func headLen(typ string, seq uint64) int {
+	n := 1
+	for v := seq; v >= 10; v /= 10 {
+		n++
+	}
+	return len(`{"type":"`) + len(typ) + len(`","seq":`) + n
+}
+
+// A forward, as stored in the outbox and carried in a KindForward
+// request's Body (after the source partition and the outbox seq, two
+// uvarints): a version byte, the number of items and the items, each a
+// user, a type, a tail and a shared key (uvarint length and bytes), then
+// the number of shared parts and each part's key and data.
+const forwardVersion = 1
+
+// fwd is what one batch forwards to one partition.
+type fwd struct {
+	items  int
+	buf    []byte   // the items, encoded
+	shared []string // distinct shared keys the items name
+}
+
+func (b *building) forward(target int, user, typ string, tail []byte, shared string) {
+	if b.fwd == nil {
+		b.fwd = make(map[int]*fwd)
+	}
+	f := b.fwd[target]
+	if f == nil {
+		f = &fwd{}
+		b.fwd[target] = f
+	}
+	f.items++
+	f.buf = appendStr(f.buf, user)
+	f.buf = appendStr(f.buf, typ)
+	f.buf = appendStr(f.buf, string(tail))
+	f.buf = appendStr(f.buf, shared)
+	if shared != "" && (len(f.shared) == 0 || f.shared[len(f.shared)-1] != shared) {
+		f.shared = append(f.shared, shared)
+	}
+}
+
+func appendStr(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// finishForwards writes what b forwards to each partition as the next
+// entry of that partition's outbox, in partition order.
+func (s *Service) finishForwards(ctx context.Context, b *building) error {
+	c := b.c
+	for t := range s.cfg.Partitions {
+		f := b.fwd[t]
+		if f == nil {
+			continue
+		}
+		seq, err := s.nextSeq(ctx, outboxUser(t))
+		if err != nil {
+			return err
+		}
+		n := len(c.arena)
+		c.arena = append(c.arena, forwardVersion)
+		c.arena = binary.AppendUvarint(c.arena, uint64(f.items))
+		c.arena = append(c.arena, f.buf...)
+		c.arena = binary.AppendUvarint(c.arena, uint64(len(f.shared)))
+		for _, k := range f.shared {
+			c.arena = appendStr(c.arena, k)
+			c.arena = appendStr(c.arena, string(c.batch.sharedPart(k)))
+		}
+		c.batch.Entries = append(c.batch.Entries, Entry{User: outboxUser(t), Seq: seq, Frame: c.arena[n:]})
+	}
+	clear(b.fwd)
+	// The relay's progress, so that a successor resends only what may
+	// not have arrived.
+	if s.relay != nil {
+		for t, acked := range s.relay.progress() {
+			if acked > s.markWritten[t] {
+				c.batch.State = append(c.batch.State, KV{Key: outMarkKey + strconv.Itoa(t), Value: binary.AppendUvarint(nil, acked)})
+				s.markWritten[t] = acked
+			}
+		}
+	}
+	return nil
+}
+
+// ErrBadForward is the result of a KindForward request whose body is not
+// a forward.
+var ErrBadForward = errors.New("switchboard: malformed forward")
+
+// applyForward applies a KindForward request: the entries another
+// partition forwarded to users this one owns, once.
+func (s *Service) applyForward(ctx context.Context, b *building, r *Request) Result {
+	d := fwdDecoder{b: r.Body}
+	src, seq := d.uvarint(), d.uvarint()
+	if d.err != nil || src >= uint64(s.cfg.Partitions) || int(src) == s.cfg.Partition {
+		return Result{Err: ErrBadForward}
+	}
+	key := inMarkKey + strconv.FormatUint(src, 10)
+	v, _, err := s.getState(ctx, key)
+	if err != nil {
+		return Result{Err: err}
+	}
+	last, _ := binary.Uvarint(v)
+	if seq <= last {
+		s.m.forwardDups.Inc()
+		return Result{Dup: true}
+	}
+	if seq != last+1 {
+		s.log.Warn("forwarded entries skip a seq of the source's outbox", "source", src, "after", last, "seq", seq)
+	}
+	if err := s.applyItems(ctx, b, r.Body[d.off:]); err != nil {
+		return Result{Err: err}
+	}
+	s.setState(b, key, binary.AppendUvarint(nil, seq))
+	s.m.forwarded.Inc()
+	return Result{}
+}
+
+// applyItems adds the entries of an encoded forward to the inboxes of
+// their users, and its shared parts to the batch.
+func (s *Service) applyItems(ctx context.Context, b *building, p []byte) error {
+	d := fwdDecoder{b: p}
+	if d.byte() != forwardVersion {
+		return ErrBadForward
+	}
+	type item struct{ user, typ, tail, shared string }
+	items := make([]item, d.uvarint())
+	for i := range items {
+		if d.err != nil {
+			return ErrBadForward
+		}
+		items[i] = item{d.str(), d.str(), d.str(), d.str()}
+	}
+	c := b.c
+	for range d.uvarint() {
+		k, data := d.str(), d.str()
+		if d.err != nil {
+			return ErrBadForward
+		}
+		if c.batch.sharedPart(k) == nil {
+			n := len(c.arena)
+			c.arena = append(c.arena, data...)
+			c.batch.Shared = append(c.batch.Shared, SharedPart{Key: k, Data: c.arena[n:]})
+		}
+	}
+	if d.err != nil || d.off != len(p) {
+		return ErrBadForward
+	}
+	for _, it := range items {
+		if !s.owns(it.user) {
+			// Partitions were counted differently when it was sent:
+			// deliver it anyway rather than lose it, and say so.
+			s.log.Error("a forwarded entry's user is not this partition's", "user", it.user, "partition", s.cfg.Partition)
+		}
+		if err := s.ownEntry(ctx, b, it.user, it.typ, []byte(it.tail), it.shared); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ownEntry is addEntry for a user whose seq this Service allocates.
+func (s *Service) ownEntry(ctx context.Context, b *building, user, typ string, tail []byte, shared string) error {
+	seq, err := s.nextSeq(ctx, user)
+	if err != nil {
+		return err
+	}
+	c := b.c
+	n := len(c.arena)
+	c.arena = protocol.AppendHead(c.arena, typ, seq)
+	c.arena = append(c.arena, tail...)
+	c.batch.Entries = append(c.batch.Entries, Entry{User: user, Seq: seq, Frame: c.arena[n:], Shared: shared})
+	return nil
+}
+
+type fwdDecoder struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (d *fwdDecoder) byte() byte {
+	if d.err != nil || d.off >= len(d.b) {
+		d.err = ErrBadForward
+		return 0
+	}
+	d.off++
+	return d.b[d.off-1]
+}
+
+func (d *fwdDecoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b[d.off:])
+	if n <= 0 {
+		d.err = ErrBadForward
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *fwdDecoder) str() string {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)-d.off) {
+		d.err = ErrBadForward
+		return ""
+	}
+	s := string(d.b[d.off : d.off+int(n)])
+	d.off += int(n)
+	return s
+}
+
+// relay appends the outbox entries of applied batches to their target
+// partitions, each partition's in seq order, and sends again from the
+// store whatever it could not: it is the only goroutine that calls the
+// Forwarder.
+type relay struct {
+	s    *Service
+	fw   Forwarder
+	self int
+
+	mu     sync.Mutex
+	queue  [][]outRec // per target: applied, not yet appended, in seq order
+	acked  []uint64   // per target: appended up to
+	high   []uint64   // per target: written to the outbox up to
+	wake   chan struct{}
+	closed bool
+}
+
+type outRec struct {
+	seq   uint64
+	frame []byte
+}
+
+// startRelay reads where the relay of this partition's previous owner
+// stopped, and starts the relay, which first sends what that owner may
+// not have.
+func (s *Service) startRelay(ctx context.Context, fw Forwarder) error {
+	n := s.cfg.Partitions
+	r := &relay{s: s, fw: fw, self: s.cfg.Partition, queue: make([][]outRec, n),
+		acked: make([]uint64, n), high: make([]uint64, n), wake: make(chan struct{}, 1)}
+	s.markWritten = make([]uint64, n)
+	for t := range n {
+		if t == s.cfg.Partition {
+			continue
+		}
+		v, _, err := s.getState(ctx, outMarkKey+strconv.Itoa(t))
+		if err != nil {
+			return fmt.Errorf("reading the outbox mark of partition %d: %w", t, err)
+		}
+		r.acked[t], _ = binary.Uvarint(v)
+		s.markWritten[t] = r.acked[t]
+		if r.high[t], err = s.store.LastSeq(ctx, outboxUser(t)); err != nil {
+			return fmt.Errorf("reading the outbox of partition %d: %w", t, err)
+		}
+	}
+	s.relay = r
+	s.wg.Add(1)
+	go r.run()
+	r.kick()
+	return nil
+}
+
+// progress returns, per target, the outbox seq appended up to.
+func (r *relay) progress() []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint64(nil), r.acked...)
+}
+
+// add queues the outbox entries of an applied batch.
+func (r *relay) add(c *commit) {
+	r.mu.Lock()
+	for _, e := range c.batch.Entries {
+		if !isOutbox(e.User) {
+			continue
+		}
+		t, _ := strconv.Atoi(e.User[len(outboxPrefix):])
+		r.queue[t] = append(r.queue[t], outRec{seq: e.Seq, frame: append([]byte(nil), e.Frame...)})
+		r.high[t] = max(r.high[t], e.Seq)
+	}
+	r.mu.Unlock()
+	r.kick()
+}
+
+func (r *relay) kick() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *relay) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.kick()
+}
+
+// run sends until closed and nothing is left that it can send.
+func (r *relay) run() {
+	defer r.s.wg.Done()
+	backoff := 10 * time.Millisecond
+	for {
+		r.mu.Lock()
+		closed := r.closed
+		r.mu.Unlock()
+		err := r.send()
+		switch {
+		case err == nil && closed:
+			return
+		case err == nil:
+			backoff = 10 * time.Millisecond
+			<-r.wake
+		case closed:
+			// The next owner sends them from the outbox.
+			r.s.log.Warn("relay stopped with forwards unsent; the partition's next owner sends them", "err", err)
+			return
+		default:
+			r.s.log.Warn("forwarding failed; retrying", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+		}
+	}
+}
+
+// send appends everything between acked and high, for every target: the
+// queued entries, and from the store those that are not queued (sent
+// before a failure, or by the previous owner).
+func (r *relay) send() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for t := range r.acked {
+		if t == r.self {
+			continue
+		}
+		for {
+			r.mu.Lock()
+			acked, high := r.acked[t], r.high[t]
+			q := r.queue[t]
+			for len(q) > 0 && q[0].seq <= acked {
+				q = q[1:] // read back from the store and sent already
+			}
+			r.queue[t] = q
+			var rec outRec
+			if len(q) > 0 && q[0].seq == acked+1 {
+				rec = q[0]
+			}
+			r.mu.Unlock()
+			if acked >= high {
+				break
+			}
+			if rec.frame == nil {
+				// Not in memory: read it back.
+				err := r.s.store.ReadInbox(ctx, outboxUser(t), acked, 1, func(seq uint64, frame []byte) error {
+					rec = outRec{seq: seq, frame: append([]byte(nil), frame...)}
+					return nil
+				})
+				if err != nil {
+					return fmt.Errorf("reading the outbox of partition %d: %w", t, err)
+				}
+				if rec.seq != acked+1 {
+					// Expired (past the retention) before it was sent.
+					r.s.log.Error("outbox entry missing; skipping it", "partition", t, "seq", acked+1)
+					rec = outRec{seq: acked + 1}
+				}
+			}
+			if rec.frame != nil {
+				if err := r.forward(ctx, t, rec); err != nil {
+					return err
+				}
+			}
+			r.mu.Lock()
+			r.acked[t] = rec.seq
+			r.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+func (r *relay) forward(ctx context.Context, t int, rec outRec) error {
+	body := binary.AppendUvarint(make([]byte, 0, 20+len(rec.frame)), uint64(r.self))
+	body = binary.AppendUvarint(body, rec.seq)
+	body = append(body, rec.frame...)
+	req := Request{Kind: KindForward, From: outboxUser(r.self), Body: body}
+	if err := r.fw.Forward(ctx, t, &req); err != nil {
+		return fmt.Errorf("forwarding to partition %d: %w", t, err)
+	}
+	return nil
+}
