@@ -19,6 +19,9 @@ type Delivery struct {
 	// was paused past its ownership and resumed must not show devices
 	// entries whose seqs its successor fills differently.
 	Epoch uint64
+	// Partition is the publishing sequencer's partition (Config.Partition):
+	// epochs are counted per partition, and compared within one.
+	Partition int
 }
 
 // Item is one frame of a Delivery, for one user.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,18 +25,18 @@ import (
 //
 // Forwarding is a transactional outbox. The entries a batch forwards to
 // partition t are written, in the same batch (so atomically with the
-// message they belong to), as one entry of the pseudo-inbox outboxUser(t),
-// owned by the sender: its seq numbers the forwards from this partition
-// to t, gap-free. Once the batch is durable a relay appends each new
+// message they belong to), as one entry of the pseudo-inbox of the pair
+// (outboxUser), owned by the sender: its seq numbers the forwards from
+// this partition to t, gap-free. Once the batch is durable a relay appends each new
 // outbox entry to partition t's log (Forwarder), in seq order, one at a
 // time; t's Service applies it as a KindForward request: it allocates the
 // seqs of its users, writes their entries and delivers them, and records
 // in the same batch the last outbox seq it applied from the source
-// (state "fi/<source>"). A forward at or below that mark is a duplicate
+// (state "fi/<target>/<source>"). A forward at or below that mark is a duplicate
 // and changes nothing. So a relay may send again whatever it is not sure
 // of: after a failed append, and after a takeover, when the new owner
 // sends every outbox entry after the mark its predecessor recorded
-// (state "fo/<target>") and the targets drop what they had.
+// (state "fo/<source>/<target>") and the targets drop what they had.
 //
 // What each partition owns (docs/design.md, "Partitioned sequencers"):
 // one-to-one text sends and typing go to the sender's partition, which
@@ -90,13 +91,22 @@ type Forwarder interface {
 	Forward(ctx context.Context, p int, r *Request) error
 }
 
-const (
-	outboxPrefix = "\x02o/" // pseudo-inboxes of forwarded entries, one per target partition
-	outMarkKey   = "fo/"    // + target: the last outbox seq the relay appended to it
-	inMarkKey    = "fi/"    // + source: the last outbox seq applied from it
-)
+// The outboxes and marks of every partition share the store: each names
+// both partitions.
+const outboxPrefix = "\x02o/"
 
-func outboxUser(target int) string { return outboxPrefix + strconv.Itoa(target) }
+// outboxUser is the pseudo-inbox of the forwards from source to target.
+func outboxUser(source, target int) string {
+	return outboxPrefix + strconv.Itoa(source) + "/" + strconv.Itoa(target)
+}
+
+// outMark is the state key of the last outbox seq that source's relay
+// appended to target's log.
+func outMark(source, target int) string { return "fo/" + strconv.Itoa(source) + "/" + strconv.Itoa(target) }
+
+// inMark is the state key of the last outbox seq of source that target
+// applied.
+func inMark(target, source int) string { return "fi/" + strconv.Itoa(target) + "/" + strconv.Itoa(source) }
 
 func isOutbox(user string) bool { return len(user) > 0 && user[0] == outboxPrefix[0] }
 
@@ -180,7 +190,7 @@ func (s *Service) finishForwards(ctx context.Context, b *building) error {
 		if f == nil {
 			continue
 		}
-		seq, err := s.nextSeq(ctx, outboxUser(t))
+		seq, err := s.nextSeq(ctx, outboxUser(s.cfg.Partition, t))
 		if err != nil {
 			return err
 		}
@@ -193,7 +203,7 @@ func (s *Service) finishForwards(ctx context.Context, b *building) error {
 			c.arena = appendStr(c.arena, k)
 			c.arena = appendStr(c.arena, string(c.batch.sharedPart(k)))
 		}
-		c.batch.Entries = append(c.batch.Entries, Entry{User: outboxUser(t), Seq: seq, Frame: c.arena[n:]})
+		c.batch.Entries = append(c.batch.Entries, Entry{User: outboxUser(s.cfg.Partition, t), Seq: seq, Frame: c.arena[n:]})
 	}
 	clear(b.fwd)
 	// The relay's progress, so that a successor resends only what may
@@ -201,7 +211,7 @@ func (s *Service) finishForwards(ctx context.Context, b *building) error {
 	if s.relay != nil {
 		for t, acked := range s.relay.progress() {
 			if acked > s.markWritten[t] {
-				c.batch.State = append(c.batch.State, KV{Key: outMarkKey + strconv.Itoa(t), Value: binary.AppendUvarint(nil, acked)})
+				c.batch.State = append(c.batch.State, KV{Key: outMark(s.cfg.Partition, t), Value: binary.AppendUvarint(nil, acked)})
 				s.markWritten[t] = acked
 			}
 		}
@@ -221,7 +231,7 @@ func (s *Service) applyForward(ctx context.Context, b *building, r *Request) Res
 	if d.err != nil || src >= uint64(s.cfg.Partitions) || int(src) == s.cfg.Partition {
 		return Result{Err: ErrBadForward}
 	}
-	key := inMarkKey + strconv.FormatUint(src, 10)
+	key := inMark(s.cfg.Partition, int(src))
 	v, _, err := s.getState(ctx, key)
 	if err != nil {
 		return Result{Err: err}
@@ -372,13 +382,13 @@ func (s *Service) startRelay(ctx context.Context, fw Forwarder) error {
 		if t == s.cfg.Partition {
 			continue
 		}
-		v, _, err := s.getState(ctx, outMarkKey+strconv.Itoa(t))
+		v, _, err := s.getState(ctx, outMark(s.cfg.Partition, t))
 		if err != nil {
 			return fmt.Errorf("reading the outbox mark of partition %d: %w", t, err)
 		}
 		r.acked[t], _ = binary.Uvarint(v)
 		s.markWritten[t] = r.acked[t]
-		if r.high[t], err = s.store.LastSeq(ctx, outboxUser(t)); err != nil {
+		if r.high[t], err = s.store.LastSeq(ctx, outboxUser(s.cfg.Partition, t)); err != nil {
 			return fmt.Errorf("reading the outbox of partition %d: %w", t, err)
 		}
 	}
@@ -403,7 +413,8 @@ func (r *relay) add(c *commit) {
 		if !isOutbox(e.User) {
 			continue
 		}
-		t, _ := strconv.Atoi(e.User[len(outboxPrefix):])
+		_, target, _ := strings.Cut(e.User[len(outboxPrefix):], "/")
+		t, _ := strconv.Atoi(target)
 		r.queue[t] = append(r.queue[t], outRec{seq: e.Seq, frame: append([]byte(nil), e.Frame...)})
 		r.high[t] = max(r.high[t], e.Seq)
 	}
@@ -480,7 +491,7 @@ func (r *relay) send() error {
 			}
 			if rec.frame == nil {
 				// Not in memory: read it back.
-				err := r.s.store.ReadInbox(ctx, outboxUser(t), acked, 1, func(seq uint64, frame []byte) error {
+				err := r.s.store.ReadInbox(ctx, outboxUser(r.self, t), acked, 1, func(seq uint64, frame []byte) error {
 					rec = outRec{seq: seq, frame: append([]byte(nil), frame...)}
 					return nil
 				})
@@ -510,7 +521,7 @@ func (r *relay) forward(ctx context.Context, t int, rec outRec) error {
 	body := binary.AppendUvarint(make([]byte, 0, 20+len(rec.frame)), uint64(r.self))
 	body = binary.AppendUvarint(body, rec.seq)
 	body = append(body, rec.frame...)
-	req := Request{Kind: KindForward, From: outboxUser(r.self), Body: body}
+	req := Request{Kind: KindForward, From: outboxUser(r.self, t), Body: body}
 	if err := r.fw.Forward(ctx, t, &req); err != nil {
 		return fmt.Errorf("forwarding to partition %d: %w", t, err)
 	}

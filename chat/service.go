@@ -875,7 +875,7 @@ func (p *publisher) publish(ctx context.Context, s *Service, shared []byte) {
 			continue
 		}
 		d.Shared = shared
-		d.Epoch = s.cfg.Epoch
+		d.Epoch, d.Partition = s.cfg.Epoch, s.cfg.Partition
 		if err := s.bus.Publish(ctx, n, d); err != nil {
 			s.log.Warn("publish failed; the entries wait in the inbox", "node", n, "err", err)
 		}
