@@ -24,6 +24,12 @@ const (
 	cqlInsPart   = `INSERT INTO shared_parts (ns, k, data) VALUES (?, ?, ?)`
 	cqlInsMsg    = `INSERT INTO messages (ns, id, from_user, to_user, client_id, ts, seq, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 	cqlInsClient = `INSERT INTO client_ids (ns, from_user, client_id, id, to_user, ts, seq, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	// A new message leaves its status null (read as sent): the status is
+	// written only by receipts, so that it has one writer even when the
+	// message was stored by another partition's sequencer, whose epoch,
+	// in the write timestamp, may be larger (Partition).
+	cqlNewMsg    = `INSERT INTO messages (ns, id, from_user, to_user, client_id, ts, seq) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	cqlNewClient = `INSERT INTO client_ids (ns, from_user, client_id, id, to_user, ts, seq) VALUES (?, ?, ?, ?, ?, ?, ?)`
 	cqlInsState  = `INSERT INTO state (ns, part, k, value) VALUES (?, ?, ?, ?)`
 	cqlDelState  = `DELETE FROM state WHERE ns = ? AND part = ? AND k = ?`
 	cqlInsHead   = `INSERT INTO heads (ns, uid, seq) VALUES (?, ?, ?)`
@@ -238,7 +244,11 @@ func (s *Store) applyEntries(ctx context.Context, b *chat.Batch) (map[string]spa
 		if lastMsg[m.ID] != i {
 			continue
 		}
-		groups = append(groups, []stmt{newStmt(cqlInsMsg, s.ns, []byte(m.ID), []byte(m.From), []byte(m.To), []byte(m.ClientID), m.TS, int64(m.Seq), int8(m.Status))})
+		if m.Status <= chat.StatusSent {
+			groups = append(groups, []stmt{newStmt(cqlNewMsg, s.ns, []byte(m.ID), []byte(m.From), []byte(m.To), []byte(m.ClientID), m.TS, int64(m.Seq))})
+		} else {
+			groups = append(groups, []stmt{newStmt(cqlInsMsg, s.ns, []byte(m.ID), []byte(m.From), []byte(m.To), []byte(m.ClientID), m.TS, int64(m.Seq), int8(m.Status))})
+		}
 		if m.ClientID == "" {
 			continue
 		}
@@ -248,7 +258,11 @@ func (s *Store) applyEntries(ctx context.Context, b *chat.Batch) (map[string]spa
 			bySender[m.From] = g
 			groups = append(groups, nil)
 		}
-		groups[g] = append(groups[g], newStmt(cqlInsClient, s.ns, []byte(m.From), []byte(m.ClientID), []byte(m.ID), []byte(m.To), m.TS, int64(m.Seq), int8(m.Status)))
+		if m.Status <= chat.StatusSent {
+			groups[g] = append(groups[g], newStmt(cqlNewClient, s.ns, []byte(m.From), []byte(m.ClientID), []byte(m.ID), []byte(m.To), m.TS, int64(m.Seq)))
+		} else {
+			groups[g] = append(groups[g], newStmt(cqlInsClient, s.ns, []byte(m.From), []byte(m.ClientID), []byte(m.ID), []byte(m.To), m.TS, int64(m.Seq), int8(m.Status)))
+		}
 	}
 	if s.cfg.BatchEntries {
 		var flat []stmt
@@ -360,8 +374,8 @@ func (s *Store) retentionStmts(b *chat.Batch, spans map[string]span, parts []str
 	bt := b.Time.UnixNano()
 	bucket = retentionBucketOf(bt)
 	out := [][]stmt{
-		{newStmt(cqlInsBatch, s.ns, bucket, bt, int64(rand.Uint64()), encodeItems(b, spans, parts))},
-		{newStmt(cqlInsBucket, s.ns, dayOf(bucket), bucket)},
+		{newStmt(cqlInsBatch, s.regNS, bucket, bt, int64(rand.Uint64()), encodeItems(b, spans, parts))},
+		{newStmt(cqlInsBucket, s.regNS, dayOf(bucket), bucket)},
 	}
 	s.firstMu.Lock()
 	defer s.firstMu.Unlock()
@@ -369,7 +383,7 @@ func (s *Store) retentionStmts(b *chat.Batch, spans map[string]span, parts []str
 		// A min-register: every Store writes it at timestamp 1, and of
 		// cells with equal timestamps Cassandra keeps the larger value, so
 		// MaxInt64-bucket keeps the lowest bucket ever written.
-		out = append(out, []stmt{newStmt(cqlInsFirst, s.ns, math.MaxInt64-bucket)})
+		out = append(out, []stmt{newStmt(cqlInsFirst, s.regNS, math.MaxInt64-bucket)})
 	}
 	return out, bucket
 }

@@ -131,7 +131,7 @@ func (s *Store) deleteStmts(items []byte) ([]stmt, error) {
 
 // cursor reads a named position; ok is false when there is none.
 func (s *Store) cursor(ctx context.Context, name string) (pos int64, ok bool, err error) {
-	err = s.query(ctx, cqlGetCursor, s.ns, name).Scan(&pos)
+	err = s.query(ctx, cqlGetCursor, s.regNS, name).Scan(&pos)
 	if errors.Is(err, gocql.ErrNotFound) {
 		return 0, false, nil
 	}
@@ -171,7 +171,7 @@ func (s *Store) Expire(ctx context.Context, before time.Time) (int, error) {
 	n := 0
 	for day := dayOf(start); day <= dayOf(cutBucket); day++ {
 		var buckets []int64
-		it := s.query(ctx, cqlListBuckets, s.ns, day, start, cutBucket).Iter()
+		it := s.query(ctx, cqlListBuckets, s.regNS, day, start, cutBucket).Iter()
 		var bk int64
 		for it.Scan(&bk) {
 			buckets = append(buckets, bk)
@@ -186,14 +186,14 @@ func (s *Store) Expire(ctx context.Context, before time.Time) (int, error) {
 				return n, err
 			}
 			if bk < cutBucket { // every batch in it was before the cut
-				if err := s.write(ctx, newStmt(cqlDelBucket, s.ns, day, bk)); err != nil {
+				if err := s.write(ctx, newStmt(cqlDelBucket, s.regNS, day, bk)); err != nil {
 					return n, s.wrap("expire: bucket", err)
 				}
 			}
 		}
 	}
 	if cutBucket > start {
-		if err := s.write(ctx, newStmt(cqlSetExpire, s.ns, cutBucket)); err != nil {
+		if err := s.write(ctx, newStmt(cqlSetExpire, s.regNS, cutBucket)); err != nil {
 			return n, s.wrap("expire: cursor", err)
 		}
 	}
@@ -217,7 +217,7 @@ func (s *Store) expireBucket(ctx context.Context, bucket, cut int64) (int, error
 		items     []byte
 	}
 	var rows []row
-	it := s.query(ctx, cqlListBatches, s.ns, bucket, cut).Iter()
+	it := s.query(ctx, cqlListBatches, s.regNS, bucket, cut).Iter()
 	var r row
 	for it.Scan(&r.btime, &r.id, &r.items) {
 		rows = append(rows, r)
@@ -235,7 +235,7 @@ func (s *Store) expireBucket(ctx context.Context, bucket, cut int64) (int, error
 		if err := runAll(len(dels), func(i int) error { return s.write(ctx, dels[i]) }); err != nil {
 			return n, s.wrap("expire: delete", err)
 		}
-		if err := s.write(ctx, newStmt(cqlDelBatch, s.ns, bucket, r.btime, r.id)); err != nil {
+		if err := s.write(ctx, newStmt(cqlDelBatch, s.regNS, bucket, r.btime, r.id)); err != nil {
 			return n, s.wrap("expire: batch row", err)
 		}
 		n++

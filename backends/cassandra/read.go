@@ -55,7 +55,7 @@ func (s *Store) Message(ctx context.Context, id string) (chat.MessageMeta, bool,
 	if err != nil {
 		return chat.MessageMeta{}, false, s.wrap("message", err)
 	}
-	m.Seq, m.Status = uint64(seq), chat.Status(status)
+	m.Seq, m.Status = uint64(seq), max(chat.Status(status), chat.StatusSent) // null: sent
 	return m, true, nil
 }
 
@@ -80,7 +80,7 @@ func (s *Store) MessageByClientID(ctx context.Context, from, clientID string) (c
 	if err != nil {
 		return chat.MessageMeta{}, false, s.wrap("message by client id", err)
 	}
-	m.Seq, m.Status = uint64(seq), chat.Status(status)
+	m.Seq, m.Status = uint64(seq), max(chat.Status(status), chat.StatusSent) // null: sent
 	ok, err := s.entryIsMessage(ctx, m)
 	if err != nil || !ok {
 		return chat.MessageMeta{}, false, s.wrap("message by client id", err)

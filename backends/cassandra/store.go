@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,8 +47,10 @@ type Store struct {
 	sess   *gocql.Session
 	cfg    Config
 	ns     []byte
+	regNS  []byte // the retention index's namespace: ns, or ns and the partition of a Partition view
 	cons   gocql.Consistency
-	closed atomic.Bool
+	closed *atomic.Bool // shared with the Partition views
+	view   bool         // a Partition view: Close leaves the session open
 
 	clockMu sync.Mutex
 	epoch   uint32
@@ -86,12 +89,30 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{sess: sess, cfg: cfg, ns: []byte(cfg.Namespace), cons: cons, base: time.Now()}, nil
+	ns := []byte(cfg.Namespace)
+	return &Store{sess: sess, cfg: cfg, ns: ns, regNS: ns, cons: cons, closed: new(atomic.Bool), base: time.Now()}, nil
+}
+
+// Partition returns a Store for the sequencer of partition p of a
+// partitioned command log (chat.Config.Partitions > 1). It shares s's
+// connections and data, and has its own writer epoch and clock
+// (SetWriterEpoch, AcquireLease on the partition's shard), its own
+// ApplyAsync pipeline, and its own retention index: its Expire deletes
+// only what the partition's batches wrote, with the partition's epoch,
+// which is above that of every earlier owner of the partition (a delete
+// with a smaller timestamp than the write would be ignored). Closing it
+// does nothing; close s.
+func (s *Store) Partition(p int) *Store {
+	reg := append(append(append([]byte(nil), s.ns...), 0), strconv.Itoa(p)...)
+	return &Store{sess: s.sess, cfg: s.cfg, ns: s.ns, regNS: reg, cons: s.cons, closed: s.closed, view: true, base: time.Now()}
 }
 
 // Close closes the connections. Later calls return chat.ErrClosed. Safe
 // for concurrent use; a second Close does nothing.
 func (s *Store) Close() error {
+	if s.view {
+		return nil
+	}
 	if s.closed.CompareAndSwap(false, true) {
 		s.sess.Close()
 	}
