@@ -37,7 +37,7 @@ type hub struct {
 	mu      sync.RWMutex // guards stopped against sends on the closed jobs
 	stopped bool
 
-	epoch atomic.Uint64 // the largest sequencer epoch delivered so far
+	epochs [1024]atomic.Uint64 // per command partition: the largest sequencer epoch delivered so far
 }
 
 // regShard is one shard of the user → connections registry.
@@ -133,7 +133,7 @@ func (h *hub) unregister(c *wsConn) {
 // this node. For inbox entries the loops check the seq against each
 // connection's cursor; ephemeral frames (seq 0) are written as they come.
 func (h *hub) deliver(d *chat.Delivery) {
-	if d.Epoch != 0 && !h.current(d.Epoch) {
+	if d.Epoch != 0 && !h.current(d.Partition, d.Epoch) {
 		h.g.m.fenced.Inc()
 		return
 	}
@@ -180,13 +180,21 @@ func (h *hub) deliver(d *chat.Delivery) {
 // once its successor has delivered here. Its entries are in the store
 // only if the successor did not write those seqs; devices read them by
 // sync either way.
-func (h *hub) current(epoch uint64) bool {
+//
+// Epochs are per command partition: each partition's sequencer has its
+// own lease. A partition beyond the array (more than the 1,024 that
+// kafka.CommandsConfig allows) is not fenced.
+func (h *hub) current(partition int, epoch uint64) bool {
+	if partition < 0 || partition >= len(h.epochs) {
+		return true
+	}
+	e := &h.epochs[partition]
 	for {
-		cur := h.epoch.Load()
+		cur := e.Load()
 		switch {
 		case epoch < cur:
 			return false
-		case epoch == cur || h.epoch.CompareAndSwap(cur, epoch):
+		case epoch == cur || e.CompareAndSwap(cur, epoch):
 			return true
 		}
 	}

@@ -19,8 +19,20 @@ const KindDelivery byte = 'd'
 // inboxes), so upgrade the gateways before the workers.
 const KindFencedDelivery byte = 'D'
 
+// KindPartitionDelivery is the kind byte of a fenced delivery from the
+// sequencer of a partition other than 0 (chat.Delivery.Partition): uvarint
+// partition, uvarint epoch, then appendDelivery's bytes. Partition 0's
+// are KindFencedDelivery, as before partitions.
+const KindPartitionDelivery byte = 'P'
+
+// maxPartition is the largest partition a delivery may name
+// (CommandsConfig.Partitions is at most 1024).
+const maxPartition = 1023
+
 // isDelivery reports whether kind is one of the deliveries' kinds.
-func isDelivery(kind byte) bool { return kind == KindDelivery || kind == KindFencedDelivery }
+func isDelivery(kind byte) bool {
+	return kind == KindDelivery || kind == KindFencedDelivery || kind == KindPartitionDelivery
+}
 
 // errBadDelivery is what decodeDelivery returns for bytes that are not a
 // delivery; such a record is counted (Stats.BadRecords) and skipped.

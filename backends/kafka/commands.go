@@ -39,6 +39,13 @@ type CommandsConfig struct {
 	// CommitInterval is how often a worker commits the offset past the
 	// commands it completed (and on every handover). Default 100ms.
 	CommitInterval time.Duration `yaml:"commit_interval" help:"how often a worker commits its offset past completed commands (default 100ms)"`
+	// Partitions is how many partitions the command topic has: how many
+	// sequencers share the inboxes, each owned by one worker at a time
+	// (chat.Route, chat.PartitionOf). It is fixed when the topic is
+	// created: every user's inbox belongs to a partition by a hash of
+	// the count. A process whose setting differs from the topic's
+	// refuses to start. Default 1.
+	Partitions int `yaml:"partitions" help:"partitions of the command topic: sequencers that share the inboxes, fixed when the topic is created (default 1)"`
 }
 
 func (c *CommandsConfig) setDefaults(prefix string) {
@@ -57,6 +64,17 @@ func (c *CommandsConfig) setDefaults(prefix string) {
 	if c.CommitInterval == 0 {
 		c.CommitInterval = 100 * time.Millisecond
 	}
+	if c.Partitions == 0 {
+		c.Partitions = 1
+	}
+}
+
+// Validate reports settings that cannot work.
+func (c CommandsConfig) Validate() error {
+	if c.Partitions < 0 || c.Partitions > 1024 {
+		return fmt.Errorf("kafka: commands.partitions %d: must be from 1 to 1024", c.Partitions)
+	}
+	return nil
 }
 
 // CommandTopic returns the command log's topic name for prefix.
@@ -65,17 +83,21 @@ func CommandTopic(prefix string) string { return prefix + "commands" }
 // Commands is the gateway's end of the command log: an idempotent
 // producer with acks=all (cluster.Log). Safe for concurrent use.
 type Commands struct {
-	cl      *kgo.Client
-	topic   string
-	timeout time.Duration // CommandsConfig.DeliveryTimeout
+	cl         *kgo.Client
+	topic      string
+	timeout    time.Duration // CommandsConfig.DeliveryTimeout
+	partitions int
 }
 
 var _ cluster.Log = (*Commands)(nil)
 
 // NewCommands connects to the brokers and makes sure the command topic
-// exists (one partition: see package cluster, "Why one partition").
+// exists, with cc.Partitions partitions.
 func NewCommands(ctx context.Context, cfg Config, cc CommandsConfig) (*Commands, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cc.Validate(); err != nil {
 		return nil, err
 	}
 	cfg.setDefaults()
@@ -89,6 +111,7 @@ func NewCommands(ctx context.Context, cfg Config, cc CommandsConfig) (*Commands,
 		kgo.RecordDeliveryTimeout(cc.DeliveryTimeout),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.ProducerLinger(0),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
@@ -97,8 +120,11 @@ func NewCommands(ctx context.Context, cfg Config, cc CommandsConfig) (*Commands,
 		cl.Close()
 		return nil, err
 	}
-	return &Commands{cl: cl, topic: topic, timeout: cc.DeliveryTimeout}, nil
+	return &Commands{cl: cl, topic: topic, timeout: cc.DeliveryTimeout, partitions: cc.Partitions}, nil
 }
+
+// Partitions returns the command topic's partition count (cluster.Log).
+func (c *Commands) Partitions() int { return c.partitions }
 
 func ensureCommandTopic(ctx context.Context, cl *kgo.Client, cfg Config, cc CommandsConfig, topic string) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.AdminTimeout)
@@ -106,7 +132,7 @@ func ensureCommandTopic(ctx context.Context, cl *kgo.Client, cfg Config, cc Comm
 	adm := kadm.NewClient(cl)
 	minISR := strconv.Itoa(cfg.MinInsyncReplicas)
 	retention := strconv.FormatInt(cc.Retention.Milliseconds(), 10)
-	res, err := adm.CreateTopic(ctx, 1, int16(cfg.ReplicationFactor),
+	res, err := adm.CreateTopic(ctx, int32(cc.Partitions), int16(cfg.ReplicationFactor),
 		map[string]*string{"min.insync.replicas": &minISR, "retention.ms": &retention}, topic)
 	if err == nil {
 		err = res.Err
@@ -114,24 +140,64 @@ func ensureCommandTopic(ctx context.Context, cl *kgo.Client, cfg Config, cc Comm
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("kafka: create the command topic %s: %w", topic, err)
 	}
+	// An existing topic must have the partitions this process counts:
+	// with another count, it would take users' inboxes for another
+	// partition's. A topic just created may not have a leader for every
+	// partition yet: wait for them, or the first appends would wait for
+	// the producer's next metadata refresh.
+	var td kadm.TopicDetails
+	for {
+		td, err = adm.ListTopics(ctx, topic)
+		if err == nil {
+			err = td.Error()
+		}
+		if err == nil && len(td[topic].Partitions) > 0 && allLed(td[topic].Partitions) {
+			break
+		}
+		if ctx.Err() != nil {
+			if err == nil {
+				err = errors.New("a partition has no leader")
+			}
+			return fmt.Errorf("kafka: describe the command topic %s: %w", topic, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(td[topic].Partitions); n != cc.Partitions {
+		return fmt.Errorf("kafka: the command topic %s has %d partitions and commands.partitions is %d: "+
+			"the count is fixed when the topic is created (each user's inbox belongs to a partition by it); set commands.partitions to %d",
+			topic, n, cc.Partitions, n)
+	}
 	return nil
 }
 
-// Append appends value under key (cluster.Log): done gets nil once every
+// allLed reports whether every partition has a leader.
+func allLed(ps kadm.PartitionDetails) bool {
+	for _, p := range ps {
+		if p.Err != nil || p.Leader < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Append appends value to partition p (cluster.Log): done gets nil once every
 // in-sync replica has it, or the error. With MaxBufferedRecords already
 // waiting, done gets kgo.ErrMaxBuffered at once (from franz-go's promise
 // goroutine); Append itself never blocks and always returns nil. While no
 // broker answers, a record that was already sent waits (the idempotent
 // producer may not give up on it without risking its sequence), so the
 // gateway's reply timeout, not this, bounds what the client waits.
-func (c *Commands) Append(key string, value []byte, done func(error)) error {
+func (c *Commands) Append(p int, value []byte, done func(error)) error {
+	if p < 0 || p >= c.partitions {
+		return fmt.Errorf("kafka: no command partition %d (of %d)", p, c.partitions)
+	}
 	// The deadline travels with the record: franz-go fails a record whose
 	// context ended if it was never sent (or was answered), which is how
 	// an append gives up while no broker answers; RecordDeliveryTimeout is
 	// only checked around requests, so with every broker down it would
 	// wait forever.
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	c.cl.TryProduce(ctx, &kgo.Record{Key: []byte(key), Value: value}, func(_ *kgo.Record, err error) {
+	c.cl.TryProduce(ctx, &kgo.Record{Partition: int32(p), Value: value}, func(_ *kgo.Record, err error) {
 		cancel()
 		done(err)
 	})

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -106,7 +107,7 @@ func appendAll(t *testing.T, c *Commands, from, to int) {
 	errs := make(chan error, to-from)
 	for i := from; i < to; i++ {
 		wg.Add(1)
-		if err := c.Append("k", []byte(fmt.Sprint(i)), func(err error) {
+		if err := c.Append(0, []byte(fmt.Sprint(i)), func(err error) {
 			if err != nil {
 				errs <- err
 			}
@@ -201,12 +202,12 @@ func TestCommandsKafkaDown(t *testing.T) {
 	}
 	during := make(chan error, 4)
 	for i := range 4 {
-		if err := c.Append("k", []byte(fmt.Sprint("during", i)), func(err error) { during <- err }); err != nil {
+		if err := c.Append(0, []byte(fmt.Sprint("during", i)), func(err error) { during <- err }); err != nil {
 			t.Fatal(err)
 		}
 	}
 	over := make(chan error, 1)
-	if err := c.Append("k", []byte("over"), func(err error) { over <- err }); err != nil {
+	if err := c.Append(0, []byte("over"), func(err error) { over <- err }); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -237,7 +238,7 @@ func TestCommandsKafkaDown(t *testing.T) {
 	}
 	for {
 		res := make(chan error, 1)
-		if err := c.Append("k", []byte("after"), func(err error) { res <- err }); err != nil {
+		if err := c.Append(0, []byte("after"), func(err error) { res <- err }); err != nil {
 			t.Fatal(err)
 		}
 		if err := <-res; err == nil {
@@ -285,5 +286,61 @@ func TestCommandsSecondWorkerStandsBy(t *testing.T) {
 		if seen[fmt.Sprint(i)] != 1 {
 			t.Fatalf("command %d handled %d times", i, seen[fmt.Sprint(i)])
 		}
+	}
+}
+
+// A command topic of several partitions: each append goes to the
+// partition it names and reaches that partition's claim, in order; a
+// process counting the partitions differently refuses to start.
+func TestCommandPartitions(t *testing.T) {
+	k := testengines.Kafka(t)
+	cfg, cc := commandsConfig(k.Bootstrap)
+	cc.Partitions = 3
+	c := newCommands(t, cfg, cc)
+	if c.Partitions() != 3 {
+		t.Fatalf("Partitions() = %d", c.Partitions())
+	}
+	recs := make([]*recorder, 3)
+	for i := range recs {
+		recs[i] = &recorder{notify: make(chan struct{}, 1)}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- ConsumeCommands(ctx, cfg, cc, func(_ context.Context, p int32) (Partition, error) { return recs[p], nil })
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ConsumeCommands: %v", err)
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		if err := c.Append(i%3, []byte(fmt.Sprint(i)), func(err error) {
+			if err != nil {
+				t.Errorf("append %d to partition %d: %v", i, i%3, err)
+			}
+			wg.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	for p, r := range recs {
+		got := r.waitLen(t, 10)
+		for j, v := range got {
+			if v != fmt.Sprint(p+3*j) {
+				t.Fatalf("partition %d got %q", p, got)
+			}
+		}
+	}
+	if err := c.Append(3, []byte("x"), func(error) {}); err == nil {
+		t.Fatal("Append to partition 3 of 3 did not fail")
+	}
+	cc.Partitions = 2
+	if _, err := NewCommands(context.Background(), cfg, cc); err == nil || !strings.Contains(err.Error(), "fixed when the topic is created") {
+		t.Fatalf("NewCommands with 2 partitions on a topic of 3: %v", err)
 	}
 }

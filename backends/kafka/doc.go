@@ -36,7 +36,9 @@
 // string over the record's bytes (records are never reused, so the string
 // stays valid, but keeping it keeps the record in memory: clone what you
 // keep). Kind 'D' (KindFencedDelivery) is the same preceded by a uvarint,
-// the publishing sequencer's epoch (chat.Delivery.Epoch, not 0). Other
+// the publishing sequencer's epoch (chat.Delivery.Epoch, not 0); kind 'P'
+// (KindPartitionDelivery) is preceded by two, the sequencer's partition
+// (chat.Delivery.Partition, not 0) and its epoch. Other
 // kinds are SendNode's and PostNode's, handed to the HandleNode handler of
 // that kind. A record that is empty, does not decode, or has a kind with
 // no handler is counted (Stats) and skipped: a peer writing garbage to

@@ -575,13 +575,14 @@ func TestDeliveryEpoch(t *testing.T) {
 	subscribe(t, b, "node-e", func(d *chat.Delivery) {
 		mu.Lock()
 		defer mu.Unlock()
-		got = append(got, fmt.Sprintf("%d:%s", d.Epoch, d.Items[0].Head))
+		got = append(got, fmt.Sprintf("%d/%d:%s", d.Partition, d.Epoch, d.Items[0].Head))
 	})
 	ctx := context.Background()
 	for _, d := range []*chat.Delivery{
 		{Epoch: 7, Items: []chat.Item{{User: "u", Seq: 1, Head: []byte("one")}}},
 		{Items: []chat.Item{{User: "u", Seq: 2, Head: []byte("two")}}},
 		{Epoch: 1 << 40, Items: []chat.Item{{User: "u", Seq: 3, Head: []byte("three")}}},
+		{Epoch: 2, Partition: 5, Items: []chat.Item{{User: "u", Seq: 6, Head: []byte("six")}}},
 	} {
 		if err := b.Publish(ctx, "node-e", d); err != nil {
 			t.Fatal(err)
@@ -594,7 +595,9 @@ func TestDeliveryEpoch(t *testing.T) {
 	defer cl.Close()
 	topic, _ := topicName(b.cfg.TopicPrefix, "node.", "node-e")
 	body := appendDelivery(nil, item("u", 4, "bad"))
-	for _, v := range [][]byte{append([]byte{KindFencedDelivery, 0}, body...), {KindFencedDelivery, 0x80}} {
+	for _, v := range [][]byte{append([]byte{KindFencedDelivery, 0}, body...), {KindFencedDelivery, 0x80},
+		append([]byte{KindPartitionDelivery, 0, 1}, body...), append([]byte{KindPartitionDelivery, 0x80, 0x10, 1}, body...),
+		append([]byte{KindPartitionDelivery, 3, 0}, body...)} {
 		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: v}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
@@ -602,7 +605,7 @@ func TestDeliveryEpoch(t *testing.T) {
 	if err := b.Publish(ctx, "node-e", &chat.Delivery{Epoch: 8, Items: []chat.Item{{User: "u", Seq: 5, Head: []byte("five")}}}); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"7:one", "0:two", fmt.Sprint(uint64(1<<40), ":three"), "8:five"}
+	want := []string{"0/7:one", "0/0:two", fmt.Sprint("0/", uint64(1<<40), ":three"), "5/2:six", "0/8:five"}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		mu.Lock()
@@ -618,7 +621,7 @@ func TestDeliveryEpoch(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
-	if n := b.Stats().BadRecords; n != 2 {
-		t.Fatalf("BadRecords = %d, want 2 (epoch 0, truncated epoch)", n)
+	if n := b.Stats().BadRecords; n != 5 {
+		t.Fatalf("BadRecords = %d, want 5 (epoch 0, truncated epoch; partition 0, partition 2048, epoch 0)", n)
 	}
 }

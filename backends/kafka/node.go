@@ -38,9 +38,13 @@ func (b *Bus) Publish(ctx context.Context, node string, d *chat.Delivery) error 
 		return err
 	}
 	op := b.ops.Get().(*produceOp)
-	if d.Epoch != 0 {
+	switch {
+	case d.Epoch != 0 && d.Partition != 0:
+		op.buf = binary.AppendUvarint(append(op.buf[:0], KindPartitionDelivery), uint64(d.Partition))
+		op.buf = binary.AppendUvarint(op.buf, d.Epoch)
+	case d.Epoch != 0:
 		op.buf = binary.AppendUvarint(append(op.buf[:0], KindFencedDelivery), d.Epoch)
-	} else {
+	default:
 		op.buf = append(op.buf[:0], KindDelivery)
 	}
 	op.buf = appendDelivery(op.buf, d)
@@ -413,8 +417,16 @@ func (s *nodeSub) handle(r *kgo.Record) {
 		return
 	}
 	body := v[1:]
-	s.d.Epoch = 0
-	if v[0] == KindFencedDelivery {
+	s.d.Epoch, s.d.Partition = 0, 0
+	if v[0] == KindPartitionDelivery {
+		p, n := binary.Uvarint(body)
+		if n <= 0 || p == 0 || p > maxPartition {
+			s.bad(r, errBadDelivery)
+			return
+		}
+		s.d.Partition, body = int(p), body[n:]
+	}
+	if v[0] != KindDelivery {
 		epoch, n := binary.Uvarint(body)
 		if n <= 0 || epoch == 0 {
 			s.bad(r, errBadDelivery)
