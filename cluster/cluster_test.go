@@ -114,7 +114,9 @@ type memLog struct {
 	ch     chan []byte
 }
 
-func (l *memLog) Append(_ string, value []byte, done func(error)) error {
+func (l *memLog) Partitions() int { return 1 }
+
+func (l *memLog) Append(_ int, value []byte, done func(error)) error {
 	l.mu.Lock()
 	fail, refuse := l.fail, l.refuse
 	l.mu.Unlock()

@@ -15,15 +15,19 @@ import (
 	"github.com/switchboard/switchboard/chat"
 )
 
-// Log is the command log as a gateway sees it: durable, ordered by key.
+// Log is the command log as a gateway sees it: durable, ordered within
+// each partition.
 type Log interface {
-	// Append appends value to the log under key. It calls done exactly
+	// Append appends value to partition of the log. It calls done exactly
 	// once, from any goroutine, with nil once the record is durable
 	// (acknowledged by every in-sync replica) or with the error that
-	// stopped it; value and key must stay unchanged until then. Append
+	// stopped it; value must stay unchanged until then. Append
 	// itself never blocks: when the record cannot even be queued it
 	// returns the error and does not call done.
-	Append(key string, value []byte, done func(error)) error
+	Append(partition int, value []byte, done func(error)) error
+	// Partitions returns how many partitions the log has (chat.Route
+	// picks one per request).
+	Partitions() int
 }
 
 // Reader is what a gateway reads itself, without a round trip through
@@ -167,7 +171,7 @@ func (rm *Remote) Submit(r *chat.Request) error {
 	rm.pending[corr] = p
 	rm.mu.Unlock()
 
-	err := rm.log.Append(r.From, p.buf.B, func(err error) {
+	err := rm.log.Append(chat.Route(r, rm.log.Partitions()), p.buf.B, func(err error) {
 		if err != nil {
 			rm.slog.Debug("command not appended", "err", err)
 			rm.stats.Failed.Add(1)

@@ -183,6 +183,13 @@ func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if wk {
 		m := chat.NewMetrics(reg)
 		rep := newBusReplier(bus, log)
+		parts := commands.Partitions()
+		var cbus chat.Bus = bus
+		if parts > 1 {
+			// Sequencers forward the entries of other partitions' users
+			// through the command log (chat.Route).
+			cbus = forwardingBus{bus, cluster.NewLogForwarder(commands)}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -191,19 +198,27 @@ func serveDistributed(ctx context.Context, cfg Config, log *slog.Logger) error {
 				// writes win over any of theirs (backends/cassandra,
 				// "Fencing"), then a fresh sequencer with no cache of
 				// someone else's ownership.
-				epoch, err := store.AcquireLease(ctx, "commands/"+strconv.Itoa(int(p)), node)
+				// With several partitions each has its own writer
+				// epoch, pipeline and retention index over the one
+				// session (cassandra.Store.Partition).
+				ps := store
+				if parts > 1 {
+					ps = store.Partition(int(p))
+				}
+				epoch, err := ps.AcquireLease(ctx, "commands/"+strconv.Itoa(int(p)), node)
 				if err != nil {
 					log.Error("taking the command partition's lease", "partition", p, "err", err)
 					return nil, err
 				}
-				store.SetWriterEpoch(epoch)
+				ps.SetWriterEpoch(epoch)
 				ccfg := cfg.Chat
 				ccfg.Epoch = uint64(epoch)
-				svc, err := chat.New(ccfg, store, bus, dir, log, m)
+				ccfg.Partitions, ccfg.Partition = parts, int(p)
+				svc, err := chat.New(ccfg, ps, cbus, dir, log, m)
 				if err != nil {
 					return nil, err
 				}
-				log.Info("sequencer started: this worker owns the command log", "partition", p, "epoch", epoch)
+				log.Info("sequencer started: this worker owns a command partition", "partition", p, "of", parts, "epoch", epoch)
 				return &sequencer{svc: svc, Worker: cluster.NewWorker(svc, rep, cm, log), log: log, p: p}, nil
 			})
 			if err != nil {
@@ -388,6 +403,13 @@ type sequencer struct {
 func (s *sequencer) Close() {
 	s.svc.Close()
 	s.log.Info("sequencer stopped: the command partition was handed over", "partition", s.p)
+}
+
+// forwardingBus is a worker's chat.Bus when the command log has several
+// partitions: the Kafka bus, and forwards appended to the command log.
+type forwardingBus struct {
+	*kafka.Bus
+	*cluster.LogForwarder
 }
 
 // busReplier sends replies on the bus without waiting for Kafka

@@ -149,9 +149,19 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 // TestClusterEndToEnd runs three gateways and two workers on real Kafka,
 // Redis and Cassandra: users on different gateways chat one to one and in
 // a group, get receipts, sync what came while they were away (on another
-// gateway), and a resent send is answered as the same message.
+// gateway), and a resent send is answered as the same message. It runs
+// with one command partition (one worker sequences, the other stands by)
+// and with four (both sequence, and forward entries to each other).
 func TestClusterEndToEnd(t *testing.T) {
-	c := New(t, Engines{}, "")
+	for _, parts := range []int{1, 4} {
+		t.Run(fmt.Sprintf("partitions=%d", parts), func(t *testing.T) {
+			clusterEndToEnd(t, parts)
+		})
+	}
+}
+
+func clusterEndToEnd(t *testing.T, partitions int) {
+	c := New(t, Engines{}, fmt.Sprintf("commands: {partitions: %d}\n", partitions))
 	defer func() {
 		if t.Failed() {
 			t.Log(c.Logs())
@@ -278,6 +288,19 @@ func TestClusterEndToEnd(t *testing.T) {
 	}
 	if trips < 5 || waits < trips || core < trips {
 		t.Fatalf("request path histograms: %v round trips on the gateways, %v waits and %v core times on the workers; want at least 5, each stage at least the round trips", trips, waits, core)
+	}
+	if partitions > 1 {
+		// Both workers sequence, and entries crossed partitions.
+		var forwards float64
+		for i, w := range c.Workers {
+			if !strings.Contains(w.Log(), "sequencer started") {
+				t.Fatalf("worker %d owns no command partition", i)
+			}
+			forwards += metric(t, w, "switchboard_forwards_applied_total")
+		}
+		if forwards == 0 {
+			t.Fatal("no forward was applied: every user on one partition?")
+		}
 	}
 }
 

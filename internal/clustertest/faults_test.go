@@ -203,3 +203,34 @@ func TestFaultRedisRestart(t *testing.T) {
 	tr.send(t, 5, 10*time.Millisecond)
 	tr.verify(t)
 }
+
+// TestFaultPartitionedWorkerKilled: four command partitions shared by two
+// workers, so that each sequences some users and forwards entries to the
+// other's. One is killed -9 with its offsets uncommitted (commits are
+// held back): the other takes its partitions over, applies their
+// commands again (duplicates), and its relay sends their outboxes again
+// (forwards dropped as duplicates): every acked message stored once and
+// delivered, every inbox gap-free.
+func TestFaultPartitionedWorkerKilled(t *testing.T) {
+	c, lb := startCluster(t, Engines{}, "commands: {partitions: 4, commit_interval: 1h}\n", 2, 2)
+	waitFor(t, 60*time.Second, "both workers to own command partitions", func() bool {
+		return strings.Contains(c.Workers[0].Log(), "sequencer started") && strings.Contains(c.Workers[1].Log(), "sequencer started")
+	})
+	tr := newTraffic(t, c, lb.URL(), 8)
+	tr.send(t, 20, 10*time.Millisecond)
+	tr.ackedAll(t, 60*time.Second)
+	if f := metric(t, c.Workers[0], "switchboard_forwards_applied_total") + metric(t, c.Workers[1], "switchboard_forwards_applied_total"); f == 0 {
+		t.Fatal("no forward was applied before the kill")
+	}
+	c.Workers[0].Kill()
+	tr.send(t, 10, 10*time.Millisecond)
+	tr.verify(t)
+	survivor := c.Workers[1]
+	if n := strings.Count(survivor.Log(), "sequencer started"); n < 3 {
+		t.Fatalf("the survivor started %d sequencers, want its own and the killed worker's", n)
+	}
+	if d := metric(t, survivor, "switchboard_messages_duplicate_total"); d == 0 {
+		t.Fatal("the survivor applied no command again: were the killed worker's offsets committed?")
+	}
+	t.Logf("the survivor dropped %v forwards as duplicates", metric(t, survivor, "switchboard_forwards_duplicate_total"))
+}
