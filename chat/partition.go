@@ -102,11 +102,15 @@ func outboxUser(source, target int) string {
 
 // outMark is the state key of the last outbox seq that source's relay
 // appended to target's log.
-func outMark(source, target int) string { return "fo/" + strconv.Itoa(source) + "/" + strconv.Itoa(target) }
+func outMark(source, target int) string {
+	return "fo/" + strconv.Itoa(source) + "/" + strconv.Itoa(target)
+}
 
 // inMark is the state key of the last outbox seq of source that target
 // applied.
-func inMark(target, source int) string { return "fi/" + strconv.Itoa(target) + "/" + strconv.Itoa(source) }
+func inMark(target, source int) string {
+	return "fi/" + strconv.Itoa(target) + "/" + strconv.Itoa(source)
+}
 
 func isOutbox(user string) bool { return len(user) > 0 && user[0] == outboxPrefix[0] }
 
