@@ -199,10 +199,23 @@ func (s *Catalog) MayRead(ctx context.Context, id, user string) (Asset, error) {
 	if a.Parent != "" {
 		grantsOf = a.Parent
 	}
-	ok, err := granted(ctx, s.store, grantsOf, user, func(ctx context.Context, group string) (bool, error) {
+	ok, err := granted(ctx, s.store, grantsOf, user, storeMember(s.store, user))
+	if err != nil {
+		return Asset{}, err
+	}
+	if !ok {
+		return Asset{}, ErrAssetNotFound
+	}
+	return a, nil
+}
+
+// storeMember returns a membership check of user in a group that reads
+// the group's durable record.
+func storeMember(store Store, user string) func(ctx context.Context, group string) (bool, error) {
+	return func(ctx context.Context, group string) (bool, error) {
 		var rec groupRecord
 		var decErr error
-		found, err := s.store.GetState(ctx, groupKey(group), func(v []byte) { decErr = json.Unmarshal(v, &rec) })
+		found, err := store.GetState(ctx, groupKey(group), func(v []byte) { decErr = json.Unmarshal(v, &rec) })
 		if err != nil || !found || decErr != nil {
 			return false, errors.Join(err, decErr)
 		}
@@ -212,14 +225,7 @@ func (s *Catalog) MayRead(ctx context.Context, id, user string) (Asset, error) {
 			}
 		}
 		return false, nil
-	})
-	if err != nil {
-		return Asset{}, err
 	}
-	if !ok {
-		return Asset{}, ErrAssetNotFound
-	}
-	return a, nil
 }
 
 // granted reports whether asset id was sent to user, is a profile photo,
@@ -420,6 +426,17 @@ func (s *Service) setCount(b *building, key string, n uint64) {
 // assetRec reads asset id's record, or ErrAssetNotFound.
 func (s *Service) assetRec(ctx context.Context, id string) (*assetRecord, error) {
 	v, found, err := s.getState(ctx, assetKey(id))
+	return decodeAssetRec(id, v, found, err)
+}
+
+// readAssetRec reads asset id's durable record, or ErrAssetNotFound.
+func readAssetRec(ctx context.Context, store Store, id string) (*assetRecord, error) {
+	var v []byte
+	found, err := store.GetState(ctx, assetKey(id), func(b []byte) { v = bytes.Clone(b) })
+	return decodeAssetRec(id, v, found, err)
+}
+
+func decodeAssetRec(id string, v []byte, found bool, err error) (*assetRecord, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -689,18 +706,25 @@ func (s *Service) blobStep(ctx context.Context, b *building, r *Request) error {
 // for the recipients are added by grant once the message is accepted.
 func (s *Service) attach(ctx context.Context, r *Request) ([]byte, *assetRecord, error) {
 	id := string(r.AssetID)
+	// Asset records and groups are ControlPartition's: another partition
+	// reads them from the store, never from a cache of its own.
 	rec, err := s.assetRec(ctx, id)
+	member := func(_ context.Context, gid string) (bool, error) {
+		g, err := s.group(ctx, gid)
+		if errors.Is(err, ErrGroupNotFound) {
+			return false, nil
+		}
+		return err == nil && g.members[r.From] != nil, err
+	}
+	if !s.control() {
+		rec, err = readAssetRec(ctx, s.store, id)
+		member = storeMember(s.store, r.From)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
 	if rec.Owner != r.From {
-		ok, err := granted(ctx, s.store, id, r.From, func(_ context.Context, gid string) (bool, error) {
-			g, err := s.group(ctx, gid)
-			if errors.Is(err, ErrGroupNotFound) {
-				return false, nil
-			}
-			return err == nil && g.members[r.From] != nil, err
-		})
+		ok, err := granted(ctx, s.store, id, r.From, member)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -725,9 +749,31 @@ func (s *Service) grant(b *building, rec *assetRecord, to string, group *groupSt
 	if rec.Sent {
 		return nil
 	}
+	if !s.control() {
+		// The record is ControlPartition's to write.
+		b.forwardAssetSent(rec.ID)
+		return nil
+	}
+	return s.setSent(b, rec)
+}
+
+func (s *Service) setSent(b *building, rec *assetRecord) error {
 	rec.Sent = true
 	s.setState(b, timeKey(unsentPrefix, rec.Created, rec.ID), nil)
 	return s.putAssetRec(b, rec)
+}
+
+// markSent records that asset id was sent, for another partition's send
+// (forwarded). An asset deleted since is left alone.
+func (s *Service) markSent(ctx context.Context, b *building, id string) error {
+	rec, err := s.assetRec(ctx, id)
+	if errors.Is(err, ErrAssetNotFound) || err == nil && rec.Sent {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return s.setSent(b, rec)
 }
 
 // pin makes asset id, which user owns and which must be an image, a

@@ -998,6 +998,15 @@ func (s *Service) msgInfo(ctx context.Context, b *building, r *Request) Result {
 		return Result{Err: ErrMsgNotFound}
 	}
 	d := appendField(nil, "msg_id", m.ID)
+	if s.cfg.Partitions > 1 && !isGroupInbox(m.To) {
+		// Partitioned, a one-to-one message's status is written by its
+		// recipient's partition: read what is durable, not a cache.
+		if m, ok, err = s.store.Message(ctx, m.ID); err != nil {
+			return Result{Err: err}
+		} else if !ok {
+			return Result{Err: ErrMsgNotFound}
+		}
+	}
 	if !isGroupInbox(m.To) {
 		d = appendField(d, "to", m.To)
 		return Result{Data: appendField(d, "status", m.Status.String())}

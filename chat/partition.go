@@ -61,21 +61,23 @@ func PartitionOf(key string, n int) int {
 
 // Route returns the partition, of n, that must sequence r.
 //
-// One-to-one sends without an attachment, and typing to a user, go to the
-// sender's partition: the sender's client ids and the copy in the
-// sender's inbox are theirs, and the recipient's entry is forwarded. A
-// sender's messages to a user thus take one path and keep their order.
-// Every other request goes to ControlPartition.
+// One-to-one sends, receipts and typing to a user go to the partition
+// of the user who sends them: the sender's client ids and the copy in the
+// sender's inbox are theirs, and the recipient's entry is forwarded; the
+// status of a one-to-one message is written only by its recipient's
+// receipts. A sender's messages to a user thus take one path and keep
+// their order. What such a request does to state that ControlPartition
+// owns is forwarded there too: that an attachment was sent, a receipt of
+// a group message. Every other request (groups, group messages and
+// typing, assets, profiles, message info) goes to ControlPartition.
 func Route(r *Request, n int) int {
 	if n <= 1 {
 		return 0
 	}
 	switch r.Kind {
-	case KindSend:
-		if len(r.Group) == 0 && len(r.AssetID) == 0 {
-			return PartitionOf(r.From, n)
-		}
-	case KindTyping:
+	case KindReceipt:
+		return PartitionOf(r.From, n)
+	case KindSend, KindTyping:
 		if len(r.Group) == 0 {
 			return PartitionOf(r.From, n)
 		}
@@ -161,7 +163,15 @@ type fwd struct {
 	shared []string // distinct shared keys the items name
 }
 
-func (b *building) forward(target int, user, typ string, tail []byte, shared string) {
+// Kinds of forwarded items.
+const (
+	itemEntry        = 'e' // user, type, tail, shared key: an inbox entry
+	itemAssetSent    = 's' // asset id: the asset was sent (to ControlPartition)
+	itemGroupReceipt = 'r' // reader, msg id, status byte: a receipt of a group message (to ControlPartition)
+)
+
+// to returns what b forwards to target, created empty.
+func (b *building) to(target int) *fwd {
 	if b.fwd == nil {
 		b.fwd = make(map[int]*fwd)
 	}
@@ -171,6 +181,13 @@ func (b *building) forward(target int, user, typ string, tail []byte, shared str
 		b.fwd[target] = f
 	}
 	f.items++
+	return f
+}
+
+// forward queues an inbox entry for user, whose seq target allocates.
+func (b *building) forward(target int, user, typ string, tail []byte, shared string) {
+	f := b.to(target)
+	f.buf = append(f.buf, itemEntry)
 	f.buf = appendStr(f.buf, user)
 	f.buf = appendStr(f.buf, typ)
 	f.buf = appendStr(f.buf, string(tail))
@@ -178,6 +195,24 @@ func (b *building) forward(target int, user, typ string, tail []byte, shared str
 	if shared != "" && (len(f.shared) == 0 || f.shared[len(f.shared)-1] != shared) {
 		f.shared = append(f.shared, shared)
 	}
+}
+
+// forwardAssetSent tells ControlPartition, which owns asset records, that
+// asset id was sent: the unsent collector must leave it.
+func (b *building) forwardAssetSent(id string) {
+	f := b.to(ControlPartition)
+	f.buf = append(f.buf, itemAssetSent)
+	f.buf = appendStr(f.buf, id)
+}
+
+// forwardGroupReceipt hands ControlPartition, which owns groups and their
+// watermarks, reader's receipt of group message id.
+func (b *building) forwardGroupReceipt(reader, id string, st Status) {
+	f := b.to(ControlPartition)
+	f.buf = append(f.buf, itemGroupReceipt)
+	f.buf = appendStr(f.buf, reader)
+	f.buf = appendStr(f.buf, id)
+	f.buf = append(f.buf, byte(st))
 }
 
 func appendStr(dst []byte, s string) []byte {
@@ -263,13 +298,28 @@ func (s *Service) applyItems(ctx context.Context, b *building, p []byte) error {
 	if d.byte() != forwardVersion {
 		return ErrBadForward
 	}
-	type item struct{ user, typ, tail, shared string }
-	items := make([]item, d.uvarint())
+	type item struct {
+		kind                 byte
+		user, typ, tail, key string // key: the shared part's, or the asset's or message's id
+		status               Status
+	}
+	items := make([]item, min(d.uvarint(), uint64(len(p))))
 	for i := range items {
+		it := item{kind: d.byte()}
+		switch it.kind {
+		case itemEntry:
+			it.user, it.typ, it.tail, it.key = d.str(), d.str(), d.str(), d.str()
+		case itemAssetSent:
+			it.key = d.str()
+		case itemGroupReceipt:
+			it.user, it.key, it.status = d.str(), d.str(), Status(d.byte())
+		default:
+			return ErrBadForward
+		}
 		if d.err != nil {
 			return ErrBadForward
 		}
-		items[i] = item{d.str(), d.str(), d.str(), d.str()}
+		items[i] = it
 	}
 	c := b.c
 	for range d.uvarint() {
@@ -287,16 +337,35 @@ func (s *Service) applyItems(ctx context.Context, b *building, p []byte) error {
 		return ErrBadForward
 	}
 	for _, it := range items {
-		if !s.owns(it.user) {
-			// Partitions were counted differently when it was sent:
-			// deliver it anyway rather than lose it, and say so.
-			s.log.Error("a forwarded entry's user is not this partition's", "user", it.user, "partition", s.cfg.Partition)
+		var err error
+		switch it.kind {
+		case itemEntry:
+			if !s.owns(it.user) {
+				// Partitions were counted differently when it was sent:
+				// deliver it anyway rather than lose it, and say so.
+				s.log.Error("a forwarded entry's user is not this partition's", "user", it.user, "partition", s.cfg.Partition)
+			}
+			err = s.ownEntry(ctx, b, it.user, it.typ, []byte(it.tail), it.key)
+		case itemAssetSent:
+			err = s.markSent(ctx, b, it.key)
+		case itemGroupReceipt:
+			var m MessageMeta
+			var ok bool
+			if m, ok, err = s.lookupMeta(ctx, b, it.key); err == nil && ok && isGroupInbox(m.To) {
+				err = s.groupReceipt(ctx, b, it.user, &m, it.status)
+			}
 		}
-		if err := s.ownEntry(ctx, b, it.user, it.typ, []byte(it.tail), it.shared); err != nil {
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// control reports whether this Service owns the state shared between
+// users (groups, assets, profiles): unpartitioned, or ControlPartition.
+func (s *Service) control() bool {
+	return s.cfg.Partitions <= 1 || s.cfg.Partition == ControlPartition
 }
 
 // ownEntry is addEntry for a user whose seq this Service allocates.

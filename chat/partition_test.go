@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -138,8 +139,11 @@ func TestRoute(t *testing.T) {
 		{chat.Request{Kind: chat.KindSend, From: alice, To: []byte("bob")}, 2},
 		{chat.Request{Kind: chat.KindTyping, From: alice, To: []byte("bob")}, 2},
 		{chat.Request{Kind: chat.KindSend, From: alice, Group: []byte("g")}, chat.ControlPartition},
-		{chat.Request{Kind: chat.KindSend, From: alice, To: []byte("bob"), AssetID: []byte("a")}, chat.ControlPartition},
-		{chat.Request{Kind: chat.KindReceipt, From: alice}, chat.ControlPartition},
+		{chat.Request{Kind: chat.KindSend, From: alice, To: []byte("bob"), AssetID: []byte("a")}, 2},
+		{chat.Request{Kind: chat.KindReceipt, From: alice}, 2},
+		{chat.Request{Kind: chat.KindTyping, From: alice, Group: []byte("g")}, chat.ControlPartition},
+		{chat.Request{Kind: chat.KindMsgInfo, From: alice}, chat.ControlPartition},
+		{chat.Request{Kind: chat.KindAsset, From: alice}, chat.ControlPartition},
 		{chat.Request{Kind: chat.KindGroup, From: alice}, chat.ControlPartition},
 		{chat.Request{Kind: chat.KindProfile, From: alice}, chat.ControlPartition},
 	}
@@ -203,8 +207,11 @@ func TestPartitionedSendForwarded(t *testing.T) {
 	}
 }
 
-// Receipts (the control partition's) and group messages reach users of
-// every partition.
+// Receipts (the reader's partition's) and group messages reach users of
+// every partition; a receipt of a group message moves the group's
+// watermarks on the control partition, which tells the sender once every
+// member has read it; message info reads the status its recipient's
+// partition wrote.
 func TestPartitionedReceiptsAndGroups(t *testing.T) {
 	p := newPartitions(t, 3)
 	alice, bob, carol := userOn(1, 3, "alice"), userOn(2, 3, "bob"), userOn(0, 3, "carol")
@@ -240,6 +247,65 @@ func TestPartitionedReceiptsAndGroups(t *testing.T) {
 			es := inbox(t, u.svc, u.name)
 			return len(es) == u.n && es[u.n-1]["body"] == "hello team" && es[u.n-2]["type"] == "group"
 		})
+	}
+	gmID := c.got["gm"].MsgID
+	for _, reader := range []string{bob, carol} {
+		p.submit(&chat.Request{Kind: chat.KindReceipt, From: reader, Status: chat.StatusRead, MsgIDs: [][]byte{[]byte(gmID)}, ClientID: []byte("r" + reader), Done: c})
+	}
+	c.wait(t, 2)
+	// Read implies delivered: a receipt entry for each.
+	eventually(t, "alice has the group's read receipt", func() bool {
+		es := inbox(t, p.svcs[1], alice)
+		last := es[len(es)-1]
+		return len(es) == 6 && last["type"] == "receipt" && last["group"] == gid && last["all"] == true && last["status"] == "read"
+	})
+	info := &chat.Request{Kind: chat.KindMsgInfo, From: alice, MsgIDs: [][]byte{[]byte(id)}, ClientID: []byte("info"), Done: c}
+	p.submit(info)
+	c.wait(t, 1)
+	if res := c.got["info"]; res.Err != nil || !strings.Contains(string(res.Data), `"status":"read"`) {
+		t.Fatalf("msg info of the message bob read: %s, %v", res.Data, res.Err)
+	}
+}
+
+// An attachment sent to a user of another partition: the sender's
+// partition checks it from the store and grants the recipient, and the
+// control partition, which owns the asset's record, learns that it was
+// sent (the unsent collector leaves it alone).
+func TestPartitionedAttachment(t *testing.T) {
+	p := newPartitions(t, 3)
+	alice, bob := userOn(1, 3, "alice"), userOn(2, 3, "bob")
+	ctl := p.svcs[chat.ControlPartition]
+	newAsset(t, ctl, alice, "ASSET1", "aa11")
+	if ids, err := ctl.ExpiredAssets(context.Background(), 1<<62, 0, 10); err != nil || len(ids) != 1 {
+		t.Fatalf("unsent assets before the send: %v, %v", ids, err)
+	}
+	c := newCompleter()
+	r := send(alice, "1", bob, "look", c)
+	r.AssetID = []byte("ASSET1")
+	p.submit(r)
+	c.wait(t, 1)
+	if err := c.got["1"].Err; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "bob has the attachment", func() bool {
+		es := inbox(t, p.svcs[2], bob)
+		return len(es) == 1 && es[0]["attachment"] != nil
+	})
+	if !mayRead(ctl, "ASSET1", bob) {
+		t.Fatal("bob may not read what he was sent")
+	}
+	eventually(t, "the asset to be marked sent", func() bool {
+		ids, err := ctl.ExpiredAssets(context.Background(), 1<<62, 0, 10)
+		return err == nil && len(ids) == 0
+	})
+	// Someone who may not see it cannot send it, from any partition.
+	carol := userOn(0, 3, "carol")
+	r = send(carol, "2", bob, "mine?", c)
+	r.AssetID = []byte("ASSET1")
+	p.submit(r)
+	c.wait(t, 1)
+	if c.got["2"].Err == nil {
+		t.Fatal("carol sent an asset she cannot see")
 	}
 }
 

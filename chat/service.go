@@ -664,6 +664,10 @@ func (s *Service) addReceipt(ctx context.Context, b *building, r *Request) error
 			return err
 		}
 		if ok && isGroupInbox(m.To) {
+			if !s.control() {
+				b.forwardGroupReceipt(r.From, m.ID, r.Status) // the group's watermarks are ControlPartition's
+				continue
+			}
 			if err := s.groupReceipt(ctx, b, r.From, &m, r.Status); err != nil {
 				return err
 			}
