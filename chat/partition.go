@@ -422,9 +422,12 @@ func (d *fwdDecoder) str() string {
 }
 
 // relay appends the outbox entries of applied batches to their target
-// partitions, each partition's in seq order, and sends again from the
-// store whatever it could not: it is the only goroutine that calls the
-// Forwarder.
+// partitions, and sends again from the store whatever it could not. One
+// goroutine per target partition is the only caller of the Forwarder for
+// it, one entry at a time, in seq order: an entry is appended only once
+// the one before it is durable in the log, so a target never sees a gap
+// (a failed append may have reached the log: the target drops the
+// resend).
 type relay struct {
 	s    *Service
 	fw   Forwarder
@@ -434,7 +437,7 @@ type relay struct {
 	queue  [][]outRec // per target: applied, not yet appended, in seq order
 	acked  []uint64   // per target: appended up to
 	high   []uint64   // per target: written to the outbox up to
-	wake   chan struct{}
+	wake   []chan struct{}
 	closed bool
 }
 
@@ -449,7 +452,7 @@ type outRec struct {
 func (s *Service) startRelay(ctx context.Context, fw Forwarder) error {
 	n := s.cfg.Partitions
 	r := &relay{s: s, fw: fw, self: s.cfg.Partition, queue: make([][]outRec, n),
-		acked: make([]uint64, n), high: make([]uint64, n), wake: make(chan struct{}, 1)}
+		acked: make([]uint64, n), high: make([]uint64, n), wake: make([]chan struct{}, n)}
 	s.markWritten = make([]uint64, n)
 	for t := range n {
 		if t == s.cfg.Partition {
@@ -464,11 +467,15 @@ func (s *Service) startRelay(ctx context.Context, fw Forwarder) error {
 		if r.high[t], err = s.store.LastSeq(ctx, outboxUser(s.cfg.Partition, t)); err != nil {
 			return fmt.Errorf("reading the outbox of partition %d: %w", t, err)
 		}
+		r.wake[t] = make(chan struct{}, 1)
 	}
 	s.relay = r
-	s.wg.Add(1)
-	go r.run()
-	r.kick()
+	for t := range n {
+		if t != s.cfg.Partition {
+			s.wg.Add(1)
+			go r.run(t)
+		}
+	}
 	return nil
 }
 
@@ -490,14 +497,14 @@ func (r *relay) add(c *commit) {
 		t, _ := strconv.Atoi(target)
 		r.queue[t] = append(r.queue[t], outRec{seq: e.Seq, frame: append([]byte(nil), e.Frame...)})
 		r.high[t] = max(r.high[t], e.Seq)
+		r.kick(t)
 	}
 	r.mu.Unlock()
-	r.kick()
 }
 
-func (r *relay) kick() {
+func (r *relay) kick(t int) {
 	select {
-	case r.wake <- struct{}{}:
+	case r.wake[t] <- struct{}{}:
 	default:
 	}
 }
@@ -506,24 +513,28 @@ func (r *relay) close() {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
-	r.kick()
+	for t, w := range r.wake {
+		if w != nil {
+			r.kick(t)
+		}
+	}
 }
 
-// run sends until closed and nothing is left that it can send.
-func (r *relay) run() {
+// run sends to target until closed and nothing is left that it can send.
+func (r *relay) run(t int) {
 	defer r.s.wg.Done()
 	backoff := 10 * time.Millisecond
 	for {
 		r.mu.Lock()
 		closed := r.closed
 		r.mu.Unlock()
-		err := r.send()
+		err := r.send(t)
 		switch {
 		case err == nil && closed:
 			return
 		case err == nil:
 			backoff = 10 * time.Millisecond
-			<-r.wake
+			<-r.wake[t]
 		case closed:
 			// The next owner sends them from the outbox.
 			r.s.log.Warn("relay stopped with forwards unsent; the partition's next owner sends them", "err", err)
@@ -536,58 +547,52 @@ func (r *relay) run() {
 	}
 }
 
-// send appends everything between acked and high, for every target: the
-// queued entries, and from the store those that are not queued (sent
-// before a failure, or by the previous owner).
-func (r *relay) send() error {
+// send appends everything between acked and high to target: the queued
+// entries, and from the store those that are not queued (sent before a
+// failure, or by the previous owner).
+func (r *relay) send(t int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for t := range r.acked {
-		if t == r.self {
-			continue
+	for {
+		r.mu.Lock()
+		acked, high := r.acked[t], r.high[t]
+		q := r.queue[t]
+		for len(q) > 0 && q[0].seq <= acked {
+			q = q[1:] // read back from the store and sent already
 		}
-		for {
-			r.mu.Lock()
-			acked, high := r.acked[t], r.high[t]
-			q := r.queue[t]
-			for len(q) > 0 && q[0].seq <= acked {
-				q = q[1:] // read back from the store and sent already
-			}
-			r.queue[t] = q
-			var rec outRec
-			if len(q) > 0 && q[0].seq == acked+1 {
-				rec = q[0]
-			}
-			r.mu.Unlock()
-			if acked >= high {
-				break
-			}
-			if rec.frame == nil {
-				// Not in memory: read it back.
-				err := r.s.store.ReadInbox(ctx, outboxUser(r.self, t), acked, 1, func(seq uint64, frame []byte) error {
-					rec = outRec{seq: seq, frame: append([]byte(nil), frame...)}
-					return nil
-				})
-				if err != nil {
-					return fmt.Errorf("reading the outbox of partition %d: %w", t, err)
-				}
-				if rec.seq != acked+1 {
-					// Expired (past the retention) before it was sent.
-					r.s.log.Error("outbox entry missing; skipping it", "partition", t, "seq", acked+1)
-					rec = outRec{seq: acked + 1}
-				}
-			}
-			if rec.frame != nil {
-				if err := r.forward(ctx, t, rec); err != nil {
-					return err
-				}
-			}
-			r.mu.Lock()
-			r.acked[t] = rec.seq
-			r.mu.Unlock()
+		r.queue[t] = q
+		var rec outRec
+		if len(q) > 0 && q[0].seq == acked+1 {
+			rec = q[0]
 		}
+		r.mu.Unlock()
+		if acked >= high {
+			return nil
+		}
+		if rec.frame == nil {
+			// Not in memory: read it back.
+			err := r.s.store.ReadInbox(ctx, outboxUser(r.self, t), acked, 1, func(seq uint64, frame []byte) error {
+				rec = outRec{seq: seq, frame: append([]byte(nil), frame...)}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("reading the outbox of partition %d: %w", t, err)
+			}
+			if rec.seq != acked+1 {
+				// Expired (past the retention) before it was sent.
+				r.s.log.Error("outbox entry missing; skipping it", "partition", t, "seq", acked+1)
+				rec = outRec{seq: acked + 1}
+			}
+		}
+		if rec.frame != nil {
+			if err := r.forward(ctx, t, rec); err != nil {
+				return err
+			}
+		}
+		r.mu.Lock()
+		r.acked[t] = rec.seq
+		r.mu.Unlock()
 	}
-	return nil
 }
 
 func (r *relay) forward(ctx context.Context, t int, rec outRec) error {
