@@ -47,6 +47,9 @@ cassandra: {hosts: ["$CASSANDRA"], keyspace: switchboard, replication: "1", batc
 kafka: {brokers: ["$KAFKA"], replication_factor: 1, min_insync_replicas: 1}
 redis: {addrs: ["$REDIS"]}
 assets: {listen: "off"}
+# Four sequencers, shared by the two workers (each user's inbox belongs to
+# one); kill one worker and the other takes its partitions over.
+commands: {partitions: 4}
 YAML
 bin/switchboard migrate --hosts "$CASSANDRA" --keyspace switchboard --replication 1
 

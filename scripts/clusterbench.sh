@@ -21,7 +21,10 @@
 # measured run per rate, one after the other on the same deployment,
 # reports $NAME-RATE.*), TRACE (seconds of an execution trace of the
 # sequencer's worker taken with the profiles, and where its stages
-# blocked, from `go tool trace -pprof=sync`; default 0: none).
+# blocked, from `go tool trace -pprof=sync`; default 0: none),
+# PARTITIONS (the command topic's partitions, commands.partitions:
+# default 1, one sequencer and a standby; with more, both workers
+# sequence, and the store and request-path figures are both workers').
 # Output: the loadtest report on stdout, then each process's CPU and RSS
 # over the profile's window, `go tool pprof -top` of both profiles; in
 # $OUT: $NAME.json and .html, $NAME-worker.pprof, $NAME-gateway.pprof,
@@ -36,6 +39,7 @@ WARMUP=${WARMUP:-30s}
 WARMUP_RATE=${WARMUP_RATE:-200}
 RATES=${RATES:-}
 TRACE=${TRACE:-0}
+PARTITIONS=${PARTITIONS:-1}
 if [ $# -eq 0 ]; then set -- --pairs 1000 --rate 2000 --duration 60s --size 100; fi
 BIN=$OUT/switchboard
 rm -rf "$OUT"; mkdir -p "$OUT"
@@ -86,6 +90,7 @@ kafka: {brokers: ["$KAFKA"], replication_factor: 1, min_insync_replicas: 1}
 redis: {addrs: ["$REDIS"]}
 assets: {listen: "off"}
 gateway: {message_rate: 100000, message_burst: 100000}
+commands: {partitions: $PARTITIONS}
 YAML
 "$BIN" migrate --hosts "$CASSANDRA" --keyspace switchboard --replication 1 > "$OUT/migrate.log"
 
@@ -113,8 +118,10 @@ seq_port=$W1; [ "$seq_name" = worker2 ] && seq_port=$W2
 seq_pid=$(eval echo "\$pid_$seq_name")
 standby=worker1; [ "$seq_name" = worker1 ] && standby=worker2
 standby_pid=$(eval echo "\$pid_$standby")
+seq_role=worker-sequencer standby_role=worker-standby
+if [ "$PARTITIONS" -gt 1 ]; then seq_role="$seq_name" standby_role="$standby"; fi
 servers="$pid_gateway1,$pid_gateway2,$pid_worker1,$pid_worker2"
-echo "sequencer: $seq_name (pid $seq_pid); gateways $pid_gateway1 $pid_gateway2; Redis $REDIS Kafka $KAFKA Cassandra $CASSANDRA" >&2
+echo "command partitions: $PARTITIONS; sequencer: $seq_name (pid $seq_pid); gateways $pid_gateway1 $pid_gateway2; Redis $REDIS Kafka $KAFKA Cassandra $CASSANDRA" >&2
 
 # The engines' processes, by what they run.
 engine_pids() {
@@ -125,15 +132,16 @@ engine_pids() {
   done
 }
 cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || echo gone; }
-# commits WHEN: the sequencer's store commits so far (count, seconds,
-# requests), its commands' wait and core times (count, seconds each), and
-# gateway 1's request round trips (count, seconds).
+# commits WHEN: the sequencers' store commits so far (count, seconds,
+# requests), their commands' wait and core times (count, seconds each),
+# summed over both workers (a standby has none), and gateway 1's request
+# round trips (count, seconds).
 commits() {
-  { curl -sf "http://127.0.0.1:$seq_port/metrics"; curl -sf "http://127.0.0.1:$G1/metrics" | sed 's/^/gw_/'; } | awk -v w="$1" '
-    /^switchboard_store_commit_seconds_count /{c=$2} /^switchboard_store_commit_seconds_sum /{s=$2}
-    /^switchboard_store_batch_requests_sum /{r=$2}
-    /^switchboard_cluster_command_wait_seconds_count /{wc=$2} /^switchboard_cluster_command_wait_seconds_sum /{ws=$2}
-    /^switchboard_cluster_command_seconds_count /{cc=$2} /^switchboard_cluster_command_seconds_sum /{cs=$2}
+  { curl -sf "http://127.0.0.1:$W1/metrics"; curl -sf "http://127.0.0.1:$W2/metrics"; curl -sf "http://127.0.0.1:$G1/metrics" | sed 's/^/gw_/'; } | awk -v w="$1" '
+    /^switchboard_store_commit_seconds_count /{c+=$2} /^switchboard_store_commit_seconds_sum /{s+=$2}
+    /^switchboard_store_batch_requests_sum /{r+=$2}
+    /^switchboard_cluster_command_wait_seconds_count /{wc+=$2} /^switchboard_cluster_command_wait_seconds_sum /{ws+=$2}
+    /^switchboard_cluster_command_seconds_count /{cc+=$2} /^switchboard_cluster_command_seconds_sum /{cs+=$2}
     /^gw_switchboard_cluster_request_seconds_count /{gc=$2} /^gw_switchboard_cluster_request_seconds_sum /{gs=$2}
     END {print w, c+0, s+0, r+0, wc+0, ws+0, cc+0, cs+0, gc+0, gs+0}'
 }
@@ -160,8 +168,8 @@ measure() {
   done
   local procs
   procs="$(engine_pids)
-worker-sequencer $seq_pid
-worker-standby $standby_pid
+$seq_role $seq_pid
+$standby_role $standby_pid
 gateway1 $pid_gateway1
 gateway2 $pid_gateway2
 loadtest $lt"
