@@ -439,7 +439,14 @@ type relay struct {
 	high   []uint64   // per target: written to the outbox up to
 	wake   []chan struct{}
 	closed bool
+
+	stop   context.Context // ends relayGrace after close: what is unsent then waits for the next owner
+	cancel context.CancelFunc
 }
+
+// relayGrace is how long a closing relay goes on sending before it leaves
+// the rest to the partition's next owner.
+const relayGrace = 2 * time.Second
 
 type outRec struct {
 	seq   uint64
@@ -469,6 +476,7 @@ func (s *Service) startRelay(ctx context.Context, fw Forwarder) error {
 		}
 		r.wake[t] = make(chan struct{}, 1)
 	}
+	r.stop, r.cancel = context.WithCancel(context.Background())
 	s.relay = r
 	for t := range n {
 		if t != s.cfg.Partition {
@@ -513,6 +521,7 @@ func (r *relay) close() {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
+	time.AfterFunc(relayGrace, r.cancel)
 	for t, w := range r.wake {
 		if w != nil {
 			r.kick(t)
@@ -541,7 +550,10 @@ func (r *relay) run(t int) {
 			return
 		default:
 			r.s.log.Warn("forwarding failed; retrying", "err", err, "in", backoff)
-			time.Sleep(backoff)
+			select {
+			case <-time.After(backoff):
+			case <-r.stop.Done():
+			}
 			backoff = min(2*backoff, time.Second)
 		}
 	}
@@ -551,7 +563,7 @@ func (r *relay) run(t int) {
 // entries, and from the store those that are not queued (sent before a
 // failure, or by the previous owner).
 func (r *relay) send(t int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(r.stop, 10*time.Second)
 	defer cancel()
 	for {
 		r.mu.Lock()

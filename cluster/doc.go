@@ -30,10 +30,15 @@
 //
 // Each user's inbox seq is allocated by one chat.Service: it is strictly
 // increasing and gap-free because a single goroutine allocates it and a
-// seq becomes visible only once its batch is durable (chat.Store). The
-// command log has one partition, consumed by the workers' consumer
-// group, so one worker at a time runs the Service; the others stand by
-// and one takes over when it fails (Kafka reassigns the partition).
+// seq becomes visible only once its batch is durable (chat.Store). Each
+// partition of the command log (kafka.CommandsConfig.Partitions, default
+// one) has its own Service, the sequencer of the users whose inboxes the
+// partition owns (chat.PartitionOf); the workers' consumer group gives
+// each partition to one worker at a time, and another takes it over when
+// that worker fails (Kafka reassigns the partition). Remote sends each
+// request to the partition chat.Route names; a sequencer forwards the
+// entries of other partitions' users through the log (LogForwarder,
+// chat.Forwarder).
 //
 // A worker commits the partition's offset only past records whose
 // requests have completed, that is whose writes are durable (Offsets).
@@ -54,14 +59,11 @@
 // drops them. The worker also starts a fresh Service on each assignment,
 // so no cache of the previous ownership survives.
 //
-// # Why one partition
+// # Partitions
 //
-// A batch writes several users' inboxes (a message goes to its recipient
-// and to its sender's other devices; a group message to every member)
-// and the same users' seqs are allocated by the batches of other
-// conversations. Splitting the sequencer by user needs each inbox append
-// forwarded to its owner's partition, a second hop; until then the
-// workers scale by standing by, and the gateways, which hold the
-// connections, scale out. docs/design.md ("Scaling out") has the
-// numbers and the plan.
+// A message to a user of another partition reaches that user's
+// sequencer as a forward: written to an outbox in the sender's batch,
+// appended to the log by a relay once durable, applied once by the
+// target (chat.Route and chat.Forwarder have the protocol,
+// docs/design.md "Partitioned sequencers" the argument and the numbers).
 package cluster

@@ -100,10 +100,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // ApplyAsync pipeline, and its own retention index: its Expire deletes
 // only what the partition's batches wrote, with the partition's epoch,
 // which is above that of every earlier owner of the partition (a delete
-// with a smaller timestamp than the write would be ignored). Closing it
-// does nothing; close s.
+// with a smaller timestamp than the write would be ignored). Partition
+// 0's index is s's, which the one sequencer of an unpartitioned
+// deployment used (on the same lease): after a move to several
+// partitions, partition 0 expires what it wrote. Closing the view does
+// nothing; close s.
 func (s *Store) Partition(p int) *Store {
-	reg := append(append(append([]byte(nil), s.ns...), 0), strconv.Itoa(p)...)
+	reg := s.ns
+	if p != 0 {
+		reg = append(append(append([]byte(nil), s.ns...), 0), strconv.Itoa(p)...)
+	}
 	return &Store{sess: s.sess, cfg: s.cfg, ns: s.ns, regNS: reg, cons: s.cons, closed: s.closed, view: true, base: time.Now()}
 }
 
