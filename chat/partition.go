@@ -27,22 +27,21 @@ import (
 // partition t are written, in the same batch (so atomically with the
 // message they belong to), as one entry of the pseudo-inbox of the pair
 // (outboxUser), owned by the sender: its seq numbers the forwards from
-// this partition to t, gap-free. Once the batch is durable a relay appends each new
-// outbox entry to partition t's log (Forwarder), in seq order, one at a
-// time; t's Service applies it as a KindForward request: it allocates the
-// seqs of its users, writes their entries and delivers them, and records
-// in the same batch the last outbox seq it applied from the source
-// (state "fi/<target>/<source>"). A forward at or below that mark is a duplicate
-// and changes nothing. So a relay may send again whatever it is not sure
-// of: after a failed append, and after a takeover, when the new owner
-// sends every outbox entry after the mark its predecessor recorded
-// (state "fo/<source>/<target>") and the targets drop what they had.
+// this partition to t, gap-free. Once the batch is durable a relay
+// appends each new outbox entry to partition t's log (Forwarder), in seq
+// order, one at a time; t's Service applies it as a KindForward request:
+// it allocates the seqs of its users, writes their entries and delivers
+// them, and records in the same batch the last outbox seq it applied from
+// the source (the head of a pseudo-inbox, appliedUser, written after the
+// entries). A forward at or below that mark is a duplicate and changes
+// nothing; one past the next is refused (ErrForwardGap) and submitted
+// again. So a relay may send again whatever it is not sure of: after a
+// failed append, and after a takeover, when the new owner sends every
+// outbox entry after the mark its predecessor recorded (state
+// "fo/<source>/<target>") and the targets drop what they had.
 //
-// What each partition owns (docs/design.md, "Partitioned sequencers"):
-// one-to-one text sends and typing go to the sender's partition, which
-// stores the message and the sender's own copy; everything that reads or
-// writes shared state (groups, receipts, assets, profiles, message info)
-// goes to ControlPartition.
+// Which partition owns what is Route's table; docs/design.md
+// ("Partitioned sequencers") has the argument.
 
 // ControlPartition is the partition of the requests that read or write
 // state shared between users (see Route).
@@ -94,8 +93,13 @@ type Forwarder interface {
 }
 
 // The outboxes and marks of every partition share the store: each names
-// both partitions.
-const outboxPrefix = "\x02o/"
+// both partitions. Pseudo-inboxes (their first byte) belong to the
+// partition that writes them and are never delivered.
+const (
+	pseudoPrefix  = "\x02"
+	outboxPrefix  = "\x02o/" // the forwards from a source to a target, by outbox seq
+	appliedPrefix = "\x02i/" // its head: the last outbox seq of a source that a target applied
+)
 
 // outboxUser is the pseudo-inbox of the forwards from source to target.
 func outboxUser(source, target int) string {
@@ -108,18 +112,23 @@ func outMark(source, target int) string {
 	return "fo/" + strconv.Itoa(source) + "/" + strconv.Itoa(target)
 }
 
-// inMark is the state key of the last outbox seq of source that target
-// applied.
-func inMark(target, source int) string {
-	return "fi/" + strconv.Itoa(target) + "/" + strconv.Itoa(source)
+// appliedUser is the pseudo-inbox of target that mirrors source's outbox
+// to it: an empty entry at each outbox seq target applied, written in the
+// batch that applied it, so that its head, written with the heads of the
+// users the forward reached (after their entries), says how far target
+// got.
+func appliedUser(target, source int) string {
+	return appliedPrefix + strconv.Itoa(source) + "/" + strconv.Itoa(target)
 }
 
-func isOutbox(user string) bool { return len(user) > 0 && user[0] == outboxPrefix[0] }
+func isOutbox(user string) bool { return strings.HasPrefix(user, outboxPrefix) }
+
+func isPseudo(user string) bool { return len(user) > 0 && user[0] == pseudoPrefix[0] }
 
 // owns reports whether this Service allocates user's seqs.
 func (s *Service) owns(user string) bool {
 	n := s.cfg.Partitions
-	if n <= 1 || isOutbox(user) {
+	if n <= 1 || isPseudo(user) {
 		return true
 	}
 	if isGroupInbox(user) {
@@ -246,8 +255,10 @@ func (s *Service) finishForwards(ctx context.Context, b *building) error {
 	}
 	clear(b.fwd)
 	// The relay's progress, so that a successor resends only what may
-	// not have arrived.
-	if s.relay != nil {
+	// not have arrived: at most once a second per target (each is a
+	// state write; a stale mark only means more resends, dropped).
+	if s.relay != nil && b.now.Sub(s.markAt) >= markInterval {
+		s.markAt = b.now
 		for t, acked := range s.relay.progress() {
 			if acked > s.markWritten[t] {
 				c.batch.State = append(c.batch.State, KV{Key: outMark(s.cfg.Partition, t), Value: binary.AppendUvarint(nil, acked)})
@@ -258,9 +269,18 @@ func (s *Service) finishForwards(ctx context.Context, b *building) error {
 	return nil
 }
 
+// markInterval is how often the relay's progress is written.
+const markInterval = time.Second
+
 // ErrBadForward is the result of a KindForward request whose body is not
 // a forward.
 var ErrBadForward = errors.New("switchboard: malformed forward")
+
+// ErrForwardGap is the result of a KindForward request whose outbox seq
+// is not the next one from its source: one before it has not been applied
+// yet (its batch failed). It is not applied; the worker submits it again
+// after the one before (cluster.Worker retries failed forwards).
+var ErrForwardGap = errors.New("switchboard: a forward before this one is not applied yet")
 
 // applyForward applies a KindForward request: the entries another
 // partition forwarded to users this one owns, once.
@@ -270,23 +290,24 @@ func (s *Service) applyForward(ctx context.Context, b *building, r *Request) Res
 	if d.err != nil || src >= uint64(s.cfg.Partitions) || int(src) == s.cfg.Partition {
 		return Result{Err: ErrBadForward}
 	}
-	key := inMark(s.cfg.Partition, int(src))
-	v, _, err := s.getState(ctx, key)
+	mark := appliedUser(s.cfg.Partition, int(src))
+	last, err := s.headSeq(ctx, mark)
 	if err != nil {
 		return Result{Err: err}
 	}
-	last, _ := binary.Uvarint(v)
 	if seq <= last {
 		s.m.forwardDups.Inc()
 		return Result{Dup: true}
 	}
 	if seq != last+1 {
-		s.log.Warn("forwarded entries skip a seq of the source's outbox", "source", src, "after", last, "seq", seq)
+		return Result{Err: ErrForwardGap}
 	}
 	if err := s.applyItems(ctx, b, r.Body[d.off:]); err != nil {
 		return Result{Err: err}
 	}
-	s.setState(b, key, binary.AppendUvarint(nil, seq))
+	if err := s.ownEntry(ctx, b, mark, "", nil, ""); err != nil {
+		return Result{Err: err}
+	}
 	s.m.forwarded.Inc()
 	return Result{}
 }
@@ -369,6 +390,7 @@ func (s *Service) control() bool {
 }
 
 // ownEntry is addEntry for a user whose seq this Service allocates.
+// An empty typ adds an empty frame (a mark).
 func (s *Service) ownEntry(ctx context.Context, b *building, user, typ string, tail []byte, shared string) error {
 	seq, err := s.nextSeq(ctx, user)
 	if err != nil {
@@ -376,7 +398,9 @@ func (s *Service) ownEntry(ctx context.Context, b *building, user, typ string, t
 	}
 	c := b.c
 	n := len(c.arena)
-	c.arena = protocol.AppendHead(c.arena, typ, seq)
+	if typ != "" {
+		c.arena = protocol.AppendHead(c.arena, typ, seq)
+	}
 	c.arena = append(c.arena, tail...)
 	c.batch.Entries = append(c.batch.Entries, Entry{User: user, Seq: seq, Frame: c.arena[n:], Shared: shared})
 	return nil
@@ -591,15 +615,16 @@ func (r *relay) send(t int) error {
 				return fmt.Errorf("reading the outbox of partition %d: %w", t, err)
 			}
 			if rec.seq != acked+1 {
-				// Expired (past the retention) before it was sent.
-				r.s.log.Error("outbox entry missing; skipping it", "partition", t, "seq", acked+1)
-				rec = outRec{seq: acked + 1}
+				// Expired (past the retention) before it was sent: an
+				// empty forward in its place, so that the target,
+				// which applies its source's forwards in seq order,
+				// moves on.
+				r.s.log.Error("outbox entry missing; sending an empty one in its place", "partition", t, "seq", acked+1)
+				rec = outRec{seq: acked + 1, frame: []byte{forwardVersion, 0, 0}}
 			}
 		}
-		if rec.frame != nil {
-			if err := r.forward(ctx, t, rec); err != nil {
-				return err
-			}
+		if err := r.forward(ctx, t, rec); err != nil {
+			return err
 		}
 		r.mu.Lock()
 		r.acked[t] = rec.seq

@@ -385,6 +385,14 @@ func TestForwardAppliedOnce(t *testing.T) {
 	if r := res.got["replay"]; r.Err != nil || !r.Dup {
 		t.Fatalf("replayed forward: %+v", r)
 	}
+	// One past the next from its source is refused until the one before
+	// it is applied.
+	gap := append([]byte{0, 3}, frames[0][2:]...)
+	p.svcs[1].Submit(&chat.Request{Kind: chat.KindForward, ClientID: []byte("gap"), Body: gap, Done: res})
+	res.wait(t, 1)
+	if r := res.got["gap"]; !errors.Is(r.Err, chat.ErrForwardGap) {
+		t.Fatalf("a forward past the next: %+v", r)
+	}
 	// A forward from a partition that does not exist, or from itself, or
 	// cut short, is refused.
 	for i, body := range [][]byte{{5, 1}, {1, 1}, append([]byte{0, 2}, frames[0][:len(frames[0])-3]...)} {

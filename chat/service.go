@@ -131,8 +131,9 @@ type Service struct {
 	epoch      atomic.Uint64
 	builtEpoch uint64 // owned by the builder
 
-	relay       *relay   // partitioned: sends the outbox to the other partitions
-	markWritten []uint64 // per target partition: the relay progress last put in a batch (builder)
+	relay       *relay    // partitioned: sends the outbox to the other partitions
+	markWritten []uint64  // per target partition: the relay progress last put in a batch (builder)
+	markAt      time.Time // when it was last put in a batch (builder)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -582,6 +583,9 @@ func (s *Service) addSend(ctx context.Context, b *building, r *Request) Result {
 			b.fatal = err
 			return Result{Err: err}
 		}
+		if e := &c.batch.Entries[len(c.batch.Entries)-1]; seq == 0 && e.User == r.From {
+			c.batch.Messages[b.pending[m.ID]].EchoSeq = e.Seq
+		}
 	}
 	if b.events {
 		b.analytics(r.From, NewEvent("message.sent", r.From, m.TS).Str("msg_id", m.ID).Str("to", to).Int("bytes", int64(len(r.Body))))
@@ -785,7 +789,7 @@ func (p *publisher) prefetch(ctx context.Context, s *Service, c *commit) {
 		}
 	}
 	for i := range c.batch.Entries {
-		if u := c.batch.Entries[i].User; !isOutbox(u) {
+		if u := c.batch.Entries[i].User; !isPseudo(u) {
 			add(u)
 		}
 	}
@@ -834,7 +838,7 @@ func (s *Service) deliver(ctx context.Context, c *commit, p *publisher) {
 			}
 		}
 		for _, e := range entries[i:j] {
-			if !isOutbox(e.User) {
+			if !isPseudo(e.User) {
 				p.add(ctx, s, e.User, Item{User: e.User, Seq: e.Seq, Head: e.Frame})
 			}
 		}

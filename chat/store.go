@@ -51,8 +51,15 @@ type MessageMeta struct {
 	To       string // recipient
 	ClientID string // the sender's id for the send, for idempotency
 	TS       int64  // unix milliseconds at which the server accepted it
-	Seq      uint64 // seq of the message in the recipient's inbox
+	Seq      uint64 // seq of the message in the recipient's inbox; 0 when another partition writes that entry (forwarded)
 	Status   Status // highest status reported by the recipient
+	// EchoSeq, for a message whose recipient's entry another partition
+	// writes (Seq is 0), is the seq of its copy in the sender's inbox,
+	// written in the same batch: the entry whose durability commits the
+	// message here. A store whose Apply is not atomic checks it to tell
+	// a message whose batch failed part way (backends/cassandra,
+	// MessageByClientID). Set only when the message is first stored.
+	EchoSeq uint64
 }
 
 // Entry is one item of a user's inbox: a server frame (a JSON object,

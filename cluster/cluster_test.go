@@ -368,3 +368,66 @@ func TestOffsetsOutOfOrder(t *testing.T) {
 		t.Fatalf("Committable = %d, want 15", got)
 	}
 }
+
+// flaky is a core that fails the first fails forwards it is given, and
+// completes everything else at once.
+type flaky struct {
+	mu    sync.Mutex
+	fails int
+	seen  int
+}
+
+func (f *flaky) Submit(r *chat.Request) error {
+	f.mu.Lock()
+	f.seen++
+	fail := r.Kind == chat.KindForward && f.fails > 0
+	if fail {
+		f.fails--
+	}
+	f.mu.Unlock()
+	go func() {
+		if fail {
+			r.Done.Complete(r, chat.Result{Err: errors.New("store down")})
+			return
+		}
+		if len(r.Body) == 0 {
+			r.Done.Complete(r, chat.Result{Err: chat.ErrBadForward})
+			return
+		}
+		r.Done.Complete(r, chat.Result{})
+	}()
+	return nil
+}
+
+// A forward whose batch failed is submitted again until it is applied,
+// and only then done (its offset may be committed); a malformed one is
+// done at once.
+func TestWorkerRetriesFailedForwards(t *testing.T) {
+	core := &flaky{fails: 3}
+	w := cluster.NewWorker(core, nil, nil, nil)
+	done := make(chan struct{}, 2)
+	fwd := cluster.AppendCommand(nil, "", 0, &chat.Request{Kind: chat.KindForward, From: "\x02o/0/1", Body: []byte{0, 1, 1, 0, 0}})
+	if err := w.Handle(context.Background(), fwd, time.Now(), func() { done <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the forward was never done")
+	}
+	core.mu.Lock()
+	seen := core.seen
+	core.mu.Unlock()
+	if seen != 4 || w.Stats().Retried.Load() != 3 {
+		t.Fatalf("submitted %d times, %d retries; want 4 and 3", seen, w.Stats().Retried.Load())
+	}
+	bad := cluster.AppendCommand(nil, "", 0, &chat.Request{Kind: chat.KindForward, From: "\x02o/0/1"})
+	if err := w.Handle(context.Background(), bad, time.Now(), func() { done <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a malformed forward was not done")
+	}
+}

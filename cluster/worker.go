@@ -66,6 +66,21 @@ type job struct {
 	corr  uint64
 	start time.Time // when Handle got it
 	done  func()
+	retry time.Duration // a failed forward's last wait before it was submitted again
+}
+
+// resubmit submits a failed forward again. While the core is overloaded
+// it waits; once the core is shutting down (the partition was handed
+// over) it gives up without calling done, so the offset stays before it
+// and the partition's next owner applies it.
+func (j *job) resubmit() {
+	switch err := j.w.svc.Submit(&j.req); {
+	case err == nil:
+	case errors.Is(err, chat.ErrOverloaded):
+		time.AfterFunc(j.retry, j.resubmit)
+	default:
+		j.w.log.Warn("a forward was not applied before the partition was handed over; its next owner applies it", "err", err)
+	}
 }
 
 // Handle decodes the command in value, appended to the log at at, and
@@ -121,7 +136,16 @@ func (w *Worker) Handle(ctx context.Context, value []byte, at time.Time, done fu
 }
 
 // Complete sends the reply and reports the command done (chat.Completer).
+// A forward that failed (its batch did, or one before it from its source
+// did) is submitted again instead, until it is applied: nobody else would
+// send it again, and the partition's offset must not pass it.
 func (j *job) Complete(_ *chat.Request, res chat.Result) {
+	if j.req.Kind == chat.KindForward && res.Err != nil && !errors.Is(res.Err, chat.ErrBadForward) {
+		j.w.stats.Retried.Add(1)
+		j.retry = min(max(2*j.retry, time.Millisecond), 100*time.Millisecond)
+		time.AfterFunc(j.retry, j.resubmit)
+		return
+	}
 	if m := j.w.metrics; m != nil {
 		m.coreSeconds.Observe(time.Since(j.start).Seconds())
 	}
@@ -135,7 +159,7 @@ func (j *job) Complete(_ *chat.Request, res chat.Result) {
 
 func (w *Worker) put(j *job) {
 	j.req = chat.Request{}
-	j.node, j.corr, j.start, j.done = "", 0, time.Time{}, nil
+	j.node, j.corr, j.start, j.done, j.retry = "", 0, time.Time{}, nil, 0
 	w.pool.Put(j)
 }
 

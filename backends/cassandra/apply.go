@@ -163,6 +163,9 @@ func (s *Store) applyEntries(ctx context.Context, b *chat.Batch) (map[string]spa
 	for i := range b.Messages {
 		m := &b.Messages[i]
 		msgAt[userSeq{m.To, m.Seq}] = m.ID
+		if m.Seq == 0 && m.EchoSeq != 0 {
+			msgAt[userSeq{m.From, m.EchoSeq}] = m.ID
+		}
 	}
 	// A part named by few entries (a one-to-one message: the recipient's
 	// and the sender's own copy) is copied into them, so that reading them
@@ -259,7 +262,14 @@ func (s *Store) applyEntries(ctx context.Context, b *chat.Batch) (map[string]spa
 			groups = append(groups, nil)
 		}
 		if m.Status <= chat.StatusSent {
-			groups[g] = append(groups[g], newStmt(cqlNewClient, s.ns, []byte(m.From), []byte(m.ClientID), []byte(m.ID), []byte(m.To), m.TS, int64(m.Seq)))
+			// The index names the entry that commits the message
+			// (MessageByClientID checks it): the recipient's, or for a
+			// message another partition delivers, the sender's copy.
+			entryUser, entrySeq := m.To, m.Seq
+			if m.Seq == 0 && m.EchoSeq != 0 {
+				entryUser, entrySeq = m.From, m.EchoSeq
+			}
+			groups[g] = append(groups[g], newStmt(cqlNewClient, s.ns, []byte(m.From), []byte(m.ClientID), []byte(m.ID), []byte(entryUser), m.TS, int64(entrySeq)))
 		} else {
 			groups[g] = append(groups[g], newStmt(cqlInsClient, s.ns, []byte(m.From), []byte(m.ClientID), []byte(m.ID), []byte(m.To), m.TS, int64(m.Seq), int8(m.Status)))
 		}

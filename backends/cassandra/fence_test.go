@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/chat"
 )
 
 // TestFencing: whichever order two writers of one inbox write in, the
@@ -157,5 +159,37 @@ func TestWriteTimestamps(t *testing.T) {
 	s.base = time.Now().Add(-(1 << epochShift) * time.Microsecond)
 	if _, err := s.nextTS(); !errors.Is(err, ErrEpochExhausted) {
 		t.Fatalf("nextTS 2^44 µs into an epoch = %v, want ErrEpochExhausted", err)
+	}
+}
+
+// TestForwardedMessageCommittedByEcho: a message whose recipient's entry
+// another partition writes (Seq 0) is committed by its copy in the
+// sender's inbox: found once that copy's head moved, not found (a resend
+// is new) when its Apply stopped before, as for a message with its own
+// recipient entry.
+func TestForwardedMessageCommittedByEcho(t *testing.T) {
+	s := openWriter(t, newNamespace())
+	ctx := context.Background()
+	mustApply(t, s, &chat.Batch{Time: t0,
+		Messages: []chat.MessageMeta{{ID: "m1", From: "alice", To: "bob", ClientID: "c1", TS: 1, EchoSeq: 1, Status: chat.StatusSent}},
+		Entries:  []chat.Entry{{User: "alice", Seq: 1, Frame: []byte("echo one")}}})
+	if m, ok, err := s.MessageByClientID(ctx, "alice", "c1"); err != nil || !ok || m.ID != "m1" {
+		t.Fatalf("MessageByClientID(c1) = %+v, %v, %v; want m1", m, ok, err)
+	}
+	if m, ok, err := s.Message(ctx, "m1"); err != nil || !ok || m.To != "bob" || m.Seq != 0 {
+		t.Fatalf("Message(m1) = %+v, %v, %v; want to bob, seq 0", m, ok, err)
+	}
+	// Phase 1 of the Apply of the next one, without phase 2: the sender's
+	// copy at seq 2 is above alice's head.
+	for _, st := range []stmt{
+		newStmt(cqlInsEntry, s.ns, []byte("alice"), int64(0), int64(2), []byte("echo two"), []byte(nil), []byte("m2")),
+		newStmt(cqlNewClient, s.ns, []byte("alice"), []byte("c2"), []byte("m2"), []byte("alice"), int64(1), int64(2)),
+	} {
+		if err := s.write(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, ok, err := s.MessageByClientID(ctx, "alice", "c2"); err != nil || ok {
+		t.Fatalf("MessageByClientID(c2) = %+v, %v, %v; want not found: its copy is above alice's head", m, ok, err)
 	}
 }

@@ -60,7 +60,10 @@ func (s *Store) Message(ctx context.Context, id string) (chat.MessageMeta, bool,
 }
 
 // MessageByClientID reads the client-id index of from, then checks that
-// the message's inbox entry (To, Seq) is still that message's: if the
+// the message's inbox entry (To, Seq) is still that message's (for a
+// message whose recipient's entry another partition writes, the entry is
+// the sender's copy, chat.MessageMeta.EchoSeq, and To and Seq returned
+// are the sender's and that copy's): if the
 // entry holds another message (the message was written by a writer whose
 // epoch lost, see "Fencing"), or holds it above To's head (its Apply
 // failed before the head moved), the message is reported not found, so
