@@ -31,6 +31,13 @@ type Config struct {
 	// watermarks) the committer keeps in memory. Default 100,000.
 	GroupCacheEntries int `yaml:"group_cache_entries" help:"groups whose state is kept in memory (default 100000)"`
 
+	// ApplyDepth is how many batches the Service has in a PipelinedStore
+	// (Cassandra) at once, from 1 to PipelineDepth: more hides the
+	// store's round trips; fewer makes batches larger (requests wait for
+	// the batch in flight), which costs the store less per message when
+	// several sequencers share it. Default PipelineDepth (3).
+	ApplyDepth int `yaml:"apply_depth" help:"batches a sequencer has in a pipelined store (Cassandra) at once, 1 to 3 (default 3)"`
+
 	// Epoch is the writer epoch of the sequencer this Service is (a
 	// distributed worker's lease, not configured): stamped on every
 	// Delivery, so that gateways drop those of a deposed sequencer once
@@ -77,6 +84,9 @@ func (c *Config) setDefaults() {
 	if c.GroupCacheEntries == 0 {
 		c.GroupCacheEntries = 100_000
 	}
+	if c.ApplyDepth == 0 {
+		c.ApplyDepth = PipelineDepth
+	}
 }
 
 // Validate reports settings that cannot work.
@@ -90,6 +100,9 @@ func (c *Config) Validate() error {
 	}
 	if c.QueueSize < 0 || c.MaxBatch < 0 || c.CacheEntries < 0 || c.MaxBodyBytes < 0 || c.MaxGroupMembers < 0 || c.GroupCacheEntries < 0 {
 		errs = append(errs, errors.New("queue_size, max_batch, cache_entries, max_body_bytes, max_group_members and group_cache_entries must not be negative"))
+	}
+	if c.ApplyDepth < 0 || c.ApplyDepth > PipelineDepth {
+		errs = append(errs, fmt.Errorf("apply_depth %d: must be from 1 to %d", c.ApplyDepth, PipelineDepth))
 	}
 	if c.Partitions < 0 || c.Partition < 0 || (c.Partition > 0 && c.Partition >= c.Partitions) {
 		errs = append(errs, fmt.Errorf("partition %d of %d: must be in [0, partitions)", c.Partition, c.Partitions))

@@ -124,6 +124,32 @@ func TestPipelinedApply(t *testing.T) {
 	}
 }
 
+// Config.ApplyDepth bounds the batches in the store at once.
+func TestApplyDepth(t *testing.T) {
+	for _, depth := range []int{1, 2, chat.PipelineDepth} {
+		store := newPipeStore(3 * time.Millisecond)
+		svc, _, _ := newService(t, store, chat.Config{ApplyDepth: depth})
+		c := newCompleter()
+		const n = 300
+		for i := range n {
+			svc.Submit(send(fmt.Sprint("u", i%7), fmt.Sprint(i), "bob", fmt.Sprint("m", i), c))
+			if i%10 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		c.wait(t, n)
+		if got := int(store.most.Load()); got > depth || depth > 1 && got < 2 {
+			t.Fatalf("ApplyDepth %d: at most %d batches in the store at once", depth, got)
+		}
+		if got := len(inbox(t, svc, "bob")); got != n {
+			t.Fatalf("ApplyDepth %d: bob's inbox holds %d entries, want %d", depth, got, n)
+		}
+	}
+	if _, err := chat.New(chat.Config{ApplyDepth: chat.PipelineDepth + 1}, memory.NewStore(), nil, nil, nil, nil); err == nil {
+		t.Fatal("an ApplyDepth above PipelineDepth was accepted")
+	}
+}
+
 // A failed batch fails those in the store behind it; their requests get
 // the error, nothing of them is stored, and what follows continues
 // without a gap.

@@ -197,7 +197,7 @@ func New(cfg Config, store Store, bus Bus, dir router.Directory, log *slog.Logge
 	s.lister, _ = store.(ClientIDLister)
 	commits := 3 // building, applying, posting
 	if _, ok := store.(PipelinedStore); ok {
-		commits += PipelineDepth - 1
+		commits += cfg.ApplyDepth - 1
 	}
 	for range commits {
 		s.free <- &commit{}
@@ -336,22 +336,25 @@ func (s *Service) applyLoop() {
 }
 
 // applyPipelined is applyLoop for a PipelinedStore: it starts each batch's
-// Apply without waiting for the one before, at most PipelineDepth at once,
+// Apply without waiting for the one before, at most Config.ApplyDepth at once,
 // and hands the batches to the post stage in their order, each once its
 // Apply is done.
 func (s *Service) applyPipelined(ps PipelinedStore) {
 	ctx := context.Background()
-	inflight := make(chan *commit, PipelineDepth-1) // with the one the forwarder waits for: PipelineDepth
+	slots := make(chan struct{}, s.cfg.ApplyDepth) // one per batch in the store
+	inflight := make(chan *commit, s.cfg.ApplyDepth)
 	forwarded := make(chan struct{})
 	go func() {
 		defer close(forwarded)
 		for c := range inflight {
 			<-c.applied
+			<-slots
 			s.post <- c
 		}
 	}()
 	for c := range s.apply {
 		c.applied = make(chan struct{})
+		slots <- struct{}{}
 		if c.epoch != s.epoch.Load() {
 			c.err = errEarlierBatch
 			close(c.applied)
