@@ -24,7 +24,9 @@
 # blocked, from `go tool trace -pprof=sync`; default 0: none),
 # PARTITIONS (the command topic's partitions, commands.partitions:
 # default 1, one sequencer and a standby; with more, both workers
-# sequence, and the store and request-path figures are both workers').
+# sequence, and the store and request-path figures are both workers'),
+# APPLY_DEPTH (chat.apply_depth: batches each sequencer has in Cassandra
+# at once, 1 to 3; default 3).
 # Output: the loadtest report on stdout, then each process's CPU and RSS
 # over the profile's window, `go tool pprof -top` of both profiles; in
 # $OUT: $NAME.json and .html, $NAME-worker.pprof, $NAME-gateway.pprof,
@@ -40,6 +42,7 @@ WARMUP_RATE=${WARMUP_RATE:-200}
 RATES=${RATES:-}
 TRACE=${TRACE:-0}
 PARTITIONS=${PARTITIONS:-1}
+APPLY_DEPTH=${APPLY_DEPTH:-3}
 if [ $# -eq 0 ]; then set -- --pairs 1000 --rate 2000 --duration 60s --size 100; fi
 BIN=$OUT/switchboard
 rm -rf "$OUT"; mkdir -p "$OUT"
@@ -91,6 +94,7 @@ redis: {addrs: ["$REDIS"]}
 assets: {listen: "off"}
 gateway: {message_rate: 100000, message_burst: 100000}
 commands: {partitions: $PARTITIONS}
+chat: {apply_depth: $APPLY_DEPTH}
 YAML
 "$BIN" migrate --hosts "$CASSANDRA" --keyspace switchboard --replication 1 > "$OUT/migrate.log"
 
@@ -121,7 +125,7 @@ standby_pid=$(eval echo "\$pid_$standby")
 seq_role=worker-sequencer standby_role=worker-standby
 if [ "$PARTITIONS" -gt 1 ]; then seq_role="$seq_name" standby_role="$standby"; fi
 servers="$pid_gateway1,$pid_gateway2,$pid_worker1,$pid_worker2"
-echo "command partitions: $PARTITIONS; sequencer: $seq_name (pid $seq_pid); gateways $pid_gateway1 $pid_gateway2; Redis $REDIS Kafka $KAFKA Cassandra $CASSANDRA" >&2
+echo "command partitions: $PARTITIONS, apply depth $APPLY_DEPTH; sequencer: $seq_name (pid $seq_pid); gateways $pid_gateway1 $pid_gateway2; Redis $REDIS Kafka $KAFKA Cassandra $CASSANDRA" >&2
 
 # The engines' processes, by what they run.
 engine_pids() {
