@@ -4,15 +4,16 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Metrics are the Service's Prometheus collectors.
 type Metrics struct {
-	messages      prometheus.Counter
-	duplicates    prometheus.Counter
-	overloaded    prometheus.Counter
-	commitSeconds prometheus.Histogram
-	batchRequests prometheus.Histogram
-	warmReads     prometheus.Counter
-	warmSeconds   prometheus.Histogram
-	forwarded     prometheus.Counter
-	forwardDups   prometheus.Counter
+	messages       prometheus.Counter
+	duplicates     prometheus.Counter
+	overloaded     prometheus.Counter
+	commitSeconds  prometheus.Histogram
+	batchRequests  prometheus.Histogram
+	warmReads      prometheus.Counter
+	warmSeconds    prometheus.Histogram
+	forwarded      prometheus.Counter
+	forwardDups    prometheus.Counter
+	forwardRecords prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil:
@@ -54,6 +55,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "switchboard", Name: "forwards_applied_total",
 			Help: "Forwards (entries another partition's sequencer sent for users this one owns) applied.",
 		}),
+		forwardRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Name: "forward_records_total",
+			Help: "Command-log records a relay appended to other partitions (each holds one or more forwards, more when the relay fell behind).",
+		}),
 		forwardDups: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "switchboard", Name: "forwards_duplicate_total",
 			Help: "Forwards received again (a relay's resend after a failure or a takeover) and dropped.",
@@ -61,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.messages, m.duplicates, m.overloaded, m.commitSeconds, m.batchRequests, m.warmReads, m.warmSeconds,
-			m.forwarded, m.forwardDups)
+			m.forwarded, m.forwardDups, m.forwardRecords)
 	}
 	return m
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,15 +46,20 @@ import (
 // state shared between users (see Route).
 const ControlPartition = 0
 
-// PartitionOf returns the partition, of n, that owns key (a user id): a
-// hash that every process computes the same way.
+// PartitionOf returns the partition, of n, that owns key (a user id):
+// FNV-1a (32 bits) of its bytes, modulo n, which every process computes
+// the same way. It does not allocate.
 func PartitionOf(key string, n int) int {
 	if n <= 1 {
 		return 0
 	}
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return int(h.Sum32() % uint32(n))
+	const offset, prime = 2166136261, 16777619
+	h := uint32(offset)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= prime
+	}
+	return int(h % uint32(n))
 }
 
 // Route returns the partition, of n, that must sequence r.
@@ -161,8 +165,9 @@ func headLen(typ string, seq uint64) int {
 // A forward, as stored in the outbox and carried in a KindForward
 // request's Body (after the source partition and the outbox seq, two
 // uvarints): a version byte, the number of items and the items, each a
-// user, a type, a tail and a shared key (uvarint length and bytes), then
-// the number of shared parts and each part's key and data.
+// kind byte and its fields (strings as a uvarint length and the bytes;
+// see the item kinds), then the number of shared parts and each part's
+// key and data.
 const forwardVersion = 1
 
 // fwd is what one batch forwards to one partition.
@@ -199,7 +204,7 @@ func (b *building) forward(target int, user, typ string, tail []byte, shared str
 	f.buf = append(f.buf, itemEntry)
 	f.buf = appendStr(f.buf, user)
 	f.buf = appendStr(f.buf, typ)
-	f.buf = appendStr(f.buf, string(tail))
+	f.buf = appendStr(f.buf, tail)
 	f.buf = appendStr(f.buf, shared)
 	if shared != "" && (len(f.shared) == 0 || f.shared[len(f.shared)-1] != shared) {
 		f.shared = append(f.shared, shared)
@@ -224,7 +229,7 @@ func (b *building) forwardGroupReceipt(reader, id string, st Status) {
 	f.buf = append(f.buf, byte(st))
 }
 
-func appendStr(dst []byte, s string) []byte {
+func appendStr[S ~string | ~[]byte](dst []byte, s S) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))
 	return append(dst, s...)
 }
@@ -249,7 +254,7 @@ func (s *Service) finishForwards(ctx context.Context, b *building) error {
 		c.arena = binary.AppendUvarint(c.arena, uint64(len(f.shared)))
 		for _, k := range f.shared {
 			c.arena = appendStr(c.arena, k)
-			c.arena = appendStr(c.arena, string(c.batch.sharedPart(k)))
+			c.arena = appendStr(c.arena, c.batch.sharedPart(k))
 		}
 		c.batch.Entries = append(c.batch.Entries, Entry{User: outboxUser(s.cfg.Partition, t), Seq: seq, Frame: c.arena[n:]})
 	}
@@ -282,12 +287,30 @@ var ErrBadForward = errors.New("switchboard: malformed forward")
 // after the one before (cluster.Worker retries failed forwards).
 var ErrForwardGap = errors.New("switchboard: a forward before this one is not applied yet")
 
+// A KindForward request's Body: the source partition, the outbox seq of
+// the first forward and their number (uvarints), then each forward (a
+// uvarint length and its bytes), at consecutive outbox seqs. A relay that
+// fell behind sends up to maxPerRecord of them in one record.
+const maxPerRecord = 64
+
 // applyForward applies a KindForward request: the entries another
-// partition forwarded to users this one owns, once.
+// partition forwarded to users this one owns, each forward once.
 func (s *Service) applyForward(ctx context.Context, b *building, r *Request) Result {
 	d := fwdDecoder{b: r.Body}
-	src, seq := d.uvarint(), d.uvarint()
-	if d.err != nil || src >= uint64(s.cfg.Partitions) || int(src) == s.cfg.Partition {
+	src, first, n := d.uvarint(), d.uvarint(), d.uvarint()
+	if d.err != nil || src >= uint64(s.cfg.Partitions) || int(src) == s.cfg.Partition || first == 0 || n == 0 || n > maxPerRecord {
+		return Result{Err: ErrBadForward}
+	}
+	frames := make([][]byte, n)
+	for i := range frames {
+		l := d.uvarint()
+		if d.err != nil || l > uint64(len(d.b)-d.off) {
+			return Result{Err: ErrBadForward}
+		}
+		frames[i] = d.b[d.off : d.off+int(l)]
+		d.off += int(l)
+	}
+	if d.off != len(d.b) {
 		return Result{Err: ErrBadForward}
 	}
 	mark := appliedUser(s.cfg.Partition, int(src))
@@ -295,21 +318,73 @@ func (s *Service) applyForward(ctx context.Context, b *building, r *Request) Res
 	if err != nil {
 		return Result{Err: err}
 	}
-	if seq <= last {
-		s.m.forwardDups.Inc()
-		return Result{Dup: true}
-	}
-	if seq != last+1 {
+	if first > last+1 {
 		return Result{Err: ErrForwardGap}
 	}
-	if err := s.applyItems(ctx, b, r.Body[d.off:]); err != nil {
-		return Result{Err: err}
+	// All or nothing: every forward is checked before any is added to
+	// the batch, and a store failure midway fails the batch.
+	for i, f := range frames {
+		if first+uint64(i) > last {
+			if err := checkForward(f); err != nil {
+				return Result{Err: err}
+			}
+		}
 	}
-	if err := s.ownEntry(ctx, b, mark, "", nil, ""); err != nil {
-		return Result{Err: err}
+	applied := 0
+	for i, f := range frames {
+		if first+uint64(i) <= last {
+			s.m.forwardDups.Inc()
+			continue
+		}
+		err := s.applyItems(ctx, b, f)
+		if err == nil {
+			err = s.ownEntry(ctx, b, mark, "", nil, "")
+		}
+		if err != nil {
+			b.fatal = err
+			return Result{Err: err}
+		}
+		s.m.forwarded.Inc()
+		applied++
 	}
-	s.m.forwarded.Inc()
-	return Result{}
+	return Result{Dup: applied == 0}
+}
+
+// checkForward reports whether p decodes as a forward (ErrBadForward if
+// not), without applying it.
+func checkForward(p []byte) error {
+	d := fwdDecoder{b: p}
+	if d.byte() != forwardVersion {
+		return ErrBadForward
+	}
+	for range min(d.uvarint(), uint64(len(p))) {
+		switch d.byte() {
+		case itemEntry:
+			d.str()
+			d.str()
+			d.str()
+			d.str()
+		case itemAssetSent:
+			d.str()
+		case itemGroupReceipt:
+			d.str()
+			d.str()
+			d.byte()
+		default:
+			return ErrBadForward
+		}
+		if d.err != nil {
+			return ErrBadForward
+		}
+	}
+	for range min(d.uvarint(), uint64(len(p))) {
+		d.str()
+		d.str()
+	}
+	if d.err != nil || d.off != len(p) {
+		return ErrBadForward
+	}
+	return nil
 }
 
 // applyItems adds the entries of an encoded forward to the inboxes of
@@ -589,6 +664,7 @@ func (r *relay) run(t int) {
 func (r *relay) send(t int) error {
 	ctx, cancel := context.WithTimeout(r.stop, 10*time.Second)
 	defer cancel()
+	var recs []outRec
 	for {
 		r.mu.Lock()
 		acked, high := r.acked[t], r.high[t]
@@ -597,48 +673,65 @@ func (r *relay) send(t int) error {
 			q = q[1:] // read back from the store and sent already
 		}
 		r.queue[t] = q
-		var rec outRec
-		if len(q) > 0 && q[0].seq == acked+1 {
-			rec = q[0]
+		// What is queued from acked+1 on, consecutive: all of it in one
+		// record, up to maxPerRecord, when the relay fell behind.
+		recs = recs[:0]
+		for _, e := range q {
+			if len(recs) == maxPerRecord || e.seq != acked+1+uint64(len(recs)) {
+				break
+			}
+			recs = append(recs, e)
 		}
 		r.mu.Unlock()
 		if acked >= high {
 			return nil
 		}
-		if rec.frame == nil {
-			// Not in memory: read it back.
-			err := r.s.store.ReadInbox(ctx, outboxUser(r.self, t), acked, 1, func(seq uint64, frame []byte) error {
-				rec = outRec{seq: seq, frame: append([]byte(nil), frame...)}
+		if len(recs) == 0 {
+			// Not in memory: read them back.
+			err := r.s.store.ReadInbox(ctx, outboxUser(r.self, t), acked, int(min(high-acked, maxPerRecord)), func(seq uint64, frame []byte) error {
+				if seq == acked+1+uint64(len(recs)) {
+					recs = append(recs, outRec{seq: seq, frame: append([]byte(nil), frame...)})
+				}
 				return nil
 			})
 			if err != nil {
 				return fmt.Errorf("reading the outbox of partition %d: %w", t, err)
 			}
-			if rec.seq != acked+1 {
+			if len(recs) == 0 {
 				// Expired (past the retention) before it was sent: an
 				// empty forward in its place, so that the target,
 				// which applies its source's forwards in seq order,
 				// moves on.
 				r.s.log.Error("outbox entry missing; sending an empty one in its place", "partition", t, "seq", acked+1)
-				rec = outRec{seq: acked + 1, frame: []byte{forwardVersion, 0, 0}}
+				recs = append(recs, outRec{seq: acked + 1, frame: []byte{forwardVersion, 0, 0}})
 			}
 		}
-		if err := r.forward(ctx, t, rec); err != nil {
+		if err := r.forward(ctx, t, recs); err != nil {
 			return err
 		}
 		r.mu.Lock()
-		r.acked[t] = rec.seq
+		r.acked[t] = recs[len(recs)-1].seq
 		r.mu.Unlock()
 	}
 }
 
-func (r *relay) forward(ctx context.Context, t int, rec outRec) error {
-	body := binary.AppendUvarint(make([]byte, 0, 20+len(rec.frame)), uint64(r.self))
-	body = binary.AppendUvarint(body, rec.seq)
-	body = append(body, rec.frame...)
+// forward appends recs, consecutive outbox entries, to target's log in
+// one record.
+func (r *relay) forward(ctx context.Context, t int, recs []outRec) error {
+	size := 30
+	for _, e := range recs {
+		size += 10 + len(e.frame)
+	}
+	body := binary.AppendUvarint(make([]byte, 0, size), uint64(r.self))
+	body = binary.AppendUvarint(body, recs[0].seq)
+	body = binary.AppendUvarint(body, uint64(len(recs)))
+	for _, e := range recs {
+		body = appendStr(body, e.frame)
+	}
 	req := Request{Kind: KindForward, From: outboxUser(r.self, t), Body: body}
 	if err := r.fw.Forward(ctx, t, &req); err != nil {
 		return fmt.Errorf("forwarding to partition %d: %w", t, err)
 	}
+	r.s.m.forwardRecords.Inc()
 	return nil
 }

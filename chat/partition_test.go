@@ -2,8 +2,10 @@ package chat_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,6 +129,23 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("after 5s: %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// PartitionOf is FNV-1a: the partition of a user must never change
+// between versions, or inboxes would change owners.
+func TestPartitionOfIsFNV1a(t *testing.T) {
+	for _, u := range []string{"", "alice", "bob", "ünïcode", strings.Repeat("x", 128)} {
+		h := fnv.New32a()
+		h.Write([]byte(u))
+		for _, n := range []int{2, 3, 16, 1024} {
+			if got, want := chat.PartitionOf(u, n), int(h.Sum32()%uint32(n)); got != want {
+				t.Fatalf("PartitionOf(%q, %d) = %d, want %d", u, n, got, want)
+			}
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { chat.PartitionOf("alice", 16) }); n != 0 {
+		t.Fatalf("PartitionOf allocates %v times", n)
 	}
 }
 
@@ -361,6 +380,19 @@ func TestPartitionedTakeoverResendsOutbox(t *testing.T) {
 	}
 }
 
+// fwdBody is a KindForward request's body: frames at consecutive outbox
+// seqs from first, from partition src.
+func fwdBody(src int, first uint64, frames ...[]byte) []byte {
+	b := binary.AppendUvarint(nil, uint64(src))
+	b = binary.AppendUvarint(b, first)
+	b = binary.AppendUvarint(b, uint64(len(frames)))
+	for _, f := range frames {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
 // A forward sent twice is applied once.
 func TestForwardAppliedOnce(t *testing.T) {
 	p := newPartitions(t, 2)
@@ -370,15 +402,16 @@ func TestForwardAppliedOnce(t *testing.T) {
 	c.wait(t, 1)
 	eventually(t, "bob has it", func() bool { return len(inbox(t, p.svcs[1], bob)) == 1 })
 	// Replay the whole outbox of partition 0 to partition 1 by hand.
-	var frames [][]byte
+	var frames, payloads [][]byte
 	err := p.store.ReadInbox(context.Background(), "\x02o/0/1", 0, 100, func(seq uint64, frame []byte) error {
-		body := append([]byte{0, byte(seq)}, frame...) // source 0, seq (< 128)
-		frames = append(frames, body)
+		frames = append(frames, fwdBody(0, seq, frame))
+		payloads = append(payloads, append([]byte(nil), frame...))
 		return nil
 	})
 	if err != nil || len(frames) != 1 {
 		t.Fatalf("outbox: %d frames, %v", len(frames), err)
 	}
+	payload := payloads[0]
 	res := newCompleter()
 	p.svcs[1].Submit(&chat.Request{Kind: chat.KindForward, ClientID: []byte("replay"), Body: frames[0], Done: res})
 	res.wait(t, 1)
@@ -387,7 +420,7 @@ func TestForwardAppliedOnce(t *testing.T) {
 	}
 	// One past the next from its source is refused until the one before
 	// it is applied.
-	gap := append([]byte{0, 3}, frames[0][2:]...)
+	gap := fwdBody(0, 3, payload)
 	p.svcs[1].Submit(&chat.Request{Kind: chat.KindForward, ClientID: []byte("gap"), Body: gap, Done: res})
 	res.wait(t, 1)
 	if r := res.got["gap"]; !errors.Is(r.Err, chat.ErrForwardGap) {
@@ -395,7 +428,8 @@ func TestForwardAppliedOnce(t *testing.T) {
 	}
 	// A forward from a partition that does not exist, or from itself, or
 	// cut short, is refused.
-	for i, body := range [][]byte{{5, 1}, {1, 1}, append([]byte{0, 2}, frames[0][:len(frames[0])-3]...)} {
+	for i, body := range [][]byte{fwdBody(5, 1, payload), fwdBody(1, 1, payload), fwdBody(0, 2, payload[:len(payload)-3]),
+		fwdBody(0, 2, payload)[:10], fwdBody(0, 0, payload)} {
 		id := fmt.Sprint("bad", i)
 		p.svcs[1].Submit(&chat.Request{Kind: chat.KindForward, ClientID: []byte(id), Body: body, Done: res})
 		res.wait(t, 1)
@@ -456,5 +490,53 @@ func TestPartitionedAllToAll(t *testing.T) {
 	}
 	if f := p.res.failed.Load(); f != 0 {
 		t.Fatalf("%d forwards failed", f)
+	}
+}
+
+// A relay that fell behind sends what queued up in few records, and a
+// record that starts below the target's mark applies only what is new.
+func TestRelayCoalesces(t *testing.T) {
+	p := newPartitions(t, 2)
+	alice, bob := userOn(0, 2, "alice"), userOn(1, 2, "bob")
+	c := newCompleter()
+	p.buses[0].fail.Store(true)
+	const n = 20
+	for i := range n {
+		p.submit(send(alice, fmt.Sprint(i), bob, fmt.Sprint("m", i), c))
+		c.wait(t, 1) // one batch, one outbox entry, each
+	}
+	var entries int
+	p.store.ReadInbox(context.Background(), "\x02o/0/1", 0, 100, func(uint64, []byte) error { entries++; return nil })
+	if entries < n/2 {
+		t.Fatalf("%d outbox entries for %d sends one after another", entries, n)
+	}
+	before := p.buses[0].sent.Load()
+	p.buses[0].fail.Store(false)
+	eventually(t, "bob has every message", func() bool { return len(inbox(t, p.svcs[1], bob)) == n })
+	if records := p.buses[0].sent.Load() - before; records >= int64(entries) {
+		t.Fatalf("%d records for %d outbox entries: not coalesced", records, entries)
+	}
+	for i, e := range inbox(t, p.svcs[1], bob) {
+		if e["body"] != fmt.Sprint("m", i) {
+			t.Fatalf("bob's entry %d: %v", i, e)
+		}
+	}
+
+	// The last two outbox entries again, and a new one after them: only
+	// the new one is applied.
+	var frames [][]byte
+	p.store.ReadInbox(context.Background(), "\x02o/0/1", uint64(entries-2), 2, func(_ uint64, f []byte) error {
+		frames = append(frames, append([]byte(nil), f...))
+		return nil
+	})
+	frames = append(frames, frames[1]) // its items again, as the next seq
+	res := newCompleter()
+	p.svcs[1].Submit(&chat.Request{Kind: chat.KindForward, ClientID: []byte("x"), Body: fwdBody(0, uint64(entries-1), frames...), Done: res})
+	res.wait(t, 1)
+	if r := res.got["x"]; r.Err != nil || r.Dup {
+		t.Fatalf("a record with two old forwards and a new one: %+v", r)
+	}
+	if got := len(inbox(t, p.svcs[1], bob)); got != n+1 {
+		t.Fatalf("bob has %d entries, want %d (the new forward's once)", got, n+1)
 	}
 }
