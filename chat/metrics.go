@@ -14,6 +14,7 @@ type Metrics struct {
 	forwarded      prometheus.Counter
 	forwardDups    prometheus.Counter
 	forwardRecords prometheus.Counter
+	forwardsFenced prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil:
@@ -59,6 +60,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "switchboard", Name: "forward_records_total",
 			Help: "Command-log records a relay appended to other partitions (each holds one or more forwards, more when the relay fell behind).",
 		}),
+		forwardsFenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Name: "forwards_fenced_total",
+			Help: "Forward records dropped because they came from a deposed sequencer of their source partition (a smaller epoch than its successor's).",
+		}),
 		forwardDups: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "switchboard", Name: "forwards_duplicate_total",
 			Help: "Forwards received again (a relay's resend after a failure or a takeover) and dropped.",
@@ -66,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.messages, m.duplicates, m.overloaded, m.commitSeconds, m.batchRequests, m.warmReads, m.warmSeconds,
-			m.forwarded, m.forwardDups, m.forwardRecords)
+			m.forwarded, m.forwardDups, m.forwardRecords, m.forwardsFenced)
 	}
 	return m
 }

@@ -287,17 +287,18 @@ var ErrBadForward = errors.New("switchboard: malformed forward")
 // after the one before (cluster.Worker retries failed forwards).
 var ErrForwardGap = errors.New("switchboard: a forward before this one is not applied yet")
 
-// A KindForward request's Body: the source partition, the outbox seq of
-// the first forward and their number (uvarints), then each forward (a
-// uvarint length and its bytes), at consecutive outbox seqs. A relay that
-// fell behind sends up to maxPerRecord of them in one record.
+// A KindForward request's Body: the source partition, its sequencer's
+// writer epoch (Config.Epoch), the outbox seq of the first forward and
+// their number (uvarints), then each forward (a uvarint length and its
+// bytes), at consecutive outbox seqs. A relay that fell behind sends up
+// to maxPerRecord of them in one record.
 const maxPerRecord = 64
 
 // applyForward applies a KindForward request: the entries another
 // partition forwarded to users this one owns, each forward once.
 func (s *Service) applyForward(ctx context.Context, b *building, r *Request) Result {
 	d := fwdDecoder{b: r.Body}
-	src, first, n := d.uvarint(), d.uvarint(), d.uvarint()
+	src, epoch, first, n := d.uvarint(), d.uvarint(), d.uvarint(), d.uvarint()
 	if d.err != nil || src >= uint64(s.cfg.Partitions) || int(src) == s.cfg.Partition || first == 0 || n == 0 || n > maxPerRecord {
 		return Result{Err: ErrBadForward}
 	}
@@ -312,6 +313,16 @@ func (s *Service) applyForward(ctx context.Context, b *building, r *Request) Res
 	}
 	if d.off != len(d.b) {
 		return Result{Err: ErrBadForward}
+	}
+	// A deposed sequencer of the source (paused past its ownership, then
+	// resumed) may still append: once its successor's forwards have
+	// come, its own are dropped, as gateways drop its deliveries.
+	if epoch != 0 {
+		if epoch < s.srcEpochs[src] {
+			s.m.forwardsFenced.Inc()
+			return Result{Dup: true}
+		}
+		s.srcEpochs[src] = epoch
 	}
 	mark := appliedUser(s.cfg.Partition, int(src))
 	last, err := s.headSeq(ctx, mark)
@@ -723,6 +734,7 @@ func (r *relay) forward(ctx context.Context, t int, recs []outRec) error {
 		size += 10 + len(e.frame)
 	}
 	body := binary.AppendUvarint(make([]byte, 0, size), uint64(r.self))
+	body = binary.AppendUvarint(body, r.s.cfg.Epoch)
 	body = binary.AppendUvarint(body, recs[0].seq)
 	body = binary.AppendUvarint(body, uint64(len(recs)))
 	for _, e := range recs {

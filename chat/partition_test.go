@@ -383,7 +383,12 @@ func TestPartitionedTakeoverResendsOutbox(t *testing.T) {
 // fwdBody is a KindForward request's body: frames at consecutive outbox
 // seqs from first, from partition src.
 func fwdBody(src int, first uint64, frames ...[]byte) []byte {
+	return fwdBodyEpoch(src, 0, first, frames...)
+}
+
+func fwdBodyEpoch(src int, epoch, first uint64, frames ...[]byte) []byte {
 	b := binary.AppendUvarint(nil, uint64(src))
+	b = binary.AppendUvarint(b, epoch)
 	b = binary.AppendUvarint(b, first)
 	b = binary.AppendUvarint(b, uint64(len(frames)))
 	for _, f := range frames {
@@ -538,5 +543,39 @@ func TestRelayCoalesces(t *testing.T) {
 	}
 	if got := len(inbox(t, p.svcs[1], bob)); got != n+1 {
 		t.Fatalf("bob has %d entries, want %d (the new forward's once)", got, n+1)
+	}
+}
+
+// Once a source's forwards carry a larger epoch (its new owner's), those
+// of a smaller one (a deposed owner that resumed) are dropped.
+func TestForwardFencedByEpoch(t *testing.T) {
+	p := newPartitions(t, 2)
+	alice, bob := userOn(0, 2, "alice"), userOn(1, 2, "bob")
+	c := newCompleter()
+	p.submit(send(alice, "1", bob, "one", c))
+	c.wait(t, 1)
+	eventually(t, "bob has it", func() bool { return len(inbox(t, p.svcs[1], bob)) == 1 })
+	var payload []byte
+	p.store.ReadInbox(context.Background(), "\x02o/0/1", 0, 1, func(_ uint64, f []byte) error {
+		payload = append([]byte(nil), f...)
+		return nil
+	})
+	res := newCompleter()
+	submit := func(id string, epoch, seq uint64) chat.Result {
+		p.svcs[1].Submit(&chat.Request{Kind: chat.KindForward, ClientID: []byte(id), Body: fwdBodyEpoch(0, epoch, seq, payload), Done: res})
+		res.wait(t, 1)
+		return res.got[id]
+	}
+	if r := submit("new", 5, 2); r.Err != nil || r.Dup {
+		t.Fatalf("epoch 5, seq 2: %+v", r)
+	}
+	if r := submit("zombie", 3, 3); r.Err != nil || !r.Dup {
+		t.Fatalf("epoch 3 after epoch 5: %+v, want dropped", r)
+	}
+	if r := submit("next", 5, 3); r.Err != nil || r.Dup {
+		t.Fatalf("epoch 5, seq 3: %+v", r)
+	}
+	if got := len(inbox(t, p.svcs[1], bob)); got != 3 {
+		t.Fatalf("bob has %d entries, want 3 (the zombie's dropped)", got)
 	}
 }

@@ -134,6 +134,7 @@ type Service struct {
 	relay       *relay    // partitioned: sends the outbox to the other partitions
 	markWritten []uint64  // per target partition: the relay progress last put in a batch (builder)
 	markAt      time.Time // when it was last put in a batch (builder)
+	srcEpochs   []uint64  // per source partition: the largest writer epoch its forwards carried (builder)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -203,6 +204,7 @@ func New(cfg Config, store Store, bus Bus, dir router.Directory, log *slog.Logge
 		s.free <- &commit{}
 	}
 	if cfg.Partitions > 1 {
+		s.srcEpochs = make([]uint64, cfg.Partitions)
 		fw, ok := bus.(Forwarder)
 		if !ok {
 			return nil, errors.New("switchboard: a partitioned Service needs a Bus that can forward (chat.Forwarder)")
