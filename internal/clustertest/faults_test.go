@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -134,9 +135,18 @@ func TestFaultWorkerKilledBeforeCommit(t *testing.T) {
 // TestFaultKafkaRestart: the broker stops during a burst and comes back:
 // no send is acked while it is down (nothing can be durable), the
 // gateways' waiting requests stay bounded, and everything flows after.
+//
+// With four command partitions it also covers the relays: forwards that
+// Kafka refused while down are sent again once it is back.
 func TestFaultKafkaRestart(t *testing.T) {
+	for _, parts := range []int{1, 4} {
+		t.Run(fmt.Sprintf("partitions=%d", parts), func(t *testing.T) { faultKafkaRestart(t, parts) })
+	}
+}
+
+func faultKafkaRestart(t *testing.T, partitions int) {
 	k := testengines.NewKafka(t)
-	c, lb := startCluster(t, Engines{Kafka: k}, "cluster: {max_pending: 64, reply_timeout: 3s}\n", 2, 2)
+	c, lb := startCluster(t, Engines{Kafka: k}, fmt.Sprintf("cluster: {max_pending: 64, reply_timeout: 3s}\ncommands: {partitions: %d}\n", partitions), 2, 2)
 	tr := newTraffic(t, c, lb.URL(), 4)
 	tr.send(t, 10, 10*time.Millisecond)
 	tr.ackedAll(t, 60*time.Second)
