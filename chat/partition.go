@@ -243,7 +243,7 @@ func (s *Service) finishForwards(ctx context.Context, b *building) error {
 		if f == nil {
 			continue
 		}
-		seq, err := s.nextSeq(ctx, outboxUser(s.cfg.Partition, t))
+		seq, err := s.nextSeq(ctx, s.outboxes[t])
 		if err != nil {
 			return err
 		}
@@ -256,7 +256,7 @@ func (s *Service) finishForwards(ctx context.Context, b *building) error {
 			c.arena = appendStr(c.arena, k)
 			c.arena = appendStr(c.arena, c.batch.sharedPart(k))
 		}
-		c.batch.Entries = append(c.batch.Entries, Entry{User: outboxUser(s.cfg.Partition, t), Seq: seq, Frame: c.arena[n:]})
+		c.batch.Entries = append(c.batch.Entries, Entry{User: s.outboxes[t], Seq: seq, Frame: c.arena[n:]})
 	}
 	clear(b.fwd)
 	// The relay's progress, so that a successor resends only what may
@@ -324,7 +324,7 @@ func (s *Service) applyForward(ctx context.Context, b *building, r *Request) Res
 		}
 		s.srcEpochs[src] = epoch
 	}
-	mark := appliedUser(s.cfg.Partition, int(src))
+	mark := s.applied[src]
 	last, err := s.headSeq(ctx, mark)
 	if err != nil {
 		return Result{Err: err}
@@ -371,15 +371,15 @@ func checkForward(p []byte) error {
 	for range min(d.uvarint(), uint64(len(p))) {
 		switch d.byte() {
 		case itemEntry:
-			d.str()
-			d.str()
-			d.str()
-			d.str()
+			d.bytes()
+			d.bytes()
+			d.bytes()
+			d.bytes()
 		case itemAssetSent:
-			d.str()
+			d.bytes()
 		case itemGroupReceipt:
-			d.str()
-			d.str()
+			d.bytes()
+			d.bytes()
 			d.byte()
 		default:
 			return ErrBadForward
@@ -389,8 +389,8 @@ func checkForward(p []byte) error {
 		}
 	}
 	for range min(d.uvarint(), uint64(len(p))) {
-		d.str()
-		d.str()
+		d.bytes()
+		d.bytes()
 	}
 	if d.err != nil || d.off != len(p) {
 		return ErrBadForward
@@ -406,16 +406,17 @@ func (s *Service) applyItems(ctx context.Context, b *building, p []byte) error {
 		return ErrBadForward
 	}
 	type item struct {
-		kind                 byte
-		user, typ, tail, key string // key: the shared part's, or the asset's or message's id
-		status               Status
+		kind           byte
+		user, typ, key string // key: the shared part's, or the asset's or message's id
+		tail           []byte // a slice of p
+		status         Status
 	}
 	items := make([]item, min(d.uvarint(), uint64(len(p))))
 	for i := range items {
 		it := item{kind: d.byte()}
 		switch it.kind {
 		case itemEntry:
-			it.user, it.typ, it.tail, it.key = d.str(), d.str(), d.str(), d.str()
+			it.user, it.typ, it.tail, it.key = d.str(), d.typ(), d.bytes(), d.str()
 		case itemAssetSent:
 			it.key = d.str()
 		case itemGroupReceipt:
@@ -430,14 +431,14 @@ func (s *Service) applyItems(ctx context.Context, b *building, p []byte) error {
 	}
 	c := b.c
 	for range d.uvarint() {
-		k, data := d.str(), d.str()
+		k, data := d.bytes(), d.bytes()
 		if d.err != nil {
 			return ErrBadForward
 		}
-		if c.batch.sharedPart(k) == nil {
+		if c.batch.sharedPart(string(k)) == nil {
 			n := len(c.arena)
 			c.arena = append(c.arena, data...)
-			c.batch.Shared = append(c.batch.Shared, SharedPart{Key: k, Data: c.arena[n:]})
+			c.batch.Shared = append(c.batch.Shared, SharedPart{Key: string(k), Data: c.arena[n:]})
 		}
 	}
 	if d.err != nil || d.off != len(p) {
@@ -452,7 +453,7 @@ func (s *Service) applyItems(ctx context.Context, b *building, p []byte) error {
 				// deliver it anyway rather than lose it, and say so.
 				s.log.Error("a forwarded entry's user is not this partition's", "user", it.user, "partition", s.cfg.Partition)
 			}
-			err = s.ownEntry(ctx, b, it.user, it.typ, []byte(it.tail), it.key)
+			err = s.ownEntry(ctx, b, it.user, it.typ, it.tail, it.key)
 		case itemAssetSent:
 			err = s.markSent(ctx, b, it.key)
 		case itemGroupReceipt:
@@ -520,15 +521,33 @@ func (d *fwdDecoder) uvarint() uint64 {
 	return v
 }
 
-func (d *fwdDecoder) str() string {
+// bytes returns the next string's bytes, a slice of the input.
+func (d *fwdDecoder) bytes() []byte {
 	n := d.uvarint()
 	if d.err != nil || n > uint64(len(d.b)-d.off) {
 		d.err = ErrBadForward
-		return ""
+		return nil
 	}
-	s := string(d.b[d.off : d.off+int(n)])
+	b := d.b[d.off : d.off+int(n) : d.off+int(n)]
 	d.off += int(n)
-	return s
+	return b
+}
+
+func (d *fwdDecoder) str() string { return string(d.bytes()) }
+
+// typ returns the next string, an entry's type: one of the few there are,
+// without allocating.
+func (d *fwdDecoder) typ() string {
+	switch b := d.bytes(); string(b) {
+	case "msg":
+		return "msg"
+	case "group":
+		return "group"
+	case "receipt":
+		return "receipt"
+	default:
+		return string(b)
+	}
 }
 
 // relay appends the outbox entries of applied batches to their target
@@ -568,6 +587,10 @@ type outRec struct {
 // not have.
 func (s *Service) startRelay(ctx context.Context, fw Forwarder) error {
 	n := s.cfg.Partitions
+	s.outboxes, s.applied = make([]string, n), make([]string, n)
+	for t := range n {
+		s.outboxes[t], s.applied[t] = outboxUser(s.cfg.Partition, t), appliedUser(s.cfg.Partition, t)
+	}
 	r := &relay{s: s, fw: fw, self: s.cfg.Partition, queue: make([][]outRec, n),
 		acked: make([]uint64, n), high: make([]uint64, n), wake: make([]chan struct{}, n)}
 	s.markWritten = make([]uint64, n)
@@ -740,7 +763,7 @@ func (r *relay) forward(ctx context.Context, t int, recs []outRec) error {
 	for _, e := range recs {
 		body = appendStr(body, e.frame)
 	}
-	req := Request{Kind: KindForward, From: outboxUser(r.self, t), Body: body}
+	req := Request{Kind: KindForward, From: r.s.outboxes[t], Body: body}
 	if err := r.fw.Forward(ctx, t, &req); err != nil {
 		return fmt.Errorf("forwarding to partition %d: %w", t, err)
 	}

@@ -135,6 +135,8 @@ type Service struct {
 	markWritten []uint64  // per target partition: the relay progress last put in a batch (builder)
 	markAt      time.Time // when it was last put in a batch (builder)
 	srcEpochs   []uint64  // per source partition: the largest writer epoch its forwards carried (builder)
+	outboxes    []string  // per target partition: the outbox pseudo-inbox (outboxUser)
+	applied     []string  // per source partition: the applied mark's pseudo-inbox (appliedUser)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
