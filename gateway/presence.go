@@ -46,6 +46,19 @@ func (c *wsConn) presenceConn(g *Gateway) presence.Conn {
 var eventNames = [...]string{presence.Connected: "device.connected", presence.Active: "user.active",
 	presence.Inactive: "user.inactive", presence.Disconnected: "device.disconnected"}
 
+// settingsChanged tells every presence service (each gateway's, through
+// the bus's presence stream) that user's privacy or contacts changed, so
+// that those holding the old ones reload them: without it, another
+// gateway would go on showing the user's presence by the old settings.
+// The change is durable in the store before this is called.
+func (g *Gateway) settingsChanged(user string) {
+	ev := presence.Event{Kind: presence.Settings, User: user, Node: g.cfg.Node, TS: time.Now().UnixMilli()}
+	var buf [128]byte
+	if err := g.bus.Emit(chat.StreamPresence, user, ev.AppendBinary(buf[:0])); err != nil {
+		g.log.Warn("presence settings event lost: other gateways keep the old settings until the next change", "user", user, "err", err)
+	}
+}
+
 // event emits a connection or activity event about c on the bus: to the
 // presence stream, which the last-seen worker consumes, and to the
 // analytics stream. It runs on c's loop or a hub worker and does not block.
@@ -160,6 +173,10 @@ func (h *hub) presenceJob(c *wsConn, pr *presenceReq) {
 	}
 	if err == nil {
 		h.analytics(c, pr)
+		switch pr.typ {
+		case protocol.TypePrivacySet, protocol.TypeContactsAdd, protocol.TypeContactsRemove:
+			g.settingsChanged(c.user)
+		}
 	}
 	if err != nil {
 		code, msg := presenceError(err)

@@ -40,7 +40,10 @@
 // recipient may see, and a subscriber is pushed a frame only when what it
 // may see changes, so the timing of pushes reveals nothing hidden either. A
 // change of privacy or contacts re-evaluates both directions: the user's
-// subscribers, and the users that the user's connections watch.
+// subscribers, and the users that the user's connections watch. Where
+// several services share the store (one per gateway), the one that made
+// a change tells the others with a Settings event, which they apply by
+// reloading the user's settings and re-evaluating in the same way.
 //
 // # Subscriptions
 //

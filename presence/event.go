@@ -17,6 +17,10 @@ const (
 	Active                            // the app is in the foreground and in use
 	Inactive                          // the app went to the background
 	Disconnected                      // the connection is gone
+	// Settings says that the user's privacy or contacts changed (durable
+	// in the store before the event is sent): every presence service that
+	// holds them reloads them. Node and Conn are unused.
+	Settings
 )
 
 // String returns the name of k.
@@ -30,6 +34,8 @@ func (k EventKind) String() string {
 		return "inactive"
 	case Disconnected:
 		return "disconnected"
+	case Settings:
+		return "settings"
 	}
 	return "invalid"
 }
@@ -78,7 +84,7 @@ func DecodeEvent(b []byte) (Event, error) {
 		return ev, ErrBadEvent
 	}
 	ev.Kind = EventKind(b[1])
-	if ev.Kind < Connected || ev.Kind > Disconnected {
+	if ev.Kind < Connected || ev.Kind > Settings {
 		return ev, ErrBadEvent
 	}
 	b = b[2:]

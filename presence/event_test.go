@@ -29,7 +29,7 @@ func TestEventBinary(t *testing.T) {
 			t.Fatalf("DecodeEvent with a trailing byte: %v", err)
 		}
 	}
-	for _, bad := range [][]byte{{2, 1, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 0, 0, 0}, {1, 5, 0, 0, 0, 0, 0}} {
+	for _, bad := range [][]byte{{2, 1, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 0, 0, 0}, {1, 6, 0, 0, 0, 0, 0}} {
 		if _, err := presence.DecodeEvent(bad); !errors.Is(err, presence.ErrBadEvent) {
 			t.Fatalf("DecodeEvent(%x) = %v", bad, err)
 		}

@@ -1016,3 +1016,64 @@ func TestLastSeenWrittenByItsNode(t *testing.T) {
 		t.Fatalf("last seen written: %v, want only carol's (gw-1's own connection)", written)
 	}
 }
+
+// TestSettingsFromAnotherGateway: two gateways' services share the store
+// and both apply every event, as with the bus's presence stream. Bob
+// hides his presence through gateway 1; gateway 2, whose alice watches
+// him, learns it from the Settings event (the gateway emits one after a
+// change), not from a stale copy: alice is pushed a frame with nothing
+// visible, and bob's later activity reaches her no more. Making alice a
+// contact under "contacts" shows him again.
+func TestSettingsFromAnotherGateway(t *testing.T) {
+	store := memory.NewPresenceStore()
+	rec1, rec2 := newRecorder(t), newRecorder(t)
+	cfg1, cfg2 := testConfig, testConfig
+	cfg1.Node, cfg2.Node = "gw-1", "gw-2"
+	gw1, gw2 := newService(t, cfg1, store, rec1), newService(t, cfg2, store, rec2)
+	both := func(ev presence.Event) { gw1.Handle(ev); gw2.Handle(ev) }
+	settings := presence.Event{Kind: presence.Settings, User: "bob"}
+	// Through the stream's encoding, as gateways send it.
+	wire, err := presence.DecodeEvent(settings.AppendBinary(nil))
+	if err != nil || wire.Kind != presence.Settings || wire.User != "bob" {
+		t.Fatalf("the settings event through its encoding: %+v, %v", wire, err)
+	}
+
+	both(event(presence.Active, "bob", "gw-1", 1, 100))
+	alice := presence.Conn{User: "alice", Node: "gw-2", ID: 7}
+	must(t, gw2.Subscribe(ctx, alice, []string{"bob"}))
+	rec2.expect(t, alice, want("bob", on(true), ls(100)))
+
+	if _, err := gw1.SetPrivacy(ctx, "bob", vis(presence.Nobody), vis(presence.Nobody)); err != nil {
+		t.Fatal(err)
+	}
+	both(wire)
+	waitPushed(t, rec2, alice, want("bob", nil, nil))
+	both(event(presence.Inactive, "bob", "gw-1", 1, 200))
+	time.Sleep(20 * time.Millisecond)
+	rec2.expect(t, alice)
+	carol := presence.Conn{User: "carol", Node: "gw-2", ID: 8}
+	must(t, gw2.Subscribe(ctx, carol, []string{"bob"}))
+	rec2.expect(t, carol, want("bob", nil, nil))
+
+	if _, err := gw1.SetPrivacy(ctx, "bob", vis(presence.Contacts), vis(presence.Contacts)); err != nil {
+		t.Fatal(err)
+	}
+	must(t, gw1.AddContacts(ctx, "bob", []string{"alice"}))
+	both(wire)
+	waitPushed(t, rec2, alice, want("bob", on(false), ls(200)))
+	rec2.expect(t, carol)
+}
+
+// waitPushed waits up to 5 s for exactly w to have been pushed to c.
+func waitPushed(t *testing.T, r *recorder, c presence.Conn, w ...frame) {
+	t.Helper()
+	var got []frame
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if got = append(got, r.take(c)...); len(got) >= len(w) {
+			break
+		}
+	}
+	if !slices.EqualFunc(got, w, frame.equal) {
+		t.Fatalf("pushed to %s/%d: %v, want %v", c.User, c.ID, got, w)
+	}
+}

@@ -42,6 +42,7 @@ type Service struct {
 	perShard int // idle users kept per shard (Config.MaxUsers)
 
 	closed   atomic.Bool
+	reloads  sync.WaitGroup  // settingsChanged's goroutines
 	flushReq chan chan error // flushNow's requests to the flusher
 	stop     chan struct{}
 	done     chan struct{} // closed when the flusher has returned
@@ -77,6 +78,8 @@ type entry struct {
 	queued   bool                 // in the shard's dirty list
 	subs     map[*subscriber]mask // the connections watching this user
 	own      []*subscriber        // this user's connections that watch users
+
+	reloading, reloadAgain bool // settingsChanged: a reload runs; another event came during it
 }
 
 type connRef struct {
@@ -296,7 +299,11 @@ func (s *Service) release(e *entry) {
 // connection must be handled in order; events with an invalid user or kind
 // are ignored, and so is every event after Close. Safe for concurrent use.
 func (s *Service) Handle(ev Event) {
-	if s.closed.Load() || !validUser(ev.User) || ev.Kind < Connected || ev.Kind > Disconnected {
+	if s.closed.Load() || !validUser(ev.User) || ev.Kind < Connected || ev.Kind > Settings {
+		return
+	}
+	if ev.Kind == Settings {
+		s.settingsChanged(ev.User)
 		return
 	}
 	sh := s.shardOf(ev.User)
@@ -644,6 +651,89 @@ func (s *Service) reevaluate(e *entry) {
 	}
 }
 
+// settingsChanged reloads user's privacy and contacts, which another
+// service (another gateway) changed, if user is in memory here, and
+// re-evaluates what their watchers and the users they watch may see. The
+// store is read on a goroutine of its own: Handle never blocks on it.
+// Changes are rare (a person changing a setting), and one reload per
+// user runs at a time; an event that comes during one makes it run once
+// more, so the last reload reads what the last event announced.
+func (s *Service) settingsChanged(user string) {
+	sh := s.shardOf(user)
+	sh.mu.Lock()
+	e := sh.users[user]
+	if e == nil {
+		sh.mu.Unlock()
+		return // loaded afresh from the store when next needed
+	}
+	e.pins++
+	if e.reloading {
+		e.reloadAgain = true
+		e.pins--
+		sh.mu.Unlock()
+		return
+	}
+	e.reloading = true
+	sh.mu.Unlock()
+	s.reloads.Add(1)
+	go func() {
+		defer s.reloads.Done()
+		for {
+			if err := s.reload(e); err != nil {
+				s.log.Warn("presence: reloading changed settings failed; they apply here from the user's next change", "user", e.id, "err", err)
+			}
+			sh.mu.Lock()
+			if !e.reloadAgain || s.closed.Load() {
+				e.reloading, e.reloadAgain = false, false
+				e.pins--
+				sh.mu.Unlock()
+				return
+			}
+			e.reloadAgain = false
+			sh.mu.Unlock()
+		}
+	}()
+}
+
+// reload reads e's privacy and contacts from the store and, if they
+// differ from e's view, publishes them and re-evaluates.
+func (s *Service) reload(e *entry) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.acquire(ctx, e.id); err != nil { // loads e if it was not
+		return err
+	}
+	defer s.release(e)
+	e.social.Lock()
+	defer e.social.Unlock()
+	rec, _, err := s.store.Load(ctx, e.id)
+	if err == nil && !rec.Privacy.Valid() {
+		err = fmt.Errorf("invalid privacy %v", rec.Privacy)
+	}
+	if err != nil {
+		return err
+	}
+	contacts := rec.Contacts
+	if !slices.IsSorted(contacts) {
+		contacts = slices.Sorted(slices.Values(contacts))
+	}
+	contacts = slices.Compact(contacts)
+	if len(contacts) == 0 {
+		contacts = nil
+	}
+	v := e.view.Load()
+	if v.privacy == rec.Privacy && slices.Equal(v.contacts, contacts) {
+		return nil
+	}
+	nv := &defaultView
+	if rec.Privacy != (Privacy{}) || len(contacts) > 0 {
+		nv = &view{privacy: rec.Privacy, contacts: contacts}
+	}
+	e.view.Store(nv)
+	s.reevaluate(e)
+	return nil
+}
+
 // Privacy returns user's privacy settings. It may block on the store.
 // Safe for concurrent use.
 func (s *Service) Privacy(ctx context.Context, user string) (Privacy, error) {
@@ -897,5 +987,6 @@ func (s *Service) Close() error {
 	}
 	close(s.stop)
 	<-s.done
+	s.reloads.Wait()
 	return s.flush()
 }

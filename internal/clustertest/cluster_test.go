@@ -481,3 +481,52 @@ func TestNodeTopicsCollected(t *testing.T) {
 		t.Fatalf("the topic was deleted %v after the kill, before its liveness could expire and the grace pass", d)
 	}
 }
+
+// TestClusterPrivacyAcrossGateways: bob, on gateway 1, hides his presence;
+// alice, on gateway 2, who watches him, stops seeing it at once (gateway
+// 2 learns of the change from the presence stream, not at its next load),
+// and his later activity does not reach her.
+func TestClusterPrivacyAcrossGateways(t *testing.T) {
+	c := New(t, Engines{}, "")
+	defer func() {
+		if t.Failed() {
+			t.Log(c.Logs())
+		}
+	}()
+	c.StartWorker(t)
+	g1, g2 := c.StartGateway(t), c.StartGateway(t)
+	bob := connect(t, c, g1.URL(), "bob", "phone", nil)
+	alice := connect(t, c, g2.URL(), "alice", "phone", nil)
+	ctx := context.Background()
+	if err := bob.c.SetActive(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.c.Subscribe(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "alice to see bob online", func() bool {
+		ps := eventsOf[client.Presence](alice)
+		return len(ps) > 0 && ps[len(ps)-1].Online != nil && *ps[len(ps)-1].Online
+	})
+	if _, err := bob.c.SetPrivacy(ctx, client.Privacy{LastSeen: client.VisibleNobody, Online: client.VisibleNobody}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "alice's view of bob to be hidden", func() bool {
+		ps := eventsOf[client.Presence](alice)
+		last := ps[len(ps)-1]
+		return last.Online == nil && last.LastSeen == nil
+	})
+	seen := len(eventsOf[client.Presence](alice))
+	if err := bob.c.SetActive(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.c.SetActive(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	for _, p := range eventsOf[client.Presence](alice)[seen:] {
+		if p.User == "bob" && (p.Online != nil || p.LastSeen != nil) {
+			t.Fatalf("alice was shown bob's presence after he hid it: %s", p.Raw)
+		}
+	}
+}
