@@ -31,6 +31,19 @@ func (c *countDone) Complete(_ *chat.Request, res chat.Result) {
 	}
 }
 
+// benchSends returns n sends from 1,000 senders to 1,000 recipients,
+// each completing done, which bounds them in flight as clients would.
+func benchSends(n int) ([]chat.Request, *countDone) {
+	body := []byte("Hey, are we still on for lunch tomorrow at noon?")
+	reqs := make([]chat.Request, n)
+	done := &countDone{done: make(chan struct{}), want: int64(n), inflight: make(chan struct{}, 16384)}
+	for i := range reqs {
+		reqs[i] = chat.Request{Kind: chat.KindSend, From: "user-" + strconv.Itoa(i%1000),
+			ClientID: []byte(fmt.Sprint("c", i)), To: []byte("user-" + strconv.Itoa((i+1)%1000)), Body: body, Done: done}
+	}
+	return reqs, done
+}
+
 // BenchmarkServiceSend measures the committer end to end: dedupe lookup,
 // id and seq assignment, frame encoding, one durable Apply per batch,
 // answers and publishing, with 1,000 senders writing to 1,000 recipients.
@@ -52,13 +65,7 @@ func BenchmarkServiceSend(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer svc.Close()
-			body := []byte("Hey, are we still on for lunch tomorrow at noon?")
-			reqs := make([]chat.Request, b.N)
-			done := &countDone{done: make(chan struct{}), want: int64(b.N), inflight: make(chan struct{}, 16384)}
-			for i := range reqs {
-				reqs[i] = chat.Request{Kind: chat.KindSend, From: "user-" + strconv.Itoa(i%1000),
-					ClientID: []byte(fmt.Sprint("c", i)), To: []byte("user-" + strconv.Itoa((i+1)%1000)), Body: body, Done: done}
-			}
+			reqs, done := benchSends(b.N)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range reqs {
@@ -125,13 +132,7 @@ func BenchmarkPartitionedSend(b *testing.B) {
 				defer svc.Close()
 				bus.svcs[i] = svc
 			}
-			body := []byte("Hey, are we still on for lunch tomorrow at noon?")
-			reqs := make([]chat.Request, b.N)
-			done := &countDone{done: make(chan struct{}), want: int64(b.N), inflight: make(chan struct{}, 16384)}
-			for i := range reqs {
-				reqs[i] = chat.Request{Kind: chat.KindSend, From: "user-" + strconv.Itoa(i%1000),
-					ClientID: []byte(fmt.Sprint("c", i)), To: []byte("user-" + strconv.Itoa((i+1)%1000)), Body: body, Done: done}
-			}
+			reqs, done := benchSends(b.N)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range reqs {
