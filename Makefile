@@ -48,6 +48,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMeta$$' -fuzztime $$((60000*$(FUZZSCALE)))x  ./backends/disk
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$'     -fuzztime $$((50000*$(FUZZSCALE)))x ./client
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $$((100000*$(FUZZSCALE)))x ./presence
+	$(GO) test -run '^$$' -fuzz '^FuzzForward$$'    -fuzztime $$((30000*$(FUZZSCALE)))x  ./chat
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $$((100000*$(FUZZSCALE)))x ./cluster
 
 ## bench: the micro-benchmarks quoted in docs/benchmarks.md
