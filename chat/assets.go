@@ -783,11 +783,8 @@ func (s *Service) pin(ctx context.Context, b *building, id, user, grantee string
 	if err != nil {
 		return err
 	}
-	if rec.Owner != user || rec.Parent != "" {
-		return ErrAssetNotFound
-	}
-	if rec.Kind != "image" {
-		return badRequest("a photo or icon must be an image")
+	if err := pinnable(rec, user); err != nil {
+		return err
 	}
 	rec.Pins++
 	s.setState(b, grantPrefix(id)+grantee, []byte{})
@@ -795,6 +792,27 @@ func (s *Service) pin(ctx context.Context, b *building, id, user, grantee string
 	s.setState(b, timeKey(unsentPrefix, rec.Created, rec.ID), nil)
 	s.setState(b, timeKey(agePrefix, rec.Created, rec.ID), nil)
 	return s.putAssetRec(b, rec)
+}
+
+// pinnable reports why rec cannot be user's photo or icon, or nil.
+func pinnable(rec *assetRecord, user string) error {
+	if rec.Owner != user || rec.Parent != "" {
+		return ErrAssetNotFound
+	}
+	if rec.Kind != "image" {
+		return badRequest("a photo or icon must be an image")
+	}
+	return nil
+}
+
+// checkPin is pin's check, on the durable record, for a partition that
+// forwards the pin to ControlPartition.
+func checkPin(ctx context.Context, store Store, id, user string) error {
+	rec, err := readAssetRec(ctx, store, id)
+	if err != nil {
+		return err
+	}
+	return pinnable(rec, user)
 }
 
 // unpin undoes pin. A profile photo stops being everyone's to read; an

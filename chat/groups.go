@@ -230,9 +230,12 @@ type memberRecord struct {
 	JoinSeq uint64 `json:"s,omitempty"`
 }
 
-// group returns the state of group id, loading it on a cache miss.
+// group returns the state of group id, loading it on a cache miss. A
+// group another partition owns is read from the store each time, never
+// cached: it is theirs to change (a copy here is for reading only).
 func (s *Service) group(ctx context.Context, id string) (*groupState, error) {
-	if g, ok := s.groups.get(id); ok {
+	own := s.owns(groupInbox(id))
+	if g, ok := s.groups.get(id); ok && own {
 		return g, nil
 	}
 	var rec groupRecord
@@ -276,7 +279,9 @@ func (s *Service) group(ctx context.Context, id string) (*groupState, error) {
 		g.buckets[0].add(mem.wm[0].seq)
 		g.buckets[1].add(mem.wm[1].seq)
 	}
-	s.groups.put(id, g)
+	if own {
+		s.groups.put(id, g)
+	}
 	return g, nil
 }
 
@@ -381,8 +386,13 @@ func (s *Service) userGroups(ctx context.Context, user string) ([]string, error)
 	return ids, nil
 }
 
-// setInGroup adds or removes group id in user's list of groups.
+// setInGroup adds or removes group id in user's list of groups (the
+// user's partition's to write: forwarded there when it is another's).
 func (s *Service) setInGroup(ctx context.Context, b *building, user, id string, in bool) error {
+	if !s.owns(user) {
+		b.forwardGroupMember(PartitionOf(user, s.cfg.Partitions), user, id, in)
+		return nil
+	}
 	ids, err := s.userGroups(ctx, user)
 	if err != nil {
 		return err
@@ -530,7 +540,14 @@ func (s *Service) groupCreate(ctx context.Context, b *building, r *Request) Resu
 		return Result{Data: appendField(nil, "group_id", known)}
 	}
 	now := b.now.UnixMilli()
-	g := &groupState{id: s.ids.Next(b.now), name: name, createdBy: r.From, created: now,
+	id := s.ids.Next(b.now)
+	for !s.owns(groupInbox(id)) {
+		// Partitioned: the group is created by its creator's partition,
+		// so its id must be one that partition owns (PartitionOf); a
+		// few tries in n.
+		id = s.ids.Next(b.now)
+	}
+	g := &groupState{id: id, name: name, createdBy: r.From, created: now,
 		members: make(map[string]*member, len(users))}
 	for _, u := range users {
 		g.members[u] = &member{admin: u == r.From, joined: now}
@@ -1078,6 +1095,21 @@ func (s *Service) groupIcon(ctx context.Context, b *building, g *groupState, r *
 		return Result{}
 	}
 	grantee := "#" + g.id
+	if !s.control() {
+		// Asset records are ControlPartition's: check the new icon here
+		// from the store, and have it pin and unpin.
+		if icon != "" {
+			if err := checkPin(ctx, s.store, icon, r.From); err != nil {
+				return Result{Err: err}
+			}
+			b.forwardPin(icon, r.From, grantee)
+		}
+		if g.icon != "" {
+			b.forwardUnpin(g.icon, grantee)
+		}
+		g.icon = icon
+		return s.groupChange(ctx, b, g, r, "icon", nil)
+	}
 	if icon != "" {
 		if err := s.pin(ctx, b, icon, r.From, grantee); err != nil {
 			return Result{Err: err}

@@ -64,28 +64,49 @@ func PartitionOf(key string, n int) int {
 
 // Route returns the partition, of n, that must sequence r.
 //
-// One-to-one sends, receipts and typing to a user go to the partition
-// of the user who sends them: the sender's client ids and the copy in the
-// sender's inbox are theirs, and the recipient's entry is forwarded; the
-// status of a one-to-one message is written only by its recipient's
-// receipts. A sender's messages to a user thus take one path and keep
-// their order. What such a request does to state that ControlPartition
-// owns is forwarded there too: that an attachment was sent, a receipt of
-// a group message. Every other request (groups, group messages and
-// typing, assets, profiles, message info) goes to ControlPartition.
+// One-to-one sends, receipts, typing to a user and message info go to
+// the partition of the user who sends them: the sender's client ids and
+// the copy in the sender's inbox are theirs, and the recipient's entry is
+// forwarded; the status of a one-to-one message is written only by its
+// recipient's receipts. A sender's messages to a user thus take one path
+// and keep their order. Group messages, typing and operations go to the
+// group's partition (PartitionOf its id), which owns its members,
+// watermarks and log; a group is created by its creator's partition,
+// which gives it an id it owns, and group.list goes to the user's, which
+// owns the user's list of groups. What a request does to state another
+// partition owns is forwarded there: a member's list of groups, a group
+// message's receipt, an attachment sent, a group icon's pin. Assets and
+// profiles go to ControlPartition.
 func Route(r *Request, n int) int {
 	if n <= 1 {
 		return 0
 	}
 	switch r.Kind {
-	case KindReceipt:
+	case KindReceipt, KindMsgInfo:
 		return PartitionOf(r.From, n)
 	case KindSend, KindTyping:
-		if len(r.Group) == 0 {
-			return PartitionOf(r.From, n)
+		if len(r.Group) > 0 {
+			return partitionOfGroup(r.Group, n)
 		}
+		return PartitionOf(r.From, n)
+	case KindGroup:
+		if r.Op == GroupCreate || r.Op == GroupList {
+			return PartitionOf(r.From, n) // a new group's id is one this partition owns
+		}
+		return partitionOfGroup(r.Group, n)
 	}
 	return ControlPartition
+}
+
+// partitionOfGroup is PartitionOf for a group id given as bytes.
+func partitionOfGroup(id []byte, n int) int {
+	const offset, prime = 2166136261, 16777619
+	h := uint32(offset)
+	for _, c := range id {
+		h ^= uint32(c)
+		h *= prime
+	}
+	return int(h % uint32(n))
 }
 
 // Forwarder is an optional Bus ability that a partitioned Service needs:
@@ -136,7 +157,7 @@ func (s *Service) owns(user string) bool {
 		return true
 	}
 	if isGroupInbox(user) {
-		return s.cfg.Partition == ControlPartition
+		return PartitionOf(user[len(groupInboxPrefix):], n) == s.cfg.Partition
 	}
 	return PartitionOf(user, n) == s.cfg.Partition
 }
@@ -181,7 +202,10 @@ type fwd struct {
 const (
 	itemEntry        = 'e' // user, type, tail, shared key: an inbox entry
 	itemAssetSent    = 's' // asset id: the asset was sent (to ControlPartition)
-	itemGroupReceipt = 'r' // reader, msg id, status byte: a receipt of a group message (to ControlPartition)
+	itemGroupReceipt = 'r' // reader, msg id, status byte: a receipt of a group message (to the group's partition)
+	itemGroupMember  = 'g' // user, group id, in byte: the user joined (1) or left (0) the group (to the user's partition)
+	itemPin          = 'p' // asset id, user, grantee: pin the user's asset as a group's icon (to ControlPartition)
+	itemUnpin        = 'u' // asset id, grantee: unpin it (to ControlPartition)
 )
 
 // to returns what b forwards to target, created empty.
@@ -219,14 +243,45 @@ func (b *building) forwardAssetSent(id string) {
 	f.buf = appendStr(f.buf, id)
 }
 
-// forwardGroupReceipt hands ControlPartition, which owns groups and their
-// watermarks, reader's receipt of group message id.
-func (b *building) forwardGroupReceipt(reader, id string, st Status) {
-	f := b.to(ControlPartition)
+// forwardGroupReceipt hands target, the partition of the group (which
+// owns its watermarks), reader's receipt of group message id.
+func (b *building) forwardGroupReceipt(target int, reader, id string, st Status) {
+	f := b.to(target)
 	f.buf = append(f.buf, itemGroupReceipt)
 	f.buf = appendStr(f.buf, reader)
 	f.buf = appendStr(f.buf, id)
 	f.buf = append(f.buf, byte(st))
+}
+
+// forwardGroupMember tells target, user's partition (which owns the
+// user's list of groups), that user joined or left group.
+func (b *building) forwardGroupMember(target int, user, group string, in bool) {
+	f := b.to(target)
+	f.buf = append(f.buf, itemGroupMember)
+	f.buf = appendStr(f.buf, user)
+	f.buf = appendStr(f.buf, group)
+	if in {
+		f.buf = append(f.buf, 1)
+	} else {
+		f.buf = append(f.buf, 0)
+	}
+}
+
+// forwardPin and forwardUnpin hand ControlPartition, which owns asset
+// records, a group icon's pin and unpin.
+func (b *building) forwardPin(asset, user, grantee string) {
+	f := b.to(ControlPartition)
+	f.buf = append(f.buf, itemPin)
+	f.buf = appendStr(f.buf, asset)
+	f.buf = appendStr(f.buf, user)
+	f.buf = appendStr(f.buf, grantee)
+}
+
+func (b *building) forwardUnpin(asset, grantee string) {
+	f := b.to(ControlPartition)
+	f.buf = append(f.buf, itemUnpin)
+	f.buf = appendStr(f.buf, asset)
+	f.buf = appendStr(f.buf, grantee)
 }
 
 func appendStr[S ~string | ~[]byte](dst []byte, s S) []byte {
@@ -377,10 +432,17 @@ func checkForward(p []byte) error {
 			d.bytes()
 		case itemAssetSent:
 			d.bytes()
-		case itemGroupReceipt:
+		case itemGroupReceipt, itemGroupMember:
 			d.bytes()
 			d.bytes()
 			d.byte()
+		case itemPin:
+			d.bytes()
+			d.bytes()
+			d.bytes()
+		case itemUnpin:
+			d.bytes()
+			d.bytes()
 		default:
 			return ErrBadForward
 		}
@@ -407,9 +469,10 @@ func (s *Service) applyItems(ctx context.Context, b *building, p []byte) error {
 	}
 	type item struct {
 		kind           byte
-		user, typ, key string // key: the shared part's, or the asset's or message's id
+		user, typ, key string // key: the shared part's, or the asset's, message's or group's id
+		grantee        string
 		tail           []byte // a slice of p
-		status         Status
+		status         Status // itemGroupReceipt; itemGroupMember: 1 joined, 0 left
 	}
 	items := make([]item, min(d.uvarint(), uint64(len(p))))
 	for i := range items {
@@ -419,8 +482,12 @@ func (s *Service) applyItems(ctx context.Context, b *building, p []byte) error {
 			it.user, it.typ, it.tail, it.key = d.str(), d.typ(), d.bytes(), d.str()
 		case itemAssetSent:
 			it.key = d.str()
-		case itemGroupReceipt:
+		case itemGroupReceipt, itemGroupMember:
 			it.user, it.key, it.status = d.str(), d.str(), Status(d.byte())
+		case itemPin:
+			it.key, it.user, it.grantee = d.str(), d.str(), d.str()
+		case itemUnpin:
+			it.key, it.grantee = d.str(), d.str()
 		default:
 			return ErrBadForward
 		}
@@ -461,6 +528,18 @@ func (s *Service) applyItems(ctx context.Context, b *building, p []byte) error {
 			var ok bool
 			if m, ok, err = s.lookupMeta(ctx, b, it.key); err == nil && ok && isGroupInbox(m.To) {
 				err = s.groupReceipt(ctx, b, it.user, &m, it.status)
+			}
+		case itemGroupMember:
+			err = s.setInGroup(ctx, b, it.user, it.key, it.status != 0)
+		case itemPin:
+			// Checked by the group's partition; the asset may have gone
+			// since: the icon then reads as missing.
+			if perr := s.pin(ctx, b, it.key, it.user, it.grantee); perr != nil {
+				s.log.Warn("a group icon's pin failed", "asset", it.key, "group", it.grantee, "err", perr)
+			}
+		case itemUnpin:
+			if uerr := s.unpin(ctx, b, it.key, it.grantee); uerr != nil && !errors.Is(uerr, ErrAssetNotFound) {
+				err = uerr
 			}
 		}
 		if err != nil {

@@ -2,6 +2,7 @@ package chat_test
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -150,20 +151,22 @@ func TestPartitionOfIsFNV1a(t *testing.T) {
 }
 
 func TestRoute(t *testing.T) {
-	alice := userOn(2, 4, "alice")
+	alice, grp := userOn(2, 4, "alice"), userOn(3, 4, "group")
 	cases := []struct {
 		r    chat.Request
 		want int
 	}{
 		{chat.Request{Kind: chat.KindSend, From: alice, To: []byte("bob")}, 2},
 		{chat.Request{Kind: chat.KindTyping, From: alice, To: []byte("bob")}, 2},
-		{chat.Request{Kind: chat.KindSend, From: alice, Group: []byte("g")}, chat.ControlPartition},
+		{chat.Request{Kind: chat.KindSend, From: alice, Group: []byte(grp)}, 3},
 		{chat.Request{Kind: chat.KindSend, From: alice, To: []byte("bob"), AssetID: []byte("a")}, 2},
 		{chat.Request{Kind: chat.KindReceipt, From: alice}, 2},
-		{chat.Request{Kind: chat.KindTyping, From: alice, Group: []byte("g")}, chat.ControlPartition},
-		{chat.Request{Kind: chat.KindMsgInfo, From: alice}, chat.ControlPartition},
+		{chat.Request{Kind: chat.KindTyping, From: alice, Group: []byte(grp)}, 3},
+		{chat.Request{Kind: chat.KindMsgInfo, From: alice}, 2},
+		{chat.Request{Kind: chat.KindGroup, Op: chat.GroupAdd, From: alice, Group: []byte(grp)}, 3},
+		{chat.Request{Kind: chat.KindGroup, Op: chat.GroupCreate, From: alice}, 2},
+		{chat.Request{Kind: chat.KindGroup, Op: chat.GroupList, From: alice}, 2},
 		{chat.Request{Kind: chat.KindAsset, From: alice}, chat.ControlPartition},
-		{chat.Request{Kind: chat.KindGroup, From: alice}, chat.ControlPartition},
 		{chat.Request{Kind: chat.KindProfile, From: alice}, chat.ControlPartition},
 	}
 	for _, c := range cases {
@@ -249,7 +252,10 @@ func TestPartitionedReceiptsAndGroups(t *testing.T) {
 		return len(es) == 2 && es[1]["type"] == "receipt" && es[1]["status"] == "read" && es[1]["by"] == bob
 	})
 
-	gid := createGroup(t, p.svcs[chat.ControlPartition], carol, alice, bob)
+	gid := createGroup(t, p.svcs[chat.PartitionOf(carol, 3)], carol, alice, bob)
+	if chat.PartitionOf(gid, 3) != chat.PartitionOf(carol, 3) {
+		t.Fatalf("group %s is partition %d's, not its creator's", gid, chat.PartitionOf(gid, 3))
+	}
 	gm := groupSend(alice, "gm", gid, "hello team")
 	gm.Done = c
 	p.submit(gm)
@@ -578,4 +584,59 @@ func TestForwardFencedByEpoch(t *testing.T) {
 	if got := len(inbox(t, p.svcs[1], bob)); got != 3 {
 		t.Fatalf("bob has %d entries, want 3 (the zombie's dropped)", got)
 	}
+}
+
+// A group created on one partition, with members on the others: its
+// messages and events reach every member, each member's list of groups is
+// kept by the member's own partition, a member who leaves drops it, and
+// message info reads the group's watermarks from the store.
+func TestPartitionedGroups(t *testing.T) {
+	p := newPartitions(t, 3)
+	alice, bob, carol := userOn(1, 3, "alice"), userOn(2, 3, "bob"), userOn(0, 3, "carol")
+	gid := createGroup(t, p.svcs[1], alice, bob, carol)
+	if chat.PartitionOf(gid, 3) != 1 {
+		t.Fatalf("alice's group %s belongs to partition %d", gid, chat.PartitionOf(gid, 3))
+	}
+	c := newCompleter()
+	gm := groupSend(alice, "m", gid, "hello")
+	gm.Done = c
+	p.submit(gm)
+	c.wait(t, 1)
+	if err := c.got["m"].Err; err != nil {
+		t.Fatal(err)
+	}
+	list := func(user string) []any {
+		r := &chat.Request{Kind: chat.KindGroup, Op: chat.GroupList, From: user, ClientID: []byte("l" + user), Done: c}
+		p.submit(r)
+		c.wait(t, 1)
+		res := c.got["l"+user]
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		var v struct{ Groups []any }
+		if err := json.Unmarshal(append(append([]byte("{"), res.Data[1:]...), '}'), &v); err != nil {
+			t.Fatalf("group.list %s: %v", res.Data, err)
+		}
+		return v.Groups
+	}
+	for _, u := range []string{alice, bob, carol} {
+		eventually(t, u+" has the group message", func() bool { return len(msgs(t, p.svcs[chat.PartitionOf(u, 3)], u, gid)) == 1 })
+		eventually(t, u+"'s list of groups", func() bool { return len(list(u)) == 1 })
+	}
+	leave := &chat.Request{Kind: chat.KindGroup, Op: chat.GroupLeave, From: bob, Group: []byte(gid), ClientID: []byte("leave"), Done: c}
+	p.submit(leave)
+	c.wait(t, 1)
+	if err := c.got["leave"].Err; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "bob's list of groups to be empty", func() bool { return len(list(bob)) == 0 })
+	r := &chat.Request{Kind: chat.KindReceipt, From: carol, Status: chat.StatusRead, MsgIDs: [][]byte{[]byte(c.got["m"].MsgID)}, ClientID: []byte("rc"), Done: c}
+	p.submit(r)
+	c.wait(t, 1)
+	eventually(t, "message info to show carol's read", func() bool {
+		info := &chat.Request{Kind: chat.KindMsgInfo, From: alice, MsgIDs: [][]byte{[]byte(c.got["m"].MsgID)}, ClientID: []byte("info"), Done: c}
+		p.submit(info)
+		c.wait(t, 1)
+		return c.got["info"].Err == nil && strings.Contains(string(c.got["info"].Data), `"read":`)
+	})
 }

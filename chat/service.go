@@ -675,8 +675,9 @@ func (s *Service) addReceipt(ctx context.Context, b *building, r *Request) error
 			return err
 		}
 		if ok && isGroupInbox(m.To) {
-			if !s.control() {
-				b.forwardGroupReceipt(r.From, m.ID, r.Status) // the group's watermarks are ControlPartition's
+			if !s.owns(m.To) {
+				// The group's watermarks are its partition's.
+				b.forwardGroupReceipt(PartitionOf(m.To[len(groupInboxPrefix):], s.cfg.Partitions), r.From, m.ID, r.Status)
 				continue
 			}
 			if err := s.groupReceipt(ctx, b, r.From, &m, r.Status); err != nil {
