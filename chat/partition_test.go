@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -639,4 +640,33 @@ func TestPartitionedGroups(t *testing.T) {
 		c.wait(t, 1)
 		return c.got["info"].Err == nil && strings.Contains(string(c.got["info"].Data), `"read":`)
 	})
+}
+
+// A group icon set on the group's partition: the asset is checked there
+// from the store and pinned by the control partition, after which the
+// members may read it; an asset that is not the admin's is refused.
+func TestPartitionedGroupIcon(t *testing.T) {
+	p := newPartitions(t, 3)
+	alice, bob := userOn(1, 3, "alice"), userOn(2, 3, "bob")
+	ctl := p.svcs[chat.ControlPartition]
+	newAsset(t, ctl, alice, "ICON1", "ic01")
+	newAsset(t, ctl, bob, "BOBS", "b0b5")
+	gid := createGroup(t, p.svcs[1], alice, bob)
+	c := newCompleter()
+	set := func(id, asset string) chat.Result {
+		r := &chat.Request{Kind: chat.KindGroup, Op: chat.GroupIcon, From: alice, Group: []byte(gid), AssetID: []byte(asset), ClientID: []byte(id), Done: c}
+		p.submit(r)
+		c.wait(t, 1)
+		return c.got[id]
+	}
+	if res := set("bad", "BOBS"); res.Err == nil {
+		t.Fatal("alice set bob's asset as the icon")
+	}
+	if res := set("ok", "ICON1"); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	eventually(t, "bob to be allowed the icon", func() bool { return mayRead(ctl, "ICON1", bob) })
+	if ids, err := ctl.ExpiredAssets(context.Background(), 1<<62, 0, 10); err != nil || slices.Contains(ids, "ICON1") {
+		t.Fatalf("the pinned icon is up for collection: %v, %v", ids, err)
+	}
 }
