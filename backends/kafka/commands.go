@@ -264,7 +264,18 @@ func ConsumeCommands(ctx context.Context, cfg Config, cc CommandsConfig, claim C
 		return fmt.Errorf("kafka: %w", err)
 	}
 	c.cl = cl
-	defer cl.CloseAllowingRebalance()
+	defer func() { // bounded: see closeTimeout
+		done := make(chan struct{})
+		go func() {
+			cl.CloseAllowingRebalance()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(closeTimeout):
+			log.Warn("kafka: leaving the workers' group is taking long (a rebalance waits for a worker that died); going on", "after", closeTimeout)
+		}
+	}()
 	if err := ensureCommandTopic(ctx, cl, cfg, cc, topic); err != nil {
 		return err
 	}

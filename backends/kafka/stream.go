@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,7 +188,41 @@ func (b *Bus) consumeGroup(topic, group string, h chat.StreamHandler) (*consumer
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(st.name),
 		kgo.AutoCommitMarks(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// A member that died (kill -9) holds its partitions, and holds up
+		// every rebalance, for the session timeout: Kafka's minimum, as
+		// for the command log, not franz-go's 45 s.
+		kgo.SessionTimeout(groupSessionTimeout),
+		kgo.HeartbeatInterval(groupSessionTimeout/6),
+		kgo.RebalanceTimeout(groupRebalanceTimeout))
+}
+
+// Stream consumer groups' timeouts (ConsumeGroup).
+const (
+	groupSessionTimeout   = 6 * time.Second
+	groupRebalanceTimeout = 10 * time.Second
+)
+
+// closeTimeout bounds how long stopping a group consumer waits to leave
+// its group: a leave waits for a rebalance in progress, which waits for
+// members that died until their session times out. Past it the process
+// goes on (stopping); what the consumer had not committed is delivered
+// again, to the group's next member.
+const closeTimeout = 5 * time.Second
+
+// closeWithin closes cl, waiting at most d for it (a group member's
+// leave); the rest of the close finishes in the background.
+func closeWithin(cl *kgo.Client, d time.Duration, log *slog.Logger, what string) {
+	done := make(chan struct{})
+	go func() {
+		cl.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		log.Warn("kafka: leaving the consumer group is taking long (a rebalance waits for a member that died); going on", "consumer", what, "after", d)
+	}
 }
 
 // consumer is one Consume or ConsumeGroup loop.
@@ -261,7 +296,7 @@ func (c *consumer) stop() {
 	c.once.Do(func() {
 		c.stopFn()
 		<-c.done
-		c.cl.Close()
+		closeWithin(c.cl, closeTimeout, c.b.log, c.st.name)
 		c.st.consumers.Add(-1)
 	})
 }
