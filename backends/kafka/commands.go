@@ -112,6 +112,11 @@ func NewCommands(ctx context.Context, cfg Config, cc CommandsConfig) (*Commands,
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.ProducerLinger(0),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		// A partition whose leader the producer has not learned yet (a
+		// topic just created, a leader just moved) is asked about again
+		// this soon, not after franz-go's 5 s, which is as long as an
+		// append may wait (DeliveryTimeout).
+		kgo.MetadataMinAge(metadataMinAge),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
@@ -264,18 +269,7 @@ func ConsumeCommands(ctx context.Context, cfg Config, cc CommandsConfig, claim C
 		return fmt.Errorf("kafka: %w", err)
 	}
 	c.cl = cl
-	defer func() { // bounded: see closeTimeout
-		done := make(chan struct{})
-		go func() {
-			cl.CloseAllowingRebalance()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(closeTimeout):
-			log.Warn("kafka: leaving the workers' group is taking long (a rebalance waits for a worker that died); going on", "after", closeTimeout)
-		}
-	}()
+	defer closeWithin(cl.CloseAllowingRebalance, closeTimeout, log, topic)
 	if err := ensureCommandTopic(ctx, cl, cfg, cc, topic); err != nil {
 		return err
 	}

@@ -210,12 +210,12 @@ const (
 // again, to the group's next member.
 const closeTimeout = 5 * time.Second
 
-// closeWithin closes cl, waiting at most d for it (a group member's
-// leave); the rest of the close finishes in the background.
-func closeWithin(cl *kgo.Client, d time.Duration, log *slog.Logger, what string) {
+// closeWithin runs closeFn (a client's Close, which leaves its group),
+// waiting at most d for it; the rest finishes in the background.
+func closeWithin(closeFn func(), d time.Duration, log *slog.Logger, what string) {
 	done := make(chan struct{})
 	go func() {
-		cl.Close()
+		closeFn()
 		close(done)
 	}()
 	select {
@@ -296,7 +296,7 @@ func (c *consumer) stop() {
 	c.once.Do(func() {
 		c.stopFn()
 		<-c.done
-		closeWithin(c.cl, closeTimeout, c.b.log, c.st.name)
+		closeWithin(c.cl.Close, closeTimeout, c.b.log, c.st.name)
 		c.st.consumers.Add(-1)
 	})
 }
