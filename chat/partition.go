@@ -49,7 +49,9 @@ const ControlPartition = 0
 // PartitionOf returns the partition, of n, that owns key (a user id):
 // FNV-1a (32 bits) of its bytes, modulo n, which every process computes
 // the same way. It does not allocate.
-func PartitionOf(key string, n int) int {
+func PartitionOf(key string, n int) int { return partitionOf(key, n) }
+
+func partitionOf[S ~string | ~[]byte](key S, n int) int {
 	if n <= 1 {
 		return 0
 	}
@@ -86,27 +88,16 @@ func Route(r *Request, n int) int {
 		return PartitionOf(r.From, n)
 	case KindSend, KindTyping:
 		if len(r.Group) > 0 {
-			return partitionOfGroup(r.Group, n)
+			return partitionOf(r.Group, n)
 		}
 		return PartitionOf(r.From, n)
 	case KindGroup:
 		if r.Op == GroupCreate || r.Op == GroupList {
 			return PartitionOf(r.From, n) // a new group's id is one this partition owns
 		}
-		return partitionOfGroup(r.Group, n)
+		return partitionOf(r.Group, n)
 	}
 	return ControlPartition
-}
-
-// partitionOfGroup is PartitionOf for a group id given as bytes.
-func partitionOfGroup(id []byte, n int) int {
-	const offset, prime = 2166136261, 16777619
-	h := uint32(offset)
-	for _, c := range id {
-		h ^= uint32(c)
-		h *= prime
-	}
-	return int(h % uint32(n))
 }
 
 // Forwarder is an optional Bus ability that a partitioned Service needs:
